@@ -1,0 +1,381 @@
+//! The event vocabulary: every fact the engine writes to the WAL, and its exact byte encoding.
+//!
+//! The WAL itself (`crate::wal`) stores opaque `(record_type, payload)` pairs. This module owns
+//! the mapping from [`Event`] to a record type number and a payload encoded with bincode 2.0.x
+//! under a fixed configuration ([`payload_config`]): little-endian, fixed-width integers. The
+//! layouts are specified field by field in `wal-format.md` and pinned by golden vectors in
+//! `tests/golden.rs`; change neither without the other.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest payload a record may carry, in bytes. Enforced by the writer before anything is
+/// written and by the decoder before anything is allocated.
+pub const PAYLOAD_BYTES_MAX: usize = 1 << 20;
+
+/// The fixed bincode configuration for record payloads. Never change it in place: a new
+/// encoding needs a new WAL format version.
+pub fn payload_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<PAYLOAD_BYTES_MAX>()
+}
+
+/// One column value of a primary key, as stored in the WAL and bound as a query parameter.
+/// Primary key columns are never NULL, so there is no NULL variant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyValue {
+    /// A signed integer column (TINYINT .. BIGINT).
+    Int(i64),
+    /// An unsigned integer column, or a signed one whose value the server sent unsigned.
+    UInt(u64),
+    /// Everything the server sends as bytes: strings, DECIMAL, binary, and temporal values in
+    /// text protocol form.
+    Bytes(Vec<u8>),
+    /// A temporal value as sent by the binary protocol: year, month, day, hour, minute, second,
+    /// microsecond.
+    Date(u16, u8, u8, u8, u8, u8, u32),
+    /// A TIME value: negative, days, hours, minutes, seconds, microseconds.
+    Time(bool, u32, u8, u8, u8, u32),
+}
+
+/// A full primary key value: one entry per key column, in key order.
+pub type Key = Vec<KeyValue>;
+
+/// What a job moves where: recorded once, in the first record of a log, so that a different job
+/// pointed at the same WAL directory is recognised and refused. It holds no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobIdentity {
+    /// Source server as `host:port` (or socket path), without user or password.
+    pub source_server: String,
+    /// Source schema (database) name.
+    pub source_schema: String,
+    /// Source table name.
+    pub source_table: String,
+    /// Archive server as `host:port`; equal to `source_server` when the archive is on it.
+    pub archive_server: String,
+    /// Archive schema name.
+    pub archive_schema: String,
+    /// Archive table name.
+    pub archive_table: String,
+    /// The `where` predicate exactly as configured.
+    pub predicate: String,
+}
+
+impl JobIdentity {
+    /// Lists, as `field: recorded -> configured`, every field in which `configured` differs.
+    pub fn differences(&self, configured: &JobIdentity) -> Vec<String> {
+        let pairs = [
+            ("source server", &self.source_server, &configured.source_server),
+            ("source schema", &self.source_schema, &configured.source_schema),
+            ("source table", &self.source_table, &configured.source_table),
+            ("archive server", &self.archive_server, &configured.archive_server),
+            ("archive schema", &self.archive_schema, &configured.archive_schema),
+            ("archive table", &self.archive_table, &configured.archive_table),
+            ("where predicate", &self.predicate, &configured.predicate),
+        ];
+        pairs
+            .iter()
+            .filter(|(_, recorded, now)| recorded != now)
+            .map(|(name, recorded, now)| format!("{name}: {recorded:?} in the WAL, {now:?} configured"))
+            .collect()
+    }
+}
+
+/// The first record of every log: whose log this is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCreated {
+    /// The job this log belongs to.
+    pub job: JobIdentity,
+    /// Wall clock at creation, microseconds since the Unix epoch (informational).
+    pub created_unix_us: i64,
+}
+
+/// A run began. Everything a resumed run needs to archive exactly the same set is here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStarted {
+    /// Run number, 1 for the first run of the log, increasing by one.
+    pub run_id: u64,
+    /// The moment `NOW()` stands for in the predicate, microseconds since the Unix epoch. Every
+    /// session of the run sets `SET TIMESTAMP` to it.
+    pub now_unix_us: i64,
+    /// The largest primary key in the source when the run started; batches never go past it.
+    /// `None`: the source was empty, so the run has nothing to do.
+    pub key_bound: Option<Key>,
+    /// Rows per batch for this run.
+    pub batch_rows: u32,
+    /// Attempts a batch gets before it is parked.
+    pub attempts_max: u32,
+    /// Wall clock at start, microseconds since the Unix epoch (informational).
+    pub started_unix_us: i64,
+}
+
+/// A batch was planned: the next key range of the run. Durable before the batch's first
+/// statement runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchPlanned {
+    /// Batch number, unique in the log, increasing by one from 1.
+    pub batch_id: u64,
+    /// The run this batch belongs to.
+    pub run_id: u64,
+    /// Exclusive lower key bound; `None` means the start of the table.
+    pub lower: Option<Key>,
+    /// Inclusive upper key bound.
+    pub upper: Key,
+    /// Matching rows seen in the range when it was planned.
+    pub rows_planned: u64,
+}
+
+/// A batch's rows are committed in the archive (used when the archive is on another server,
+/// where copy and delete are separate transactions). Durable before the source delete runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCopied {
+    /// The batch.
+    pub batch_id: u64,
+    /// Rows inserted into the archive.
+    pub rows_copied: u64,
+    /// Rows whose identical copy the archive already held.
+    pub rows_already: u64,
+}
+
+/// A batch is finished: its rows with an identical archive copy are deleted from the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchDeleted {
+    /// The batch.
+    pub batch_id: u64,
+    /// Rows inserted into the archive by this attempt.
+    pub rows_copied: u64,
+    /// Rows whose identical copy the archive already held.
+    pub rows_already: u64,
+    /// Rows deleted from the source.
+    pub rows_deleted: u64,
+    /// Rows kept in the source because the archive holds a different row under the same key.
+    pub rows_conflicting: u64,
+}
+
+/// The archive holds a row under this key that differs from the source row, so the source row
+/// was kept. One record per key, written before the batch's `BatchDeleted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictFound {
+    /// The batch whose range holds the key.
+    pub batch_id: u64,
+    /// The conflicting primary key.
+    pub key: Key,
+}
+
+/// How an error affects the run; decides whether to retry, park, or stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorClass {
+    /// Deadlock, lock wait timeout, lost connection, server restart: retry with backoff.
+    Transient,
+    /// Only this batch is affected (e.g. a value the archive rejects): park it, go on.
+    Batch,
+    /// The run cannot go on (missing table, permission denied): stop the run.
+    Fatal,
+}
+
+/// An attempt at a batch failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchFailed {
+    /// The batch.
+    pub batch_id: u64,
+    /// Which attempt failed, 1 for the first.
+    pub attempt: u32,
+    /// How the error is treated.
+    pub class: ErrorClass,
+    /// The error as the server or client reported it (never holds a password).
+    pub message: String,
+}
+
+/// An operator asked for batches to be retried (`archiver reset`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchReset {
+    /// The batch to retry; its attempt count starts again at zero.
+    pub batch_id: u64,
+    /// Why, as the operator's command put it.
+    pub reason: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunOutcome {
+    /// Every batch up to the key bound was planned and none is left to execute (some may be
+    /// parked or hold conflicts).
+    Completed,
+}
+
+/// A run is over; the next invocation starts a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFinished {
+    /// The run.
+    pub run_id: u64,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// Wall clock at the end, microseconds since the Unix epoch (informational).
+    pub finished_unix_us: i64,
+}
+
+/// Every record the engine writes. The discriminant is the WAL record type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Record type 1.
+    LogCreated(LogCreated),
+    /// Record type 2.
+    RunStarted(RunStarted),
+    /// Record type 3.
+    BatchPlanned(BatchPlanned),
+    /// Record type 4.
+    BatchCopied(BatchCopied),
+    /// Record type 5.
+    BatchDeleted(BatchDeleted),
+    /// Record type 6.
+    ConflictFound(ConflictFound),
+    /// Record type 7.
+    BatchFailed(BatchFailed),
+    /// Record type 8.
+    BatchReset(BatchReset),
+    /// Record type 9.
+    RunFinished(RunFinished),
+}
+
+/// Why a record's payload could not be turned into an [`Event`].
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The record type is not one this version knows.
+    #[error("unknown record type {0}")]
+    UnknownType(u16),
+    /// The payload does not decode as the type's struct.
+    #[error("payload of record type {record_type} ({name}) does not decode: {message}")]
+    Payload {
+        /// The record type.
+        record_type: u16,
+        /// The type's name.
+        name: &'static str,
+        /// What bincode said.
+        message: String,
+    },
+    /// The payload decodes but has bytes left over.
+    #[error("payload of record type {record_type} ({name}) has {extra} trailing bytes")]
+    Trailing {
+        /// The record type.
+        record_type: u16,
+        /// The type's name.
+        name: &'static str,
+        /// Bytes after the decoded value.
+        extra: usize,
+    },
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding into a Vec cannot fail for these plain data types; a failure is a bug.
+    bincode::serde::encode_to_vec(value, payload_config()).expect("event payload encodes")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    record_type: u16,
+    name: &'static str,
+    payload: &[u8],
+) -> Result<T, DecodeError> {
+    let (value, used) = bincode::serde::decode_from_slice(payload, payload_config()).map_err(
+        |e| DecodeError::Payload {
+            record_type,
+            name,
+            message: e.to_string(),
+        },
+    )?;
+    if used != payload.len() {
+        return Err(DecodeError::Trailing {
+            record_type,
+            name,
+            extra: payload.len() - used,
+        });
+    }
+    Ok(value)
+}
+
+impl Event {
+    /// The WAL record type of this event.
+    pub fn record_type(&self) -> u16 {
+        match self {
+            Event::LogCreated(_) => 1,
+            Event::RunStarted(_) => 2,
+            Event::BatchPlanned(_) => 3,
+            Event::BatchCopied(_) => 4,
+            Event::BatchDeleted(_) => 5,
+            Event::ConflictFound(_) => 6,
+            Event::BatchFailed(_) => 7,
+            Event::BatchReset(_) => 8,
+            Event::RunFinished(_) => 9,
+        }
+    }
+
+    /// The event's name, as `inspect` prints it.
+    pub fn name(&self) -> &'static str {
+        type_name(self.record_type()).unwrap_or("Unknown")
+    }
+
+    /// The payload bytes of this event.
+    pub fn encode_payload(&self) -> Vec<u8> {
+        match self {
+            Event::LogCreated(e) => encode(e),
+            Event::RunStarted(e) => encode(e),
+            Event::BatchPlanned(e) => encode(e),
+            Event::BatchCopied(e) => encode(e),
+            Event::BatchDeleted(e) => encode(e),
+            Event::ConflictFound(e) => encode(e),
+            Event::BatchFailed(e) => encode(e),
+            Event::BatchReset(e) => encode(e),
+            Event::RunFinished(e) => encode(e),
+        }
+    }
+
+    /// Decodes a record's payload given its type. Never panics, never allocates more than
+    /// [`PAYLOAD_BYTES_MAX`] whatever the bytes say.
+    pub fn decode(record_type: u16, payload: &[u8]) -> Result<Event, DecodeError> {
+        let name = type_name(record_type).ok_or(DecodeError::UnknownType(record_type))?;
+        Ok(match record_type {
+            1 => Event::LogCreated(decode(record_type, name, payload)?),
+            2 => Event::RunStarted(decode(record_type, name, payload)?),
+            3 => Event::BatchPlanned(decode(record_type, name, payload)?),
+            4 => Event::BatchCopied(decode(record_type, name, payload)?),
+            5 => Event::BatchDeleted(decode(record_type, name, payload)?),
+            6 => Event::ConflictFound(decode(record_type, name, payload)?),
+            7 => Event::BatchFailed(decode(record_type, name, payload)?),
+            8 => Event::BatchReset(decode(record_type, name, payload)?),
+            9 => Event::RunFinished(decode(record_type, name, payload)?),
+            _ => unreachable!("type_name knows only the types matched above"),
+        })
+    }
+
+    /// The event as a JSON value (for `inspect --format json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let value = match self {
+            Event::LogCreated(e) => serde_json::to_value(e),
+            Event::RunStarted(e) => serde_json::to_value(e),
+            Event::BatchPlanned(e) => serde_json::to_value(e),
+            Event::BatchCopied(e) => serde_json::to_value(e),
+            Event::BatchDeleted(e) => serde_json::to_value(e),
+            Event::ConflictFound(e) => serde_json::to_value(e),
+            Event::BatchFailed(e) => serde_json::to_value(e),
+            Event::BatchReset(e) => serde_json::to_value(e),
+            Event::RunFinished(e) => serde_json::to_value(e),
+        };
+        value.expect("event converts to JSON")
+    }
+}
+
+/// The name of a record type, or `None` for a type this version does not know.
+pub fn type_name(record_type: u16) -> Option<&'static str> {
+    Some(match record_type {
+        1 => "LogCreated",
+        2 => "RunStarted",
+        3 => "BatchPlanned",
+        4 => "BatchCopied",
+        5 => "BatchDeleted",
+        6 => "ConflictFound",
+        7 => "BatchFailed",
+        8 => "BatchReset",
+        9 => "RunFinished",
+        _ => return None,
+    })
+}

@@ -1,0 +1,8 @@
+//! `archiver`: moves old rows from a MySQL/MariaDB table into an archive table in batches,
+//! archive then delete, with an append-only write-ahead log as the source of truth for progress.
+//!
+//! See `ARCHITECTURE.md` for the map of modules and the invariants they keep.
+
+pub mod event;
+pub mod inspect;
+pub mod wal;

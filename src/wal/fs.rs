@@ -1,0 +1,206 @@
+//! The filesystem seam of the WAL writer: every write, sync, allocation and directory change
+//! the writer makes goes through [`WalFs`] / [`WalFile`], so tests can inject failures
+//! ([`FaultyFs`]) and show that one failed write or sync poisons the writer.
+//!
+//! Reads do not go through the seam: the reader opens files read-only with `std` and memmap2.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Directory-level operations the writer needs.
+pub trait WalFs: Send + Sync {
+    /// Opens an existing segment for reading and writing.
+    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn WalFile>>;
+    /// Creates a new segment file; fails if it exists.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WalFile>>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries durable (fsync on the directory).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// One open segment file.
+pub trait WalFile: Send {
+    /// Writes all of `buf` at `offset` (positional write).
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes written data durable (fdatasync).
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Makes written data and all metadata durable (fsync).
+    fn sync_all(&mut self) -> io::Result<()>;
+    /// Makes the file `len` bytes long with allocated blocks that read as zeros.
+    fn allocate(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// The real filesystem.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+struct RealFile(File);
+
+impl WalFs for RealFs {
+    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Box::new(RealFile(file)))
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Box::new(RealFile(file)))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+impl WalFile for RealFile {
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let len_off = libc::off_t::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
+        // SAFETY: plain syscall on a file descriptor we own; no memory is passed.
+        let rc = unsafe { libc::posix_fallocate(self.0.as_raw_fd(), 0, len_off) };
+        match rc {
+            0 => Ok(()),
+            // Filesystems without fallocate: a sparse file also reads as zeros.
+            libc::EOPNOTSUPP | libc::EINVAL => self.0.set_len(len),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
+
+/// Which operation [`FaultyFs`] counts and fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// `write_all_at` on a segment.
+    Write,
+    /// `sync_data` / `sync_all` on a segment, or `sync_dir`.
+    Sync,
+}
+
+/// A test filesystem: the real one, except that one chosen future write or sync fails with an
+/// I/O error ([`FaultyFs::fail_nth`]). Operations after it succeed again, as a flaky disk's
+/// would; the writer must refuse them anyway. Clones share their state.
+#[derive(Debug, Clone, Default)]
+pub struct FaultyFs {
+    state: Arc<FaultState>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    writes: AtomicU64,
+    syncs: AtomicU64,
+    /// Fail the write whose 1-based count equals this (0 = none).
+    fail_write: AtomicU64,
+    /// Fail the sync whose 1-based count equals this (0 = none).
+    fail_sync: AtomicU64,
+}
+
+impl FaultyFs {
+    /// A filesystem that fails nothing until told to.
+    pub fn new() -> FaultyFs {
+        FaultyFs::default()
+    }
+
+    /// Makes the `n`th (1-based) operation of `kind` from now on fail.
+    pub fn fail_nth(&self, kind: FaultKind, n: u64) {
+        let (count, target) = self.counters(kind);
+        target.store(count.load(Ordering::SeqCst) + n, Ordering::SeqCst);
+    }
+
+    /// Operations of `kind` attempted so far.
+    pub fn attempts(&self, kind: FaultKind) -> u64 {
+        self.counters(kind).0.load(Ordering::SeqCst)
+    }
+
+    fn counters(&self, kind: FaultKind) -> (&AtomicU64, &AtomicU64) {
+        match kind {
+            FaultKind::Write => (&self.state.writes, &self.state.fail_write),
+            FaultKind::Sync => (&self.state.syncs, &self.state.fail_sync),
+        }
+    }
+
+    fn check(&self, kind: FaultKind) -> io::Result<()> {
+        let (count, target) = self.counters(kind);
+        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == target.load(Ordering::SeqCst) {
+            return Err(io::Error::other(format!("injected {kind:?} failure #{n}")));
+        }
+        Ok(())
+    }
+}
+
+struct FaultyFile {
+    inner: Box<dyn WalFile>,
+    fs: FaultyFs,
+}
+
+impl WalFs for FaultyFs {
+    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        Ok(Box::new(FaultyFile {
+            inner: RealFs.open_rw(path)?,
+            fs: self.clone(),
+        }))
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        Ok(Box::new(FaultyFile {
+            inner: RealFs.create_new(path)?,
+            fs: self.clone(),
+        }))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check(FaultKind::Sync)?;
+        RealFs.sync_dir(dir)
+    }
+}
+
+impl WalFile for FaultyFile {
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.fs.check(FaultKind::Write)?;
+        self.inner.write_all_at(buf, offset)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.fs.check(FaultKind::Sync)?;
+        self.inner.sync_data()
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.fs.check(FaultKind::Sync)?;
+        self.inner.sync_all()
+    }
+
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.allocate(len)
+    }
+}

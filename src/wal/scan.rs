@@ -1,0 +1,537 @@
+//! The read-only scanner: lists a WAL directory's segments, checks every header and frame, and
+//! classifies damage exactly as recovery does. Recovery ([`crate::wal::WalWriter::open`]),
+//! [`read_dir`] and `inspect` all go through [`scan_dir`], so they can never disagree about
+//! what a log holds.
+//!
+//! It never writes, never locks, and opens files read-only. Sealed segments (all but the last)
+//! are memory-mapped; the last one is read into memory, because a concurrent writer may still
+//! change it. Memory is bounded: no length field is trusted before it is bounds-checked, and a
+//! segment file larger than [`SEGMENT_BYTES_MAX`] is reported, not read.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use super::format::{
+    all_zero, check_frame, find_valid_frame_after, nonzero_end, parse_segment_file_name,
+    segment_file_name, FrameCheck, Resync, SegmentHeader, HEADER_BYTES, SEGMENT_BYTES_MAX,
+};
+use super::{Lsn, Record, RecoveryMode, TailCut, WalError};
+
+/// What the scanner concluded about one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentStatus {
+    /// Not the last segment, every record valid, zeros after the last one.
+    Sealed,
+    /// The last segment, every record valid, zeros after the last one.
+    Active,
+    /// The last segment ends in a torn tail that recovery cuts.
+    TornTail,
+    /// The last segment's header was never completely written and nothing follows it: a crash
+    /// while creating it. Recovery deletes it.
+    TornCreation,
+    /// Damage recovery refuses to touch.
+    Corrupt,
+}
+
+impl SegmentStatus {
+    /// The status as `inspect` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SegmentStatus::Sealed => "sealed",
+            SegmentStatus::Active => "active",
+            SegmentStatus::TornTail => "torn-tail",
+            SegmentStatus::TornCreation => "torn-creation",
+            SegmentStatus::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// One segment as scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// Sequence number from the file name.
+    pub seq: u64,
+    /// File name, `wal-{seq:016x}.seg`.
+    pub name: String,
+    /// Full path.
+    pub path: PathBuf,
+    /// File size in bytes.
+    pub file_bytes: u64,
+    /// Log id from the header, if the header is valid.
+    pub log_id: Option<u128>,
+    /// LSN the header says the segment starts at, if the header is valid.
+    pub header_first_lsn: Option<Lsn>,
+    /// LSN of the first valid record found.
+    pub first_lsn: Option<Lsn>,
+    /// LSN of the last valid record found.
+    pub last_lsn: Option<Lsn>,
+    /// Valid records found.
+    pub records: u64,
+    /// Offset just past the last valid record before any damage: where appending resumes.
+    pub end_offset: u64,
+    /// What the scanner concluded.
+    pub status: SegmentStatus,
+}
+
+/// Damage found by the scanner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// The last segment ends in an incomplete or invalid record with nothing valid after it (or
+    /// salvage was asked for): recovery cuts it.
+    TornTail(TailCut),
+    /// The last segment was never completely created: recovery deletes it.
+    TornCreation {
+        /// The segment file.
+        segment: PathBuf,
+        /// What its header looks like.
+        detail: String,
+    },
+    /// Anything else: recovery refuses to open the log.
+    Corruption {
+        /// The damaged file.
+        segment: PathBuf,
+        /// Offset of the damage.
+        offset: u64,
+        /// What was found and what was expected.
+        detail: String,
+    },
+}
+
+impl Damage {
+    /// The error recovery reports for this damage (only corruption is an error).
+    pub fn to_error(&self) -> Option<WalError> {
+        match self {
+            Damage::Corruption {
+                segment,
+                offset,
+                detail,
+            } => Some(WalError::Corruption {
+                path: segment.clone(),
+                offset: *offset,
+                detail: detail.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What the scanner hands its visitor, in file order.
+#[derive(Debug)]
+pub enum ScanItem<'a> {
+    /// A valid record. Records come in increasing LSN order until a `Corruption`; after one
+    /// (if the visitor continues) they come from wherever the scanner could resynchronise.
+    Record(Record<'a>),
+    /// Damage, at the point of the scan where it was found.
+    Damage(&'a Damage),
+}
+
+/// The result of scanning a directory.
+#[derive(Debug, Clone, Default)]
+pub struct DirScan {
+    /// Log id of the first segment with a valid header.
+    pub log_id: Option<u128>,
+    /// Every segment file, in sequence order (up to where the visitor stopped).
+    pub segments: Vec<SegmentSummary>,
+    /// Every damage found, in scan order.
+    pub damages: Vec<Damage>,
+    /// Valid records found.
+    pub records: u64,
+    /// LSN of the last valid record found before any corruption (0 if none).
+    pub last_lsn: Lsn,
+    /// Whether the visitor stopped the scan early.
+    pub stopped: bool,
+}
+
+/// Summary of a read-only scan by [`read_dir`].
+#[derive(Debug, Clone, Default)]
+pub struct DirReport {
+    /// The log's id (`None` if the directory holds no segment).
+    pub log_id: Option<u128>,
+    /// Every segment, in order.
+    pub segments: Vec<SegmentSummary>,
+    /// Valid records visited.
+    pub records: u64,
+    /// LSN of the last valid record (0 if none).
+    pub last_lsn: Lsn,
+    /// The torn tail recovery would cut, if any.
+    pub torn_tail: Option<TailCut>,
+    /// The torn last segment recovery would delete, if any.
+    pub torn_segment: Option<PathBuf>,
+}
+
+/// Read-only, lock-free scan of a WAL directory (for `inspect` and `status`): visits every valid
+/// record in LSN order and never modifies a byte. A torn tail is reported in the result (it is
+/// what a crash leaves); corruption is an error. The visitor may have seen records before the
+/// corruption was found: on `Err`, discard what it built. A directory without segments is an
+/// empty log (`segments` empty); a missing directory is an `Io` error.
+pub fn read_dir(dir: &Path, visit: &mut dyn FnMut(&Record<'_>)) -> Result<DirReport, WalError> {
+    let mut corruption = None;
+    let scan = scan_dir(
+        dir,
+        RecoveryMode::TolerateTornTail,
+        &mut |item| match item {
+            ScanItem::Record(r) => {
+                visit(&r);
+                ControlFlow::Continue(())
+            }
+            ScanItem::Damage(d) => match d.to_error() {
+                Some(e) => {
+                    corruption = Some(e);
+                    ControlFlow::Break(())
+                }
+                None => ControlFlow::Continue(()),
+            },
+        },
+    )?;
+    if let Some(e) = corruption {
+        return Err(e);
+    }
+    let mut report = DirReport {
+        log_id: scan.log_id,
+        records: scan.records,
+        last_lsn: scan.last_lsn,
+        ..DirReport::default()
+    };
+    for d in scan.damages {
+        match d {
+            Damage::TornTail(cut) => report.torn_tail = Some(cut),
+            Damage::TornCreation { segment, .. } => report.torn_segment = Some(segment),
+            Damage::Corruption { .. } => unreachable!("corruption returned above"),
+        }
+    }
+    report.segments = scan.segments;
+    Ok(report)
+}
+
+/// Lists the segment files of `dir` in sequence order. Other files are ignored.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+    let entries = std::fs::read_dir(dir).map_err(WalError::io("read directory", dir))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(WalError::io("read directory", dir))?;
+        let name = entry.file_name();
+        if let Some(seq) = name.to_str().and_then(parse_segment_file_name) {
+            segments.push((seq, entry.path()));
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// Scans every segment of `dir` in order, checking headers, sequence numbers, log ids, LSN
+/// continuity and every frame, and hands records and damage to `visit` as it finds them.
+/// `recovery` decides how the last segment's damage is classified. If `visit` returns
+/// `Continue` after a corruption, the scan resynchronises (next valid frame, next segment) and
+/// goes on, which is what `inspect` wants; recovery stops at the first corruption.
+/// Errors are I/O errors only; damage is reported through `visit` and the result.
+pub fn scan_dir(
+    dir: &Path,
+    recovery: RecoveryMode,
+    visit: &mut dyn FnMut(ScanItem<'_>) -> ControlFlow<()>,
+) -> Result<DirScan, WalError> {
+    let files = list_segments(dir)?;
+    let mut scanner = Scanner {
+        recovery,
+        expected_seq: 1,
+        next_lsn: 1,
+        damaged: false,
+        scan: DirScan::default(),
+        visit,
+    };
+    for (i, (seq, path)) in files.iter().enumerate() {
+        let is_last = i + 1 == files.len();
+        let flow = match SegmentBytes::load(path, !is_last)? {
+            Some(data) => scanner.segment(*seq, path, &data, is_last),
+            None => scanner.oversized(*seq, path),
+        };
+        if flow.is_break() {
+            scanner.scan.stopped = true;
+            break;
+        }
+    }
+    Ok(scanner.scan)
+}
+
+/// A segment's bytes: mapped (sealed segments) or read (the last one).
+enum SegmentBytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl SegmentBytes {
+    /// The file's bytes, or `None` if it is larger than any segment may be.
+    fn load(path: &Path, map: bool) -> Result<Option<SegmentBytes>, WalError> {
+        let file = std::fs::File::open(path).map_err(WalError::io("open", path))?;
+        let len = file.metadata().map_err(WalError::io("stat", path))?.len();
+        if len > SEGMENT_BYTES_MAX {
+            // Not read at all: the scanner reports it from its length alone.
+            return Ok(None);
+        }
+        if map && len > 0 {
+            // SAFETY: sealed segments are never modified or truncated by the writer (only the
+            // last segment is ever cut or deleted), so the mapping stays valid while we read it.
+            let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(WalError::io("map", path))?;
+            let _ = mmap.advise(memmap2::Advice::Sequential);
+            return Ok(Some(SegmentBytes::Mapped(mmap)));
+        }
+        use std::io::Read;
+        let mut data = Vec::with_capacity(len as usize);
+        (&file)
+            .take(SEGMENT_BYTES_MAX)
+            .read_to_end(&mut data)
+            .map_err(WalError::io("read", path))?;
+        Ok(Some(SegmentBytes::Owned(data)))
+    }
+}
+
+impl std::ops::Deref for SegmentBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            SegmentBytes::Mapped(m) => m,
+            SegmentBytes::Owned(v) => v,
+        }
+    }
+}
+
+struct Scanner<'v> {
+    recovery: RecoveryMode,
+    /// Sequence number the next segment should have.
+    expected_seq: u64,
+    /// LSN the next record should have.
+    next_lsn: Lsn,
+    /// Whether corruption was seen: records after it are not counted in `last_lsn`.
+    damaged: bool,
+    scan: DirScan,
+    visit: &'v mut dyn FnMut(ScanItem<'_>) -> ControlFlow<()>,
+}
+
+impl Scanner<'_> {
+    fn damage(&mut self, damage: Damage) -> ControlFlow<()> {
+        if matches!(damage, Damage::Corruption { .. }) {
+            self.damaged = true;
+        }
+        let flow = (self.visit)(ScanItem::Damage(&damage));
+        self.scan.damages.push(damage);
+        flow
+    }
+
+    fn corruption(
+        &mut self,
+        summary: &mut SegmentSummary,
+        offset: usize,
+        detail: String,
+    ) -> ControlFlow<()> {
+        summary.status = SegmentStatus::Corrupt;
+        self.damage(Damage::Corruption {
+            segment: summary.path.clone(),
+            offset: offset as u64,
+            detail,
+        })
+    }
+
+    fn summary(seq: u64, path: &Path, data: &[u8], is_last: bool) -> SegmentSummary {
+        SegmentSummary {
+            seq,
+            name: segment_file_name(seq),
+            path: path.to_path_buf(),
+            file_bytes: data.len() as u64,
+            log_id: None,
+            header_first_lsn: None,
+            first_lsn: None,
+            last_lsn: None,
+            records: 0,
+            end_offset: HEADER_BYTES as u64,
+            status: if is_last {
+                SegmentStatus::Active
+            } else {
+                SegmentStatus::Sealed
+            },
+        }
+    }
+
+    fn oversized(&mut self, seq: u64, path: &Path) -> ControlFlow<()> {
+        let mut summary = Scanner::summary(seq, path, &[], false);
+        summary.file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+        self.expected_seq = seq.saturating_add(1);
+        let detail = format!(
+            "segment file is {} bytes, more than the largest segment size ({SEGMENT_BYTES_MAX} bytes); it was not read",
+            summary.file_bytes
+        );
+        let flow = self.corruption(&mut summary, 0, detail);
+        self.scan.segments.push(summary);
+        flow
+    }
+
+    fn segment(&mut self, seq: u64, path: &Path, data: &[u8], is_last: bool) -> ControlFlow<()> {
+        let mut summary = Scanner::summary(seq, path, data, is_last);
+        let flow = self.segment_body(&mut summary, data, is_last);
+        self.scan.segments.push(summary);
+        flow
+    }
+
+    fn segment_body(
+        &mut self,
+        summary: &mut SegmentSummary,
+        data: &[u8],
+        is_last: bool,
+    ) -> ControlFlow<()> {
+        let seq = summary.seq;
+        if seq != self.expected_seq {
+            let detail = format!(
+                "segment {} is missing: expected segment sequence number {}, found {seq}",
+                segment_file_name(self.expected_seq),
+                self.expected_seq
+            );
+            self.corruption(summary, 0, detail)?;
+        }
+        self.expected_seq = seq.saturating_add(1);
+
+        let mut offset = HEADER_BYTES;
+        match SegmentHeader::decode(data) {
+            Err(problem) => {
+                let body_zero = all_zero(data.get(HEADER_BYTES..).unwrap_or(&[]));
+                if is_last && problem.may_be_torn() && body_zero {
+                    summary.status = SegmentStatus::TornCreation;
+                    return self.damage(Damage::TornCreation {
+                        segment: summary.path.clone(),
+                        detail: problem.to_string(),
+                    });
+                }
+                let detail = if is_last {
+                    problem.to_string()
+                } else {
+                    format!("{problem}; this is not the last segment, so its header was synced")
+                };
+                self.corruption(summary, 0, detail)?;
+                // Resynchronise on the first valid frame after the header, if any.
+                match find_valid_frame_after(data, HEADER_BYTES - 1, self.next_lsn - 1) {
+                    Resync::Found(frame) => {
+                        offset = frame.offset;
+                        self.next_lsn = frame.lsn;
+                    }
+                    Resync::NotFound | Resync::GaveUp { .. } => return ControlFlow::Continue(()),
+                }
+            }
+            Ok(header) => {
+                summary.log_id = Some(header.log_id);
+                summary.header_first_lsn = Some(header.first_lsn);
+                if header.seq != seq {
+                    let detail = format!(
+                        "segment header says sequence number {}, the file name says {seq}",
+                        header.seq
+                    );
+                    self.corruption(summary, 16, detail)?;
+                }
+                match self.scan.log_id {
+                    None => self.scan.log_id = Some(header.log_id),
+                    Some(id) if id != header.log_id => {
+                        let detail = format!(
+                            "segment belongs to another log: log id {:032x}, this log's id is {id:032x}",
+                            header.log_id
+                        );
+                        self.corruption(summary, 32, detail)?;
+                    }
+                    Some(_) => {}
+                }
+                if header.first_lsn != self.next_lsn {
+                    let detail = format!(
+                        "segment header says its first lsn is {}, expected {} (one after the previous record)",
+                        header.first_lsn, self.next_lsn
+                    );
+                    self.corruption(summary, 24, detail)?;
+                    self.next_lsn = header.first_lsn.max(1);
+                }
+            }
+        }
+        self.frames(summary, data, offset, is_last)
+    }
+
+    fn frames(
+        &mut self,
+        summary: &mut SegmentSummary,
+        data: &[u8],
+        mut offset: usize,
+        is_last: bool,
+    ) -> ControlFlow<()> {
+        loop {
+            match check_frame(data, offset, self.next_lsn) {
+                FrameCheck::Valid(frame) => {
+                    summary.first_lsn.get_or_insert(frame.lsn);
+                    summary.last_lsn = Some(frame.lsn);
+                    summary.records += 1;
+                    self.scan.records += 1;
+                    if !self.damaged {
+                        self.scan.last_lsn = frame.lsn;
+                        summary.end_offset = frame.end() as u64;
+                    }
+                    self.next_lsn = frame.lsn + 1;
+                    offset = frame.end();
+                    (self.visit)(ScanItem::Record(Record {
+                        lsn: frame.lsn,
+                        record_type: frame.record_type,
+                        payload: frame.payload,
+                        segment_seq: summary.seq,
+                        offset: frame.offset as u64,
+                    }))?;
+                }
+                FrameCheck::End => {
+                    if !self.damaged {
+                        summary.end_offset = offset as u64;
+                    }
+                    return ControlFlow::Continue(());
+                }
+                FrameCheck::Bad {
+                    detail,
+                    checksum_valid,
+                } => {
+                    let later = find_valid_frame_after(data, offset, self.next_lsn - 1);
+                    let torn = !checksum_valid && matches!(later, Resync::NotFound);
+                    let salvage = self.recovery == RecoveryMode::SalvageLastSegment;
+                    if is_last && (torn || salvage) {
+                        let cut = TailCut {
+                            segment: summary.path.clone(),
+                            offset: offset as u64,
+                            bytes_discarded: nonzero_end(data).saturating_sub(offset) as u64,
+                            detail,
+                            salvaged: !torn,
+                        };
+                        if summary.status != SegmentStatus::Corrupt {
+                            summary.status = SegmentStatus::TornTail;
+                        }
+                        summary.end_offset = offset as u64;
+                        return self.damage(Damage::TornTail(cut));
+                    }
+                    let mut detail = detail;
+                    match &later {
+                        Resync::Found(frame) => detail.push_str(&format!(
+                            "; a valid record (lsn {}) follows at offset {}, so this is not a torn tail",
+                            frame.lsn, frame.offset
+                        )),
+                        Resync::GaveUp { offset } => detail.push_str(&format!(
+                            "; the search for valid records after it gave up at offset {offset} (too many candidate frames), so it cannot be treated as a torn tail"
+                        )),
+                        Resync::NotFound if checksum_valid => detail
+                            .push_str("; a complete record with the wrong lsn is not a torn write"),
+                        Resync::NotFound => {}
+                    }
+                    if !is_last {
+                        detail.push_str(
+                            "; this is not the last segment, so all of it was synced before the next was created",
+                        );
+                    }
+                    self.corruption(summary, offset, detail)?;
+                    match later {
+                        Resync::Found(frame) => {
+                            offset = frame.offset;
+                            self.next_lsn = frame.lsn;
+                        }
+                        Resync::NotFound | Resync::GaveUp { .. } => {
+                            return ControlFlow::Continue(())
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! [`WalWriter`]: the only code that writes a WAL directory. It holds the directory's exclusive
+//! lock for its whole life, recovers the log on open (replaying every valid record to the
+//! caller, cutting a torn tail, refusing corruption), buffers appends, and makes them durable
+//! on [`WalWriter::sync`].
+//!
+//! **After any failed write or sync the writer is poisoned: every later call returns
+//! [`WalError::Poisoned`].** After a failed fsync the kernel may have dropped the dirty pages
+//! and cleared the error, so nothing the writer believes about the file can be trusted; the
+//! process must restart and recover from what is on disk.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::format::{
+    encode_frame, payload_bytes_max, segment_file_name, SegmentHeader, FRAME_OVERHEAD_BYTES,
+    HEADER_BYTES, LOCK_FILE_NAME, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+};
+use super::fs::{RealFs, WalFile, WalFs};
+use super::scan::{scan_dir, Damage, ScanItem};
+use super::{BoxError, Lsn, Record, TailCut, WalError, WalOptions};
+
+/// Buffered appends are written to the file once the buffer holds this many bytes.
+const BUFFER_FLUSH_BYTES: usize = 256 << 10;
+/// Zeros are written in chunks of this size when a torn tail is cut.
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
+
+/// What opening a log found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The directory held no segment: a new log was created.
+    pub created: bool,
+    /// Valid records replayed to the visitor.
+    pub records: u64,
+    /// Segments in the log after opening.
+    pub segments: usize,
+    /// The torn tail that was cut, if any.
+    pub cut: Option<TailCut>,
+    /// A torn (never completely created) last segment that was deleted, if any.
+    pub removed_segment: Option<PathBuf>,
+    /// The log's id.
+    pub log_id: u128,
+    /// LSN the next append gets.
+    pub next_lsn: Lsn,
+}
+
+/// The writer of one WAL directory. See the module doc.
+pub struct WalWriter {
+    /// Filesystem seam every write and sync goes through.
+    fs: Arc<dyn WalFs>,
+    /// The WAL directory.
+    dir: PathBuf,
+    /// The locked `LOCK` file; the lock is released when it is closed.
+    _lock: File,
+    /// Size of new segments.
+    segment_bytes: u64,
+    /// Largest payload accepted (fits an empty segment).
+    payload_bytes_max: usize,
+    /// The log's id, written into every segment header.
+    log_id: u128,
+    /// Sequence number of the segment being appended to.
+    seq: u64,
+    /// That segment's path (for error messages).
+    path: PathBuf,
+    /// That segment, open for writing.
+    file: Box<dyn WalFile>,
+    /// Its size: frames must end at or before it.
+    capacity: u64,
+    /// File offset where `buf` starts.
+    write_offset: u64,
+    /// Encoded frames not yet written.
+    buf: Vec<u8>,
+    /// LSN of the next append.
+    next_lsn: Lsn,
+    /// Last LSN made durable (0 = none).
+    durable_lsn: Lsn,
+    /// An earlier write or sync failed.
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for WalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalWriter")
+            .field("dir", &self.dir)
+            .field("seq", &self.seq)
+            .field("next_lsn", &self.next_lsn)
+            .field("durable_lsn", &self.durable_lsn)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WalWriter {
+    /// Takes the directory lock (error [`WalError::Locked`] naming the holder if busy), creates
+    /// the directory and a new log (random log id) if it holds no segment, validates every
+    /// segment, cuts a torn tail per the recovery rules (logging segment and offset via
+    /// `tracing::warn`), and feeds every valid record, in LSN order, to `visit`. A visitor error
+    /// aborts opening. On corruption nothing on disk is changed. On any error the visitor may
+    /// have seen a prefix of the log: discard what it built.
+    pub fn open(
+        dir: &Path,
+        options: WalOptions,
+        visit: &mut dyn FnMut(&Record<'_>) -> Result<(), BoxError>,
+    ) -> Result<(WalWriter, OpenReport), WalError> {
+        WalWriter::open_with_fs(dir, options, Arc::new(RealFs), visit)
+    }
+
+    /// [`WalWriter::open`] through a given filesystem seam (tests inject failures with it).
+    pub fn open_with_fs(
+        dir: &Path,
+        options: WalOptions,
+        fs: Arc<dyn WalFs>,
+        visit: &mut dyn FnMut(&Record<'_>) -> Result<(), BoxError>,
+    ) -> Result<(WalWriter, OpenReport), WalError> {
+        check_options(&options)?;
+        create_dir(dir, fs.as_ref())?;
+        let lock = lock_dir(dir)?;
+
+        let mut visit_error = None;
+        let mut corruption = None;
+        let scan = scan_dir(dir, options.recovery, &mut |item| match item {
+            ScanItem::Record(record) => match visit(&record) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    visit_error = Some((record.lsn, record.segment_seq, record.offset, e));
+                    ControlFlow::Break(())
+                }
+            },
+            ScanItem::Damage(damage) => match damage.to_error() {
+                Some(e) => {
+                    corruption = Some(e);
+                    ControlFlow::Break(())
+                }
+                None => ControlFlow::Continue(()),
+            },
+        })?;
+        if let Some(e) = corruption {
+            return Err(e);
+        }
+        if let Some((lsn, seq, offset, source)) = visit_error {
+            return Err(WalError::Visitor {
+                lsn,
+                path: dir.join(segment_file_name(seq)),
+                offset,
+                source,
+            });
+        }
+
+        let mut report = OpenReport {
+            created: false,
+            records: scan.records,
+            segments: scan.segments.len(),
+            cut: None,
+            removed_segment: None,
+            log_id: 0,
+            next_lsn: scan.last_lsn + 1,
+        };
+        let mut segments = scan.segments;
+        for damage in scan.damages {
+            match damage {
+                Damage::TornTail(cut) => {
+                    cut_tail(fs.as_ref(), &cut)?;
+                    report.cut = Some(cut);
+                }
+                Damage::TornCreation { segment, detail } => {
+                    fs.remove_file(&segment)
+                        .map_err(WalError::io("remove", &segment))?;
+                    fs.sync_dir(dir).map_err(WalError::io("fsync", dir))?;
+                    tracing::warn!(
+                        segment = %segment.display(),
+                        "removed a WAL segment whose creation a crash interrupted ({detail}); it held no records"
+                    );
+                    segments.pop();
+                    report.removed_segment = Some(segment);
+                }
+                Damage::Corruption { .. } => unreachable!("corruption returned above"),
+            }
+        }
+
+        let writer = match segments.last() {
+            None => {
+                let log_id = new_log_id()?;
+                report.created = true;
+                WalWriter::create_log(dir, fs, lock, &options, log_id)?
+            }
+            Some(last) => {
+                let log_id = scan.log_id.expect("a valid segment has a log id");
+                let file = fs
+                    .open_rw(&last.path)
+                    .map_err(WalError::io("open", &last.path))?;
+                WalWriter {
+                    fs,
+                    dir: dir.to_path_buf(),
+                    _lock: lock,
+                    segment_bytes: options.segment_bytes,
+                    payload_bytes_max: payload_bytes_max(options.segment_bytes),
+                    log_id,
+                    seq: last.seq,
+                    path: last.path.clone(),
+                    file,
+                    capacity: last.file_bytes,
+                    write_offset: last.end_offset,
+                    buf: Vec::with_capacity(BUFFER_FLUSH_BYTES + FRAME_OVERHEAD_BYTES),
+                    next_lsn: scan.last_lsn + 1,
+                    durable_lsn: scan.last_lsn,
+                    poisoned: false,
+                }
+            }
+        };
+        write_pid(&writer._lock, dir)?;
+        report.segments = segments.len().max(1);
+        report.log_id = writer.log_id;
+        report.next_lsn = writer.next_lsn;
+        Ok((writer, report))
+    }
+
+    fn create_log(
+        dir: &Path,
+        fs: Arc<dyn WalFs>,
+        lock: File,
+        options: &WalOptions,
+        log_id: u128,
+    ) -> Result<WalWriter, WalError> {
+        let path = dir.join(segment_file_name(1));
+        let file = create_segment(fs.as_ref(), dir, &path, options.segment_bytes, 1, 1, log_id)?;
+        Ok(WalWriter {
+            fs,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            segment_bytes: options.segment_bytes,
+            payload_bytes_max: payload_bytes_max(options.segment_bytes),
+            log_id,
+            seq: 1,
+            path,
+            file,
+            capacity: options.segment_bytes,
+            write_offset: HEADER_BYTES as u64,
+            buf: Vec::with_capacity(BUFFER_FLUSH_BYTES + FRAME_OVERHEAD_BYTES),
+            next_lsn: 1,
+            durable_lsn: 0,
+            poisoned: false,
+        })
+    }
+
+    /// Appends one record (buffered, not yet durable) and returns its LSN. Rolling over to a
+    /// new segment happens here and syncs the full one.
+    pub fn append(&mut self, record_type: u16, payload: &[u8]) -> Result<Lsn, WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        if record_type == 0 {
+            return Err(WalError::InvalidRecord("record type 0 is reserved".into()));
+        }
+        if payload.len() > self.payload_bytes_max {
+            return Err(WalError::InvalidRecord(format!(
+                "payload of {} bytes is larger than the maximum of {} bytes",
+                payload.len(),
+                self.payload_bytes_max
+            )));
+        }
+        let frame_bytes = (FRAME_OVERHEAD_BYTES + payload.len()) as u64;
+        if self.write_offset + self.buf.len() as u64 + frame_bytes > self.capacity {
+            self.poison_on_error(WalWriter::roll_over)?;
+        }
+        let lsn = self.next_lsn;
+        encode_frame(&mut self.buf, record_type, lsn, payload);
+        self.next_lsn += 1;
+        if self.buf.len() >= BUFFER_FLUSH_BYTES {
+            self.poison_on_error(WalWriter::flush)?;
+        }
+        Ok(lsn)
+    }
+
+    /// Writes everything buffered and makes it durable (fdatasync). After it returns `Ok`, every
+    /// record appended so far survives a crash.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        if self.durable_lsn + 1 == self.next_lsn {
+            return Ok(());
+        }
+        self.poison_on_error(|w| {
+            w.flush()?;
+            w.file
+                .sync_data()
+                .map_err(WalError::io("fdatasync", &w.path))
+        })?;
+        self.durable_lsn = self.next_lsn - 1;
+        Ok(())
+    }
+
+    /// Syncs and closes the writer, releasing the lock.
+    pub fn close(mut self) -> Result<(), WalError> {
+        self.sync()
+    }
+
+    /// LSN the next append gets.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// Last LSN known durable (0 = none).
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn
+    }
+
+    /// The log's id.
+    pub fn log_id(&self) -> u128 {
+        self.log_id
+    }
+
+    /// Whether an earlier failure poisoned the writer.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn poison_on_error<T>(
+        &mut self,
+        f: impl FnOnce(&mut WalWriter) -> Result<T, WalError>,
+    ) -> Result<T, WalError> {
+        let result = f(self);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn flush(&mut self) -> Result<(), WalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all_at(&self.buf, self.write_offset)
+            .map_err(WalError::io("write", &self.path))?;
+        self.write_offset += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Seals the current segment (everything in it durable) and starts the next one.
+    fn roll_over(&mut self) -> Result<(), WalError> {
+        self.flush()?;
+        self.file
+            .sync_data()
+            .map_err(WalError::io("fdatasync", &self.path))?;
+        self.durable_lsn = self.next_lsn - 1;
+        let seq = self.seq + 1;
+        let path = self.dir.join(segment_file_name(seq));
+        let file = create_segment(
+            self.fs.as_ref(),
+            &self.dir,
+            &path,
+            self.segment_bytes,
+            seq,
+            self.next_lsn,
+            self.log_id,
+        )?;
+        self.seq = seq;
+        self.path = path;
+        self.file = file;
+        self.capacity = self.segment_bytes;
+        self.write_offset = HEADER_BYTES as u64;
+        Ok(())
+    }
+}
+
+fn check_options(options: &WalOptions) -> Result<(), WalError> {
+    let b = options.segment_bytes;
+    if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&b) {
+        return Err(WalError::InvalidOptions(format!(
+            "segment size {b} bytes is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn create_dir(dir: &Path, fs: &dyn WalFs) -> Result<(), WalError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(WalError::io("create directory", dir))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs.sync_dir(parent).map_err(WalError::io("fsync", parent))?;
+    }
+    Ok(())
+}
+
+/// Takes the exclusive lock on `DIR/LOCK` and writes our pid into it.
+fn lock_dir(dir: &Path) -> Result<File, WalError> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(WalError::io("open", &path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = (&file).read_to_string(&mut text);
+            return Err(WalError::Locked {
+                dir: dir.to_path_buf(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(WalError::io("lock", &path)(e)),
+    }
+    Ok(file)
+}
+
+/// Writes our pid into the lock file, for the refusal message another process prints. Done only
+/// after recovery succeeded, so a refused open changes no byte in the directory. Informational,
+/// so not synced.
+fn write_pid(mut file: &File, dir: &Path) -> Result<(), WalError> {
+    let pid = format!("{}\n", std::process::id());
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(pid.as_bytes()))
+        .map_err(WalError::io("write", &dir.join(LOCK_FILE_NAME)))
+}
+
+fn new_log_id() -> Result<u128, WalError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| WalError::Io {
+        op: "generate a log id for",
+        path: PathBuf::from("the new log"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(u128::from_le_bytes(bytes))
+}
+
+/// Creates segment `seq`: allocate (zeros), header, fsync the file, fsync the directory. A crash
+/// anywhere in here leaves a last segment whose header is incomplete and whose body is zeros,
+/// which recovery deletes.
+fn create_segment(
+    fs: &dyn WalFs,
+    dir: &Path,
+    path: &Path,
+    segment_bytes: u64,
+    seq: u64,
+    first_lsn: Lsn,
+    log_id: u128,
+) -> Result<Box<dyn WalFile>, WalError> {
+    let mut file = fs.create_new(path).map_err(WalError::io("create", path))?;
+    file.allocate(segment_bytes)
+        .map_err(WalError::io("allocate", path))?;
+    let header = SegmentHeader {
+        seq,
+        first_lsn,
+        log_id,
+    };
+    file.write_all_at(&header.encode(), 0)
+        .map_err(WalError::io("write", path))?;
+    file.sync_all().map_err(WalError::io("fsync", path))?;
+    fs.sync_dir(dir).map_err(WalError::io("fsync", dir))?;
+    Ok(file)
+}
+
+/// Zeros the last segment from the cut to its last non-zero byte and syncs it.
+fn cut_tail(fs: &dyn WalFs, cut: &TailCut) -> Result<(), WalError> {
+    let path = &cut.segment;
+    let mut file = fs.open_rw(path).map_err(WalError::io("open", path))?;
+    let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(cut.bytes_discarded as usize)];
+    let mut at = cut.offset;
+    let end = cut.offset + cut.bytes_discarded;
+    while at < end {
+        let n = (end - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)
+            .map_err(WalError::io("write", path))?;
+        at += n as u64;
+    }
+    file.sync_data().map_err(WalError::io("fdatasync", path))?;
+    tracing::warn!(
+        segment = %path.display(),
+        offset = cut.offset,
+        bytes_discarded = cut.bytes_discarded,
+        salvaged = cut.salvaged,
+        "cut the WAL's torn tail: {}",
+        cut.detail
+    );
+    Ok(())
+}
