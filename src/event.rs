@@ -66,18 +66,40 @@ impl JobIdentity {
     /// Lists, as `field: recorded -> configured`, every field in which `configured` differs.
     pub fn differences(&self, configured: &JobIdentity) -> Vec<String> {
         let pairs = [
-            ("source server", &self.source_server, &configured.source_server),
-            ("source schema", &self.source_schema, &configured.source_schema),
+            (
+                "source server",
+                &self.source_server,
+                &configured.source_server,
+            ),
+            (
+                "source schema",
+                &self.source_schema,
+                &configured.source_schema,
+            ),
             ("source table", &self.source_table, &configured.source_table),
-            ("archive server", &self.archive_server, &configured.archive_server),
-            ("archive schema", &self.archive_schema, &configured.archive_schema),
-            ("archive table", &self.archive_table, &configured.archive_table),
+            (
+                "archive server",
+                &self.archive_server,
+                &configured.archive_server,
+            ),
+            (
+                "archive schema",
+                &self.archive_schema,
+                &configured.archive_schema,
+            ),
+            (
+                "archive table",
+                &self.archive_table,
+                &configured.archive_table,
+            ),
             ("where predicate", &self.predicate, &configured.predicate),
         ];
         pairs
             .iter()
             .filter(|(_, recorded, now)| recorded != now)
-            .map(|(name, recorded, now)| format!("{name}: {recorded:?} in the WAL, {now:?} configured"))
+            .map(|(name, recorded, now)| {
+                format!("{name}: {recorded:?} in the WAL, {now:?} configured")
+            })
             .collect()
     }
 }
@@ -276,13 +298,14 @@ fn decode<T: serde::de::DeserializeOwned>(
     name: &'static str,
     payload: &[u8],
 ) -> Result<T, DecodeError> {
-    let (value, used) = bincode::serde::decode_from_slice(payload, payload_config()).map_err(
-        |e| DecodeError::Payload {
-            record_type,
-            name,
-            message: e.to_string(),
-        },
-    )?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(payload, payload_config()).map_err(|e| {
+            DecodeError::Payload {
+                record_type,
+                name,
+                message: e.to_string(),
+            }
+        })?;
     if used != payload.len() {
         return Err(DecodeError::Trailing {
             record_type,

@@ -3,6 +3,13 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules and the invariants they keep.
 
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod engine;
 pub mod event;
 pub mod inspect;
+pub mod sql;
+pub mod state;
 pub mod wal;

@@ -1,4 +1,7 @@
-//! Scratch test binary of the WAL helper; the lead's declares the same modules.
+//! The one integration-test binary: the real `archiver` executable and library, against real
+//! files and a real MariaDB sandbox (started by `tests/common` if `tools/test` did not).
 
+mod common;
+mod engine;
 mod golden;
 mod wal;

@@ -1,0 +1,486 @@
+//! Job configuration: the TOML file an operator writes, parsed and validated before any I/O
+//! other than reading the file itself and the password source.
+//!
+//! Two layers, as in ripgrep: [`RawConfig`] mirrors the file exactly (unknown keys are errors),
+//! and [`JobConfig`] is the validated form the rest of the program uses.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::event::JobIdentity;
+
+/// Largest allowed `batch_rows`: bigger batches hold locks longer than any nightly job should.
+pub const BATCH_ROWS_MAX: u32 = 100_000;
+/// Default rows per batch.
+pub const BATCH_ROWS_DEFAULT: u32 = 1_000;
+/// Largest allowed `attempts_max`.
+pub const ATTEMPTS_MAX_LIMIT: u32 = 100;
+/// Default attempts a batch gets before it is parked.
+pub const ATTEMPTS_MAX_DEFAULT: u32 = 5;
+/// Default and largest `lock_wait_timeout_s` (InnoDB's own range tops out far higher; an
+/// archiving batch should never wait that long).
+pub const LOCK_WAIT_TIMEOUT_S_DEFAULT: u32 = 10;
+/// Largest allowed `lock_wait_timeout_s`.
+pub const LOCK_WAIT_TIMEOUT_S_MAX: u32 = 3_600;
+/// Default time the engine keeps trying to reach an unreachable server before it stops.
+pub const RECONNECT_TIMEOUT_S_DEFAULT: u32 = 120;
+/// Largest allowed `sleep_ms` between batches.
+pub const SLEEP_MS_MAX: u32 = 60_000;
+
+/// The file as written. Every table rejects keys it does not know.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where rows come from.
+    pub source: RawSource,
+    /// Where rows go.
+    pub archive: RawArchive,
+    /// How the job runs.
+    pub job: RawJob,
+}
+
+/// `[source]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// `mysql://user@host:port/database`, without a password.
+    pub url: String,
+    /// Name of the environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Path of a file whose first line is the password.
+    pub password_file: Option<PathBuf>,
+    /// `table` or `database.table`.
+    pub table: String,
+}
+
+/// `[archive]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArchive {
+    /// Absent: the archive table is on the source server, reached by the source connection.
+    pub url: Option<String>,
+    /// As for the source.
+    pub password_env: Option<String>,
+    /// As for the source.
+    pub password_file: Option<PathBuf>,
+    /// `table` or `database.table`.
+    pub table: String,
+}
+
+/// `[job]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    /// The SQL predicate selecting the rows to archive.
+    #[serde(rename = "where")]
+    pub predicate: String,
+    /// Rows per batch.
+    pub batch_rows: Option<u32>,
+    /// Directory of the job's write-ahead log.
+    pub wal_dir: PathBuf,
+    /// Attempts per batch before it is parked.
+    pub attempts_max: Option<u32>,
+    /// Pause between batches, in milliseconds (throttling).
+    pub sleep_ms: Option<u32>,
+    /// `innodb_lock_wait_timeout` for the job's sessions, in seconds.
+    pub lock_wait_timeout_s: Option<u32>,
+    /// How long to keep reconnecting to an unreachable server before stopping, in seconds.
+    pub reconnect_timeout_s: Option<u32>,
+}
+
+/// A table named in the configuration, with its schema resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    /// Schema (database).
+    pub schema: String,
+    /// Table.
+    pub table: String,
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+/// A server connection, password resolved. `Debug` never shows the password.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The URL as configured (holds no password).
+    pub url: String,
+    /// Host, port and database, parsed from the URL.
+    pub opts: mysql_async::Opts,
+    /// The password, if any.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// `host:port`, or the socket path, for identity and messages.
+    pub fn server(&self) -> String {
+        match self.opts.socket() {
+            Some(socket) => socket.to_string(),
+            None => format!("{}:{}", self.opts.ip_or_hostname(), self.opts.tcp_port()),
+        }
+    }
+
+    /// Connection options with the password filled in.
+    pub fn connect_opts(&self) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::from_opts(self.opts.clone())
+            .pass(self.password.clone())
+            .into()
+    }
+}
+
+/// The validated job.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// Source server.
+    pub source: Endpoint,
+    /// Source table.
+    pub source_table: TableName,
+    /// Archive server; `None` when the archive is on the source server.
+    pub archive: Option<Endpoint>,
+    /// Archive table.
+    pub archive_table: TableName,
+    /// The predicate, verbatim.
+    pub predicate: String,
+    /// Rows per batch.
+    pub batch_rows: u32,
+    /// WAL directory (relative paths are relative to the config file's directory).
+    pub wal_dir: PathBuf,
+    /// Attempts per batch before it is parked.
+    pub attempts_max: u32,
+    /// Pause between batches, in milliseconds.
+    pub sleep_ms: u32,
+    /// `innodb_lock_wait_timeout` for the job's sessions, in seconds.
+    pub lock_wait_timeout_s: u32,
+    /// How long to keep reconnecting before stopping, in seconds.
+    pub reconnect_timeout_s: u32,
+}
+
+/// A configuration problem; the CLI exits with the configuration-error code.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(message.into()))
+}
+
+impl JobConfig {
+    /// Reads, parses and validates the job file at `path`.
+    pub fn load(path: &Path) -> Result<JobConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base, &|name| std::env::var(name).ok())
+            .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and validates `text`; `env` looks up environment variables (a seam for tests).
+    pub fn parse(
+        text: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<JobConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            ConfigError(format!(
+                "invalid job file: {}",
+                e.to_string().trim_end().replace('\n', " ")
+            ))
+        })?;
+        let source = endpoint(
+            "source",
+            &raw.source.url,
+            &raw.source.password_env,
+            &raw.source.password_file,
+            base,
+            env,
+        )?;
+        let source_schema = source.opts.db_name().map(str::to_string);
+        let source_table = table_name("source", &raw.source.table, source_schema.as_deref())?;
+        let archive = match &raw.archive.url {
+            None => {
+                if raw.archive.password_env.is_some() || raw.archive.password_file.is_some() {
+                    return err("[archive] sets a password but no url; without a url the archive is reached through the source connection, so remove the password key or add url");
+                }
+                None
+            }
+            Some(url) => Some(endpoint(
+                "archive",
+                url,
+                &raw.archive.password_env,
+                &raw.archive.password_file,
+                base,
+                env,
+            )?),
+        };
+        if archive.is_some() {
+            return err("[archive] url is set, but an archive on another server is not supported yet; remove [archive] url so the archive table is reached through the source server (use `database.table` for another database there)");
+        }
+        let archive_schema = archive.as_ref().map_or(source_schema.clone(), |a| {
+            a.opts.db_name().map(str::to_string)
+        });
+        let archive_table = table_name("archive", &raw.archive.table, archive_schema.as_deref())?;
+        if archive.is_none() && archive_table == source_table {
+            return err(format!(
+                "[archive] table is the source table {source_table}; name a different table"
+            ));
+        }
+
+        let predicate = raw.job.predicate.trim().to_string();
+        if predicate.is_empty() {
+            return err("[job] where is empty; give the predicate that selects the rows to archive, e.g. where = \"created_at < NOW() - INTERVAL 90 DAY\"");
+        }
+        let batch_rows = raw.job.batch_rows.unwrap_or(BATCH_ROWS_DEFAULT);
+        if !(1..=BATCH_ROWS_MAX).contains(&batch_rows) {
+            return err(format!(
+                "[job] batch_rows = {batch_rows} is out of range; use 1 to {BATCH_ROWS_MAX}"
+            ));
+        }
+        let attempts_max = raw.job.attempts_max.unwrap_or(ATTEMPTS_MAX_DEFAULT);
+        if !(1..=ATTEMPTS_MAX_LIMIT).contains(&attempts_max) {
+            return err(format!(
+                "[job] attempts_max = {attempts_max} is out of range; use 1 to {ATTEMPTS_MAX_LIMIT}"
+            ));
+        }
+        let sleep_ms = raw.job.sleep_ms.unwrap_or(0);
+        if sleep_ms > SLEEP_MS_MAX {
+            return err(format!(
+                "[job] sleep_ms = {sleep_ms} is out of range; use 0 to {SLEEP_MS_MAX}"
+            ));
+        }
+        let lock_wait_timeout_s = raw
+            .job
+            .lock_wait_timeout_s
+            .unwrap_or(LOCK_WAIT_TIMEOUT_S_DEFAULT);
+        if !(1..=LOCK_WAIT_TIMEOUT_S_MAX).contains(&lock_wait_timeout_s) {
+            return err(format!("[job] lock_wait_timeout_s = {lock_wait_timeout_s} is out of range; use 1 to {LOCK_WAIT_TIMEOUT_S_MAX}"));
+        }
+        let reconnect_timeout_s = raw
+            .job
+            .reconnect_timeout_s
+            .unwrap_or(RECONNECT_TIMEOUT_S_DEFAULT);
+        let wal_dir = if raw.job.wal_dir.as_os_str().is_empty() {
+            return err("[job] wal_dir is empty; name the directory that holds this job's log");
+        } else if raw.job.wal_dir.is_relative() {
+            base.join(&raw.job.wal_dir)
+        } else {
+            raw.job.wal_dir.clone()
+        };
+        Ok(JobConfig {
+            source,
+            source_table,
+            archive,
+            archive_table,
+            predicate,
+            batch_rows,
+            wal_dir,
+            attempts_max,
+            sleep_ms,
+            lock_wait_timeout_s,
+            reconnect_timeout_s,
+        })
+    }
+
+    /// What this job moves where, as recorded in the first record of its log.
+    pub fn identity(&self) -> JobIdentity {
+        let archive_server = self
+            .archive
+            .as_ref()
+            .map_or_else(|| self.source.server(), Endpoint::server);
+        JobIdentity {
+            source_server: self.source.server(),
+            source_schema: self.source_table.schema.clone(),
+            source_table: self.source_table.table.clone(),
+            archive_server,
+            archive_schema: self.archive_table.schema.clone(),
+            archive_table: self.archive_table.table.clone(),
+            predicate: self.predicate.clone(),
+        }
+    }
+}
+
+fn endpoint(
+    section: &str,
+    url: &str,
+    password_env: &Option<String>,
+    password_file: &Option<PathBuf>,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Endpoint, ConfigError> {
+    if !url.starts_with("mysql://") {
+        return err(format!(
+            "[{section}] url {url:?} must start with mysql:// (e.g. mysql://archiver@db1:3306/shop)"
+        ));
+    }
+    let opts = mysql_async::Opts::from_url(url)
+        .map_err(|e| ConfigError(format!("[{section}] url is not a valid MySQL URL: {e}")))?;
+    if opts.pass().is_some() {
+        return err(format!("[{section}] url contains a password; passwords never go in the job file: remove it from the url and set password_env or password_file"));
+    }
+    if opts.user().is_none() {
+        return err(format!(
+            "[{section}] url names no user; write it as mysql://USER@HOST:PORT/DATABASE"
+        ));
+    }
+    let password = match (password_env, password_file) {
+        (Some(_), Some(_)) => {
+            return err(format!(
+                "[{section}] sets both password_env and password_file; keep one"
+            ))
+        }
+        (Some(var), None) => Some(env(var).ok_or_else(|| {
+            ConfigError(format!(
+                "[{section}] password_env names {var}, which is not set in the environment"
+            ))
+        })?),
+        (None, Some(file)) => {
+            let path = if file.is_relative() {
+                base.join(file)
+            } else {
+                file.clone()
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError(format!(
+                    "[{section}] cannot read password_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Some(text.lines().next().unwrap_or("").to_string())
+        }
+        (None, None) => None,
+    };
+    Ok(Endpoint {
+        url: url.to_string(),
+        opts,
+        password,
+    })
+}
+
+fn table_name(
+    section: &str,
+    text: &str,
+    default_schema: Option<&str>,
+) -> Result<TableName, ConfigError> {
+    let parts: Vec<&str> = text.split('.').collect();
+    let (schema, table) = match parts.as_slice() {
+        [table] => match default_schema {
+            Some(schema) => (schema.to_string(), table.to_string()),
+            None => {
+                return err(format!(
+                "[{section}] table {text:?} names no database and the url has none; write database.table"
+            ))
+            }
+        },
+        [schema, table] => (schema.to_string(), table.to_string()),
+        _ => {
+            return err(format!(
+                "[{section}] table {text:?} is not `table` or `database.table`"
+            ))
+        }
+    };
+    if schema.is_empty() || table.is_empty() {
+        return err(format!("[{section}] table {text:?} has an empty name part"));
+    }
+    Ok(TableName { schema, table })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[source]
+url = "mysql://archiver@127.0.0.1:3407/shop"
+password_env = "PW"
+table = "rewards"
+
+[archive]
+table = "rewards_archive"
+
+[job]
+where = "created_at < '2025-06-01'"
+batch_rows = 500
+wal_dir = "wal"
+"#;
+
+    fn parse(text: &str) -> Result<JobConfig, ConfigError> {
+        JobConfig::parse(text, Path::new("/etc/archiver"), &|name| {
+            (name == "PW").then(|| "secret".to_string())
+        })
+    }
+
+    #[test]
+    fn good_config_resolves_everything() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.source_table.to_string(), "shop.rewards");
+        assert_eq!(config.archive_table.to_string(), "shop.rewards_archive");
+        assert_eq!(config.batch_rows, 500);
+        assert_eq!(config.attempts_max, ATTEMPTS_MAX_DEFAULT);
+        assert_eq!(config.wal_dir, Path::new("/etc/archiver/wal"));
+        assert_eq!(config.source.password.as_deref(), Some("secret"));
+        assert_eq!(config.source.server(), "127.0.0.1:3407");
+        assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_reason() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "batch_rows = 500",
+                "batch_rows = 500\nbatchrows = 3",
+                "unknown field `batchrows`",
+            ),
+            (
+                "batch_rows = 500",
+                "batch_rows = 0",
+                "batch_rows = 0 is out of range",
+            ),
+            (
+                "password_env = \"PW\"",
+                "password_env = \"NOPE\"",
+                "NOPE, which is not set",
+            ),
+            ("archiver@127", "archiver:pw@127", "url contains a password"),
+            (
+                "table = \"rewards\"",
+                "table = \"a.b.c\"",
+                "is not `table` or `database.table`",
+            ),
+            (
+                "where = \"created_at < '2025-06-01'\"",
+                "where = \"  \"",
+                "where is empty",
+            ),
+            (
+                "table = \"rewards_archive\"",
+                "table = \"rewards\"",
+                "is the source table",
+            ),
+            (
+                "mysql://archiver@",
+                "postgres://archiver@",
+                "must start with mysql://",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let text = GOOD.replacen(from, to, 1);
+            let message = parse(&text).unwrap_err().0;
+            assert!(
+                message.contains(expected),
+                "{to}: expected {expected:?} in {message:?}"
+            );
+        }
+    }
+}

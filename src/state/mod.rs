@@ -1,0 +1,1090 @@
+//! The job's state machine: what the WAL says happened, and what the engine should do next.
+//!
+//! [`State`] is fed every [`Event`] of the log in LSN order, replayed at startup or live (the
+//! engine appends an event, makes it durable when the step needs it, then applies it: one path
+//! for both). It is pure: no I/O, no clock reads, no randomness; time comes in through events and
+//! through the `now_unix_us` argument of [`State::summary`].
+//!
+//! **An event that contradicts the state is an error, never silently absorbed**: the log is then
+//! semantically corrupt and the engine must stop, not guess. [`State::apply`] is atomic: on error
+//! the state is unchanged, and [`State::check`] answers the same question without applying, so the
+//! engine can validate an event before it appends it.
+//!
+//! Model, in short:
+//! - one `LogCreated` first; runs numbered from 1, at most one open (the last one);
+//! - batches numbered from 1 across the log; a run plans its batches as consecutive key ranges,
+//!   so a run's batches are a contiguous id range and each batch's `lower` is the run's cursor
+//!   (the previous batch's `upper`); keys are compared by equality only, never ordered;
+//! - a batch goes `Planned` -(copied)-> `Copied` -(deleted)-> `Done` (`Planned` -> `Done` when copy
+//!   and delete are one transaction); a failure may park it; an operator reset un-parks it;
+//! - counters of a batch are added to the run that planned it and to the log's totals.
+
+mod summary;
+#[cfg(test)]
+mod tests;
+
+pub use summary::{
+    key_text, BatchTally, ConflictEntry, ConflictSummary, ErrorEntry, ProblemBatch, RunProgress,
+    RunSummary, Summary, CONFLICTS_LISTED_MAX, PROBLEM_BATCHES_LISTED_MAX, RUNS_LISTED_MAX,
+};
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::event::{
+    BatchCopied, BatchDeleted, BatchFailed, BatchPlanned, BatchReset, ConflictFound, ErrorClass,
+    Event, JobIdentity, Key, LogCreated, RunFinished, RunOutcome, RunStarted,
+};
+
+/// Longest error message kept per batch, in bytes; longer ones are cut at a character boundary.
+pub const ERROR_MESSAGE_BYTES_MAX: usize = 4096;
+
+/// Most conflict records kept in memory; later ones are still counted (see
+/// [`State::conflicts_unstored`]). A conflicting row stays in the source, so every later run
+/// finds it again: without a limit a long-lived job with unresolved conflicts grows without end.
+pub const CONFLICTS_STORED_MAX: usize = 100_000;
+
+/// The part of a batch that runs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Redo the whole batch: copy the rows the archive does not hold yet, then delete the rows
+    /// that have an identical archive copy. Idempotent.
+    Copy,
+    /// The rows are committed in the archive (`BatchCopied`); delete the source rows that have
+    /// an identical archive copy.
+    Delete,
+}
+
+/// What the engine should do next, as answered by [`State::next_action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The log has no `LogCreated` record yet.
+    CreateLog,
+    /// No run is open. The engine decides whether to start one.
+    StartRun,
+    /// Run this pending batch from this step (the lowest-id pending batch of any run).
+    ExecuteBatch {
+        /// The batch.
+        batch_id: u64,
+        /// Where it (re)starts.
+        step: Step,
+    },
+    /// Plan the open run's next batch: keys after `after` (exclusive; `None` = the start of the
+    /// table) up to `bound` (inclusive). Finding no row means the run is finished.
+    PlanNext {
+        /// The open run.
+        run_id: u64,
+        /// The run's cursor.
+        after: Option<Key>,
+        /// The run's key bound.
+        bound: Key,
+    },
+    /// Nothing is left to plan or execute: the key bound is `None` or the cursor reached it.
+    FinishRun {
+        /// The open run.
+        run_id: u64,
+    },
+}
+
+impl fmt::Display for Action {
+    /// The action as a sentence for `status` and `inspect`, e.g. "resume batch 412 at the delete
+    /// step" (callers prefix "would " or "next: ").
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::CreateLog => write!(f, "create the log"),
+            Action::StartRun => write!(f, "start a new run"),
+            Action::ExecuteBatch {
+                batch_id,
+                step: Step::Copy,
+            } => {
+                write!(f, "run batch {batch_id} from the copy step")
+            }
+            Action::ExecuteBatch {
+                batch_id,
+                step: Step::Delete,
+            } => {
+                write!(f, "resume batch {batch_id} at the delete step")
+            }
+            Action::PlanNext {
+                run_id,
+                after: None,
+                bound,
+            } => write!(
+                f,
+                "plan the first batch of run {run_id}, up to key {}",
+                key_text(bound)
+            ),
+            Action::PlanNext {
+                run_id,
+                after: Some(after),
+                bound,
+            } => write!(
+                f,
+                "plan the next batch of run {run_id} after key {}, up to key {}",
+                key_text(after),
+                key_text(bound)
+            ),
+            Action::FinishRun { run_id } => write!(f, "finish run {run_id}"),
+        }
+    }
+}
+
+/// Where a batch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    /// Planned, nothing confirmed: pending at [`Step::Copy`].
+    Planned,
+    /// Rows committed in the archive: pending at [`Step::Delete`].
+    Copied,
+    /// Stopped after a batch-class error or after its last attempt; waits for `archiver reset`,
+    /// then resumes at `step`.
+    Parked {
+        /// Where it resumes once reset.
+        step: Step,
+    },
+    /// Copied and deleted: finished.
+    Done,
+}
+
+impl fmt::Display for BatchStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchStatus::Planned => write!(f, "planned"),
+            BatchStatus::Copied => write!(f, "copied"),
+            BatchStatus::Parked { step: Step::Copy } => write!(f, "parked at the copy step"),
+            BatchStatus::Parked { step: Step::Delete } => write!(f, "parked at the delete step"),
+            BatchStatus::Done => write!(f, "done"),
+        }
+    }
+}
+
+/// The last failure of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchError {
+    /// LSN of the `BatchFailed` record.
+    pub lsn: u64,
+    /// Which attempt failed, 1 for the first since the batch was planned or reset.
+    pub attempt: u32,
+    /// How the error was treated.
+    pub class: ErrorClass,
+    /// The error text, at most [`ERROR_MESSAGE_BYTES_MAX`] bytes.
+    pub message: String,
+}
+
+/// One planned key range and everything the log says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// Batch number, from 1, unique in the log.
+    pub batch_id: u64,
+    /// The run that planned it (its counters go to that run, whichever run executes it).
+    pub run_id: u64,
+    /// LSN of the `BatchPlanned` record.
+    pub planned_lsn: u64,
+    /// Exclusive lower key bound; `None` = the start of the table.
+    pub lower: Option<Key>,
+    /// Inclusive upper key bound.
+    pub upper: Key,
+    /// Matching rows seen in the range when it was planned.
+    pub rows_planned: u64,
+    /// Where the batch stands.
+    pub status: BatchStatus,
+    /// Failed attempts since it was planned or last reset; decides parking.
+    pub attempts: u32,
+    /// Failed attempts in all, resets included.
+    pub failures: u64,
+    /// Operator resets applied to it.
+    pub resets: u64,
+    /// The last failure, kept across resets.
+    pub last_error: Option<BatchError>,
+    /// Rows inserted into the archive (`BatchCopied` plus `BatchDeleted`).
+    pub rows_copied: u64,
+    /// Rows whose identical copy the archive already held.
+    pub rows_already: u64,
+    /// Rows deleted from the source.
+    pub rows_deleted: u64,
+    /// Rows kept in the source because the archive holds a different row under their key.
+    pub rows_conflicting: u64,
+    /// `ConflictFound` records for this batch.
+    pub conflicts: u64,
+}
+
+impl Batch {
+    /// True if the batch waits to be executed (planned or copied, not parked).
+    pub fn is_pending(&self) -> bool {
+        matches!(self.status, BatchStatus::Planned | BatchStatus::Copied)
+    }
+
+    /// True if the batch is pending and has failed since it was planned or reset.
+    pub fn is_failed(&self) -> bool {
+        self.is_pending() && self.attempts > 0
+    }
+
+    /// The step the batch runs next if it is pending, or would resume at if it is parked.
+    pub fn step(&self) -> Option<Step> {
+        match self.status {
+            BatchStatus::Planned => Some(Step::Copy),
+            BatchStatus::Copied => Some(Step::Delete),
+            BatchStatus::Parked { step } => Some(step),
+            BatchStatus::Done => None,
+        }
+    }
+}
+
+/// Counters of a run or of the whole log: sums over batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Batches planned.
+    pub batches_planned: u64,
+    /// Batches done.
+    pub batches_done: u64,
+    /// Matching rows seen when the batches were planned.
+    pub rows_planned: u64,
+    /// Rows inserted into the archive.
+    pub rows_copied: u64,
+    /// Rows whose identical copy the archive already held.
+    pub rows_already: u64,
+    /// Rows deleted from the source ("moved").
+    pub rows_deleted: u64,
+    /// Rows kept in the source because of a conflict.
+    pub rows_conflicting: u64,
+    /// `ConflictFound` records.
+    pub conflicts: u64,
+    /// `BatchFailed` records.
+    pub failures: u64,
+}
+
+impl Counts {
+    fn add(&mut self, delta: &Counts) {
+        self.batches_planned = self.batches_planned.saturating_add(delta.batches_planned);
+        self.batches_done = self.batches_done.saturating_add(delta.batches_done);
+        self.rows_planned = self.rows_planned.saturating_add(delta.rows_planned);
+        self.rows_copied = self.rows_copied.saturating_add(delta.rows_copied);
+        self.rows_already = self.rows_already.saturating_add(delta.rows_already);
+        self.rows_deleted = self.rows_deleted.saturating_add(delta.rows_deleted);
+        self.rows_conflicting = self.rows_conflicting.saturating_add(delta.rows_conflicting);
+        self.conflicts = self.conflicts.saturating_add(delta.conflicts);
+        self.failures = self.failures.saturating_add(delta.failures);
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunEnd {
+    /// LSN of the `RunFinished` record.
+    pub lsn: u64,
+    /// The recorded outcome.
+    pub outcome: RunOutcome,
+    /// Wall clock at the end, microseconds since the Unix epoch.
+    pub finished_unix_us: i64,
+}
+
+/// One run of the job, as recorded by `RunStarted` and what followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// Run number, from 1.
+    pub run_id: u64,
+    /// LSN of the `RunStarted` record.
+    pub started_lsn: u64,
+    /// The moment `NOW()` stands for in the predicate, microseconds since the Unix epoch.
+    pub now_unix_us: i64,
+    /// The largest key when the run started; `None` = the source was empty.
+    pub key_bound: Option<Key>,
+    /// Rows per batch.
+    pub batch_rows: u32,
+    /// Attempts a batch gets before it is parked (applies to every batch this run executes).
+    pub attempts_max: u32,
+    /// Wall clock at start, microseconds since the Unix epoch.
+    pub started_unix_us: i64,
+    /// Upper bound of the last batch this run planned; `None` before its first batch.
+    pub cursor: Option<Key>,
+    /// First batch this run planned; its batches are `first_batch_id..=last_batch_id`.
+    pub first_batch_id: Option<u64>,
+    /// Last batch this run planned.
+    pub last_batch_id: Option<u64>,
+    /// Sums over the batches this run planned.
+    pub counts: Counts,
+    /// Set by `RunFinished`; `None` while the run is open.
+    pub finished: Option<RunEnd>,
+}
+
+impl Run {
+    /// True until `RunFinished`.
+    pub fn is_open(&self) -> bool {
+        self.finished.is_none()
+    }
+
+    /// The ids of the batches this run planned, in order (empty before its first batch).
+    pub fn batch_ids(&self) -> std::ops::Range<u64> {
+        match (self.first_batch_id, self.last_batch_id) {
+            (Some(first), Some(last)) => first..last + 1,
+            _ => 0..0,
+        }
+    }
+}
+
+/// A `ConflictFound` record: the archive holds a different row under this key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// The batch whose range holds the key.
+    pub batch_id: u64,
+    /// The conflicting key.
+    pub key: Key,
+    /// LSN of the record.
+    pub lsn: u64,
+}
+
+/// An event that contradicts the state: the log is semantically corrupt at `lsn`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record at lsn {lsn} ({event}) contradicts the log before it: {problem}")]
+pub struct StateError {
+    /// LSN of the offending record.
+    pub lsn: u64,
+    /// The event's name (`Event::name`).
+    pub event: &'static str,
+    /// What it contradicts.
+    pub problem: Problem,
+}
+
+/// What an event contradicts. Key values are rendered as text by [`key_text`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// LSNs must increase: a record applied twice, or out of order.
+    #[error("lsn is not greater than the previous record's lsn {previous}")]
+    LsnNotIncreasing {
+        /// The last LSN applied.
+        previous: u64,
+    },
+    /// Every log starts with `LogCreated`.
+    #[error("the log has no LogCreated record before it")]
+    NoLogCreated,
+    /// `LogCreated` appears once.
+    #[error("the log was already created at lsn {created_lsn}")]
+    LogAlreadyCreated {
+        /// LSN of the first `LogCreated`.
+        created_lsn: u64,
+    },
+    /// A run started while another is open.
+    #[error("run {run_id} is still open")]
+    RunStillOpen {
+        /// The open run.
+        run_id: u64,
+    },
+    /// Run ids increase by one from 1.
+    #[error("run {got} started, but the next run id is {expected}")]
+    RunIdOutOfOrder {
+        /// Id in the record.
+        got: u64,
+        /// `next_run_id()`.
+        expected: u64,
+    },
+    /// A run parameter that must be positive is 0.
+    #[error("run {run_id} has {field} 0")]
+    ZeroLimit {
+        /// The run.
+        run_id: u64,
+        /// `batch_rows` or `attempts_max`.
+        field: &'static str,
+    },
+    /// A key with no column.
+    #[error("a key has no column")]
+    EmptyKey,
+    /// A key's column count differs from the run's key bound.
+    #[error("a key has {got} columns, but run {run_id}'s key bound has {expected}")]
+    KeyWidth {
+        /// The run whose bound sets the width.
+        run_id: u64,
+        /// Columns in the bound.
+        expected: usize,
+        /// Columns in the record's key.
+        got: usize,
+    },
+    /// Batch execution or planning, with no run open.
+    #[error("no run is open")]
+    NoOpenRun,
+    /// The record names a run other than the open one.
+    #[error("it names run {run_id}, but the open run is {open_run_id}")]
+    NotOpenRun {
+        /// Run in the record.
+        run_id: u64,
+        /// The open run.
+        open_run_id: u64,
+    },
+    /// Batch ids increase by one from 1.
+    #[error("batch {got} planned, but the next batch id is {expected}")]
+    BatchIdOutOfOrder {
+        /// Id in the record.
+        got: u64,
+        /// `next_batch_id()`.
+        expected: u64,
+    },
+    /// A batch planned for a run whose source was empty.
+    #[error("run {run_id} has no key bound (its source was empty), so it plans no batch")]
+    RunHasNoBound {
+        /// The run.
+        run_id: u64,
+    },
+    /// A batch planned after the run's cursor reached its bound.
+    #[error("run {run_id} already planned up to its key bound {bound}")]
+    PlannedPastBound {
+        /// The run.
+        run_id: u64,
+        /// The bound, as text.
+        bound: String,
+    },
+    /// A batch's lower bound is not where the run's previous batch ended.
+    #[error(
+        "batch {batch_id} starts after {lower}, but run {run_id}'s cursor is at {cursor} \
+         (batches must follow each other)"
+    )]
+    LowerNotCursor {
+        /// The batch.
+        batch_id: u64,
+        /// The run.
+        run_id: u64,
+        /// The record's lower bound as text ("the start of the table" for `None`).
+        lower: String,
+        /// The run's cursor as text.
+        cursor: String,
+    },
+    /// A batch whose lower and upper bounds are equal holds no key.
+    #[error("batch {batch_id} has equal lower and upper bounds {key}")]
+    EmptyRange {
+        /// The batch.
+        batch_id: u64,
+        /// The bound, as text.
+        key: String,
+    },
+    /// The record names a batch never planned.
+    #[error("batch {batch_id} was never planned")]
+    UnknownBatch {
+        /// The batch.
+        batch_id: u64,
+    },
+    /// The batch is not in a status this record can follow.
+    #[error("batch {batch_id} is {status}, but this record needs it {needs}")]
+    WrongStatus {
+        /// The batch.
+        batch_id: u64,
+        /// Its status.
+        status: BatchStatus,
+        /// What the record needs, as words.
+        needs: &'static str,
+    },
+    /// A failed attempt's number is not the next one.
+    #[error("batch {batch_id} failed attempt {got}, but its next attempt is {expected}")]
+    AttemptOutOfOrder {
+        /// The batch.
+        batch_id: u64,
+        /// Attempt in the record.
+        got: u32,
+        /// `attempts + 1`.
+        expected: u32,
+    },
+    /// A run finished while one of its batches is still to be executed.
+    #[error("run {run_id} finished, but its batch {batch_id} is still pending")]
+    RunHasPendingBatch {
+        /// The run.
+        run_id: u64,
+        /// Its lowest pending batch.
+        batch_id: u64,
+    },
+}
+
+/// The state reconstructed from a log. See the module documentation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// The job, from `LogCreated`.
+    job: Option<JobIdentity>,
+    /// LSN of `LogCreated` (0 before it).
+    created_lsn: u64,
+    /// Wall clock of `LogCreated`, microseconds since the Unix epoch.
+    created_unix_us: i64,
+    /// LSN of the last event applied (0 = none).
+    last_lsn: u64,
+    /// Runs; `runs[i]` has id `i + 1`. Only the last one may be open.
+    runs: Vec<Run>,
+    /// Batches; `batches[i]` has id `i + 1`.
+    batches: Vec<Batch>,
+    /// Ids of the batches with status Planned or Copied.
+    pending: BTreeSet<u64>,
+    /// Ids of the parked batches.
+    parked: BTreeSet<u64>,
+    /// The first [`CONFLICTS_STORED_MAX`] conflict records, in log order.
+    conflicts: Vec<Conflict>,
+    /// Conflict records beyond the stored ones.
+    conflicts_unstored: u64,
+    /// Sums over all batches.
+    totals: Counts,
+}
+
+fn lower_text(lower: Option<&Key>) -> String {
+    match lower {
+        None => "the start of the table".to_string(),
+        Some(key) => format!("key {}", key_text(key)),
+    }
+}
+
+fn truncate_message(message: &str) -> String {
+    if message.len() <= ERROR_MESSAGE_BYTES_MAX {
+        return message.to_string();
+    }
+    let mut end = ERROR_MESSAGE_BYTES_MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+impl State {
+    /// An empty state: nothing applied; the next action is [`Action::CreateLog`].
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Applies one event (live or replayed). An event that contradicts the state is an error
+    /// and leaves the state unchanged.
+    pub fn apply(&mut self, lsn: u64, event: &Event) -> Result<(), StateError> {
+        self.check(lsn, event)?;
+        self.last_lsn = lsn;
+        match event {
+            Event::LogCreated(e) => self.apply_log_created(lsn, e),
+            Event::RunStarted(e) => self.apply_run_started(lsn, e),
+            Event::BatchPlanned(e) => self.apply_batch_planned(lsn, e),
+            Event::BatchCopied(e) => self.apply_batch_copied(e),
+            Event::BatchDeleted(e) => self.apply_batch_deleted(e),
+            Event::ConflictFound(e) => self.apply_conflict_found(lsn, e),
+            Event::BatchFailed(e) => self.apply_batch_failed(lsn, e),
+            Event::BatchReset(e) => self.apply_batch_reset(e),
+            Event::RunFinished(e) => self.apply_run_finished(lsn, e),
+        }
+        Ok(())
+    }
+
+    /// Whether `apply(lsn, event)` would succeed, without applying it. The engine calls this
+    /// before appending a live event, so that a bug never writes a contradiction to the log.
+    pub fn check(&self, lsn: u64, event: &Event) -> Result<(), StateError> {
+        self.contradiction(lsn, event)
+            .map_err(|problem| StateError {
+                lsn,
+                event: event.name(),
+                problem,
+            })
+    }
+
+    fn contradiction(&self, lsn: u64, event: &Event) -> Result<(), Problem> {
+        if lsn <= self.last_lsn {
+            return Err(Problem::LsnNotIncreasing {
+                previous: self.last_lsn,
+            });
+        }
+        match (event, &self.job) {
+            (Event::LogCreated(_), None) => return Ok(()),
+            (Event::LogCreated(_), Some(_)) => {
+                return Err(Problem::LogAlreadyCreated {
+                    created_lsn: self.created_lsn,
+                })
+            }
+            (_, None) => return Err(Problem::NoLogCreated),
+            (_, Some(_)) => {}
+        }
+        match event {
+            Event::LogCreated(_) => unreachable!("handled above"),
+            Event::RunStarted(e) => self.check_run_started(e),
+            Event::BatchPlanned(e) => self.check_batch_planned(e),
+            Event::BatchCopied(e) => {
+                self.check_executing(e.batch_id, &[BatchStatus::Planned], "planned")?;
+                Ok(())
+            }
+            Event::BatchDeleted(e) => {
+                let allowed = [BatchStatus::Planned, BatchStatus::Copied];
+                self.check_executing(e.batch_id, &allowed, "planned or copied")?;
+                Ok(())
+            }
+            Event::ConflictFound(e) => self.check_conflict_found(e),
+            Event::BatchFailed(e) => self.check_batch_failed(e),
+            Event::BatchReset(e) => match self.batch(e.batch_id) {
+                None => Err(Problem::UnknownBatch {
+                    batch_id: e.batch_id,
+                }),
+                Some(b) if b.status == BatchStatus::Done => Err(Problem::WrongStatus {
+                    batch_id: e.batch_id,
+                    status: b.status,
+                    needs: "not done",
+                }),
+                Some(_) => Ok(()),
+            },
+            Event::RunFinished(e) => self.check_run_finished(e),
+        }
+    }
+
+    fn check_run_started(&self, e: &RunStarted) -> Result<(), Problem> {
+        if let Some(open) = self.open_run() {
+            return Err(Problem::RunStillOpen {
+                run_id: open.run_id,
+            });
+        }
+        if e.run_id != self.next_run_id() {
+            return Err(Problem::RunIdOutOfOrder {
+                got: e.run_id,
+                expected: self.next_run_id(),
+            });
+        }
+        if e.batch_rows == 0 {
+            return Err(Problem::ZeroLimit {
+                run_id: e.run_id,
+                field: "batch_rows",
+            });
+        }
+        if e.attempts_max == 0 {
+            return Err(Problem::ZeroLimit {
+                run_id: e.run_id,
+                field: "attempts_max",
+            });
+        }
+        if e.key_bound.as_ref().is_some_and(|k| k.is_empty()) {
+            return Err(Problem::EmptyKey);
+        }
+        Ok(())
+    }
+
+    fn open_run_named(&self, run_id: u64) -> Result<&Run, Problem> {
+        let open = self.open_run().ok_or(Problem::NoOpenRun)?;
+        if open.run_id != run_id {
+            return Err(Problem::NotOpenRun {
+                run_id,
+                open_run_id: open.run_id,
+            });
+        }
+        Ok(open)
+    }
+
+    fn check_batch_planned(&self, e: &BatchPlanned) -> Result<(), Problem> {
+        let run = self.open_run_named(e.run_id)?;
+        if e.batch_id != self.next_batch_id() {
+            return Err(Problem::BatchIdOutOfOrder {
+                got: e.batch_id,
+                expected: self.next_batch_id(),
+            });
+        }
+        let bound = run
+            .key_bound
+            .as_ref()
+            .ok_or(Problem::RunHasNoBound { run_id: run.run_id })?;
+        if run.cursor.as_ref() == Some(bound) {
+            return Err(Problem::PlannedPastBound {
+                run_id: run.run_id,
+                bound: key_text(bound),
+            });
+        }
+        if e.lower != run.cursor {
+            return Err(Problem::LowerNotCursor {
+                batch_id: e.batch_id,
+                run_id: run.run_id,
+                lower: lower_text(e.lower.as_ref()),
+                cursor: lower_text(run.cursor.as_ref()),
+            });
+        }
+        if e.upper.len() != bound.len() {
+            return Err(Problem::KeyWidth {
+                run_id: run.run_id,
+                expected: bound.len(),
+                got: e.upper.len(),
+            });
+        }
+        if e.lower.as_ref() == Some(&e.upper) {
+            return Err(Problem::EmptyRange {
+                batch_id: e.batch_id,
+                key: key_text(&e.upper),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that a run is open and that the batch exists with one of `allowed` statuses.
+    fn check_executing(
+        &self,
+        batch_id: u64,
+        allowed: &[BatchStatus],
+        needs: &'static str,
+    ) -> Result<&Batch, Problem> {
+        if self.open_run().is_none() {
+            return Err(Problem::NoOpenRun);
+        }
+        let batch = self
+            .batch(batch_id)
+            .ok_or(Problem::UnknownBatch { batch_id })?;
+        if !allowed.contains(&batch.status) {
+            return Err(Problem::WrongStatus {
+                batch_id,
+                status: batch.status,
+                needs,
+            });
+        }
+        Ok(batch)
+    }
+
+    fn check_conflict_found(&self, e: &ConflictFound) -> Result<(), Problem> {
+        let batch = self.check_executing(
+            e.batch_id,
+            &[BatchStatus::Planned, BatchStatus::Copied],
+            "planned or copied",
+        )?;
+        if e.key.len() != batch.upper.len() {
+            return Err(Problem::KeyWidth {
+                run_id: batch.run_id,
+                expected: batch.upper.len(),
+                got: e.key.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_batch_failed(&self, e: &BatchFailed) -> Result<(), Problem> {
+        let batch = self.check_executing(
+            e.batch_id,
+            &[BatchStatus::Planned, BatchStatus::Copied],
+            "planned or copied",
+        )?;
+        let expected = batch.attempts.saturating_add(1);
+        if e.attempt != expected {
+            return Err(Problem::AttemptOutOfOrder {
+                batch_id: e.batch_id,
+                got: e.attempt,
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_run_finished(&self, e: &RunFinished) -> Result<(), Problem> {
+        let run = self.open_run_named(e.run_id)?;
+        if let Some(&batch_id) = self.pending.range(run.batch_ids()).next() {
+            return Err(Problem::RunHasPendingBatch {
+                run_id: run.run_id,
+                batch_id,
+            });
+        }
+        Ok(())
+    }
+
+    // The apply_* functions run after `check` accepted the event: a failed lookup here is a
+    // bug in this module, hence the `expect`s.
+
+    fn apply_log_created(&mut self, lsn: u64, e: &LogCreated) {
+        self.job = Some(e.job.clone());
+        self.created_lsn = lsn;
+        self.created_unix_us = e.created_unix_us;
+    }
+
+    fn apply_run_started(&mut self, lsn: u64, e: &RunStarted) {
+        self.runs.push(Run {
+            run_id: e.run_id,
+            started_lsn: lsn,
+            now_unix_us: e.now_unix_us,
+            key_bound: e.key_bound.clone(),
+            batch_rows: e.batch_rows,
+            attempts_max: e.attempts_max,
+            started_unix_us: e.started_unix_us,
+            cursor: None,
+            first_batch_id: None,
+            last_batch_id: None,
+            counts: Counts::default(),
+            finished: None,
+        });
+    }
+
+    fn apply_batch_planned(&mut self, lsn: u64, e: &BatchPlanned) {
+        let delta = Counts {
+            batches_planned: 1,
+            rows_planned: e.rows_planned,
+            ..Counts::default()
+        };
+        let run = self.runs.last_mut().expect("checked: the open run");
+        run.first_batch_id.get_or_insert(e.batch_id);
+        run.last_batch_id = Some(e.batch_id);
+        run.cursor = Some(e.upper.clone());
+        run.counts.add(&delta);
+        self.totals.add(&delta);
+        self.batches.push(Batch {
+            batch_id: e.batch_id,
+            run_id: e.run_id,
+            planned_lsn: lsn,
+            lower: e.lower.clone(),
+            upper: e.upper.clone(),
+            rows_planned: e.rows_planned,
+            status: BatchStatus::Planned,
+            attempts: 0,
+            failures: 0,
+            resets: 0,
+            last_error: None,
+            rows_copied: 0,
+            rows_already: 0,
+            rows_deleted: 0,
+            rows_conflicting: 0,
+            conflicts: 0,
+        });
+        self.pending.insert(e.batch_id);
+    }
+
+    /// Adds `delta` to a batch's run and to the totals.
+    fn count(&mut self, run_id: u64, delta: &Counts) {
+        self.run_mut(run_id).counts.add(delta);
+        self.totals.add(delta);
+    }
+
+    fn apply_batch_copied(&mut self, e: &BatchCopied) {
+        let batch = self.batch_mut(e.batch_id);
+        batch.status = BatchStatus::Copied;
+        batch.rows_copied = batch.rows_copied.saturating_add(e.rows_copied);
+        batch.rows_already = batch.rows_already.saturating_add(e.rows_already);
+        let run_id = batch.run_id;
+        let delta = Counts {
+            rows_copied: e.rows_copied,
+            rows_already: e.rows_already,
+            ..Counts::default()
+        };
+        self.count(run_id, &delta);
+    }
+
+    fn apply_batch_deleted(&mut self, e: &BatchDeleted) {
+        let batch = self.batch_mut(e.batch_id);
+        batch.status = BatchStatus::Done;
+        batch.rows_copied = batch.rows_copied.saturating_add(e.rows_copied);
+        batch.rows_already = batch.rows_already.saturating_add(e.rows_already);
+        batch.rows_deleted = batch.rows_deleted.saturating_add(e.rows_deleted);
+        batch.rows_conflicting = batch.rows_conflicting.saturating_add(e.rows_conflicting);
+        let run_id = batch.run_id;
+        let delta = Counts {
+            batches_done: 1,
+            rows_copied: e.rows_copied,
+            rows_already: e.rows_already,
+            rows_deleted: e.rows_deleted,
+            rows_conflicting: e.rows_conflicting,
+            ..Counts::default()
+        };
+        self.count(run_id, &delta);
+        self.pending.remove(&e.batch_id);
+    }
+
+    fn apply_conflict_found(&mut self, lsn: u64, e: &ConflictFound) {
+        let batch = self.batch_mut(e.batch_id);
+        batch.conflicts = batch.conflicts.saturating_add(1);
+        let run_id = batch.run_id;
+        self.count(
+            run_id,
+            &Counts {
+                conflicts: 1,
+                ..Counts::default()
+            },
+        );
+        if self.conflicts.len() < CONFLICTS_STORED_MAX {
+            self.conflicts.push(Conflict {
+                batch_id: e.batch_id,
+                key: e.key.clone(),
+                lsn,
+            });
+        } else {
+            self.conflicts_unstored = self.conflicts_unstored.saturating_add(1);
+        }
+    }
+
+    fn apply_batch_failed(&mut self, lsn: u64, e: &BatchFailed) {
+        // The run executing the batch sets the limit: a reset batch of an old run is retried
+        // under the attempts the operator configured for the current run.
+        let attempts_max = self
+            .open_run()
+            .expect("checked: a run is open")
+            .attempts_max;
+        let batch = self.batch_mut(e.batch_id);
+        let step = batch.step().expect("checked: the batch is pending");
+        batch.attempts = e.attempt;
+        batch.failures = batch.failures.saturating_add(1);
+        batch.last_error = Some(BatchError {
+            lsn,
+            attempt: e.attempt,
+            class: e.class,
+            message: truncate_message(&e.message),
+        });
+        let park = match e.class {
+            ErrorClass::Batch => true,
+            ErrorClass::Transient | ErrorClass::Fatal => e.attempt >= attempts_max,
+        };
+        if park {
+            batch.status = BatchStatus::Parked { step };
+        }
+        let run_id = batch.run_id;
+        self.count(
+            run_id,
+            &Counts {
+                failures: 1,
+                ..Counts::default()
+            },
+        );
+        if park {
+            self.pending.remove(&e.batch_id);
+            self.parked.insert(e.batch_id);
+        }
+    }
+
+    fn apply_batch_reset(&mut self, e: &BatchReset) {
+        let batch = self.batch_mut(e.batch_id);
+        batch.attempts = 0;
+        batch.resets = batch.resets.saturating_add(1);
+        if let BatchStatus::Parked { step } = batch.status {
+            batch.status = match step {
+                Step::Copy => BatchStatus::Planned,
+                Step::Delete => BatchStatus::Copied,
+            };
+            self.parked.remove(&e.batch_id);
+            self.pending.insert(e.batch_id);
+        }
+    }
+
+    fn apply_run_finished(&mut self, lsn: u64, e: &RunFinished) {
+        let run = self.run_mut(e.run_id);
+        run.finished = Some(RunEnd {
+            lsn,
+            outcome: e.outcome,
+            finished_unix_us: e.finished_unix_us,
+        });
+    }
+
+    fn batch_mut(&mut self, batch_id: u64) -> &mut Batch {
+        let index = batch_id.checked_sub(1).expect("batch ids start at 1") as usize;
+        &mut self.batches[index]
+    }
+
+    fn run_mut(&mut self, run_id: u64) -> &mut Run {
+        let index = run_id.checked_sub(1).expect("run ids start at 1") as usize;
+        &mut self.runs[index]
+    }
+
+    /// What the engine should do next. See [`Action`]; pending batches come before planning,
+    /// lowest id first, whichever run planned them.
+    pub fn next_action(&self) -> Action {
+        if self.job.is_none() {
+            return Action::CreateLog;
+        }
+        let Some(run) = self.open_run() else {
+            return Action::StartRun;
+        };
+        if let Some(batch) = self.pending_batches().next() {
+            let step = batch.step().expect("a pending batch has a step");
+            return Action::ExecuteBatch {
+                batch_id: batch.batch_id,
+                step,
+            };
+        }
+        match &run.key_bound {
+            None => Action::FinishRun { run_id: run.run_id },
+            Some(bound) if run.cursor.as_ref() == Some(bound) => {
+                Action::FinishRun { run_id: run.run_id }
+            }
+            Some(bound) => Action::PlanNext {
+                run_id: run.run_id,
+                after: run.cursor.clone(),
+                bound: bound.clone(),
+            },
+        }
+    }
+
+    /// The job, once `LogCreated` is applied.
+    pub fn job(&self) -> Option<&JobIdentity> {
+        self.job.as_ref()
+    }
+
+    /// Wall clock of `LogCreated`, microseconds since the Unix epoch (`None` before it).
+    pub fn created_unix_us(&self) -> Option<i64> {
+        self.job.as_ref().map(|_| self.created_unix_us)
+    }
+
+    /// LSN of the last event applied (0 = none).
+    pub fn last_lsn(&self) -> u64 {
+        self.last_lsn
+    }
+
+    /// A run by id.
+    pub fn run(&self, run_id: u64) -> Option<&Run> {
+        let index = usize::try_from(run_id.checked_sub(1)?).ok()?;
+        self.runs.get(index)
+    }
+
+    /// The run started and not finished, if any (always the last run).
+    pub fn open_run(&self) -> Option<&Run> {
+        self.runs.last().filter(|run| run.is_open())
+    }
+
+    /// The most recent run, open or finished.
+    pub fn last_run(&self) -> Option<&Run> {
+        self.runs.last()
+    }
+
+    /// Every run, by id.
+    pub fn runs(&self) -> &[Run] {
+        &self.runs
+    }
+
+    /// A batch by id.
+    pub fn batch(&self, batch_id: u64) -> Option<&Batch> {
+        let index = usize::try_from(batch_id.checked_sub(1)?).ok()?;
+        self.batches.get(index)
+    }
+
+    /// Every batch, by id.
+    pub fn batches(&self) -> impl Iterator<Item = &Batch> {
+        self.batches.iter()
+    }
+
+    /// The run that planned a batch.
+    pub fn run_of(&self, batch_id: u64) -> Option<&Run> {
+        self.run(self.batch(batch_id)?.run_id)
+    }
+
+    /// Batches waiting to be executed (planned or copied, not parked), by id.
+    pub fn pending_batches(&self) -> impl Iterator<Item = &Batch> {
+        self.pending
+            .iter()
+            .map(|&id| self.batch(id).expect("pending ids are batches"))
+    }
+
+    /// Parked batches, by id.
+    pub fn parked_batches(&self) -> impl Iterator<Item = &Batch> {
+        self.parked
+            .iter()
+            .map(|&id| self.batch(id).expect("parked ids are batches"))
+    }
+
+    /// Pending batches that failed since they were planned or reset, by id.
+    pub fn failed_batches(&self) -> impl Iterator<Item = &Batch> {
+        self.pending_batches().filter(|b| b.attempts > 0)
+    }
+
+    /// The id the next `BatchPlanned` must carry: 1 + the largest seen.
+    pub fn next_batch_id(&self) -> u64 {
+        self.batches.len() as u64 + 1
+    }
+
+    /// The id the next `RunStarted` must carry: 1 + the largest seen.
+    pub fn next_run_id(&self) -> u64 {
+        self.runs.len() as u64 + 1
+    }
+
+    /// Stored conflict records (the first [`CONFLICTS_STORED_MAX`]), in log order.
+    pub fn conflicts(&self) -> &[Conflict] {
+        &self.conflicts
+    }
+
+    /// Conflict records counted but not stored because of [`CONFLICTS_STORED_MAX`].
+    pub fn conflicts_unstored(&self) -> u64 {
+        self.conflicts_unstored
+    }
+
+    /// Sums over every batch of every run.
+    pub fn totals(&self) -> &Counts {
+        &self.totals
+    }
+}

@@ -1,0 +1,1289 @@
+//! Unit tests of the state machine: a typical life step by step, every contradiction, summary
+//! rendering, determinism, and random valid logs driven through `next_action`.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::event::{KeyValue, RunOutcome};
+
+fn k(v: u64) -> Key {
+    vec![KeyValue::UInt(v)]
+}
+
+fn job() -> JobIdentity {
+    JobIdentity {
+        source_server: "db1:3306".into(),
+        source_schema: "app".into(),
+        source_table: "rewards".into(),
+        archive_server: "db1:3306".into(),
+        archive_schema: "app".into(),
+        archive_table: "rewards_archive".into(),
+        predicate: "created_at < '2025-06-01'".into(),
+    }
+}
+
+fn created() -> Event {
+    Event::LogCreated(LogCreated {
+        job: job(),
+        created_unix_us: 1_000,
+    })
+}
+
+fn started_with(run_id: u64, bound: Option<u64>, attempts_max: u32) -> Event {
+    Event::RunStarted(RunStarted {
+        run_id,
+        now_unix_us: 5_000_000,
+        key_bound: bound.map(k),
+        batch_rows: 1000,
+        attempts_max,
+        started_unix_us: 10_000_000,
+    })
+}
+
+fn started(run_id: u64, bound: Option<u64>) -> Event {
+    started_with(run_id, bound, 3)
+}
+
+fn planned(batch_id: u64, run_id: u64, lower: Option<u64>, upper: u64) -> Event {
+    Event::BatchPlanned(BatchPlanned {
+        batch_id,
+        run_id,
+        lower: lower.map(k),
+        upper: k(upper),
+        rows_planned: 10,
+    })
+}
+
+fn copied(batch_id: u64) -> Event {
+    Event::BatchCopied(BatchCopied {
+        batch_id,
+        rows_copied: 8,
+        rows_already: 2,
+    })
+}
+
+fn deleted(batch_id: u64) -> Event {
+    Event::BatchDeleted(BatchDeleted {
+        batch_id,
+        rows_copied: 1,
+        rows_already: 1,
+        rows_deleted: 9,
+        rows_conflicting: 1,
+    })
+}
+
+fn conflict(batch_id: u64, key: u64) -> Event {
+    Event::ConflictFound(ConflictFound {
+        batch_id,
+        key: k(key),
+    })
+}
+
+fn failed(batch_id: u64, attempt: u32, class: ErrorClass) -> Event {
+    Event::BatchFailed(BatchFailed {
+        batch_id,
+        attempt,
+        class,
+        message: format!("error {attempt} of batch {batch_id}"),
+    })
+}
+
+fn reset(batch_id: u64) -> Event {
+    Event::BatchReset(BatchReset {
+        batch_id,
+        reason: "--failed".into(),
+    })
+}
+
+fn finished(run_id: u64) -> Event {
+    Event::RunFinished(RunFinished {
+        run_id,
+        outcome: RunOutcome::Completed,
+        finished_unix_us: 20_000_000,
+    })
+}
+
+/// Applies events with LSNs 1, 2, ...; panics on the first error.
+fn replay(events: &[Event]) -> State {
+    let mut state = State::new();
+    for (i, event) in events.iter().enumerate() {
+        state.apply(i as u64 + 1, event).unwrap();
+    }
+    state
+}
+
+fn exec(batch_id: u64, step: Step) -> Action {
+    Action::ExecuteBatch { batch_id, step }
+}
+
+fn plan(run_id: u64, after: Option<u64>, bound: u64) -> Action {
+    Action::PlanNext {
+        run_id,
+        after: after.map(k),
+        bound: k(bound),
+    }
+}
+
+use ErrorClass::{Batch as BatchClass, Fatal, Transient};
+
+/// A typical life: each event, then the action the state must answer.
+fn life() -> Vec<(Event, Action)> {
+    vec![
+        (created(), Action::StartRun),
+        (started(1, Some(100)), plan(1, None, 100)),
+        (planned(1, 1, None, 10), exec(1, Step::Copy)),
+        (copied(1), exec(1, Step::Delete)),
+        (deleted(1), plan(1, Some(10), 100)),
+        (planned(2, 1, Some(10), 20), exec(2, Step::Copy)),
+        (failed(2, 1, Transient), exec(2, Step::Copy)),
+        (failed(2, 2, Transient), exec(2, Step::Copy)),
+        // Third attempt of three: parked; planning goes on.
+        (failed(2, 3, Transient), plan(1, Some(20), 100)),
+        (planned(3, 1, Some(20), 30), exec(3, Step::Copy)),
+        (conflict(3, 25), exec(3, Step::Copy)),
+        (deleted(3), plan(1, Some(30), 100)),
+        (reset(2), exec(2, Step::Copy)),
+        (deleted(2), plan(1, Some(30), 100)),
+        (planned(4, 1, Some(30), 100), exec(4, Step::Copy)),
+        (copied(4), exec(4, Step::Delete)),
+        (failed(4, 1, Transient), exec(4, Step::Delete)),
+        // A fatal error leaves the batch pending: the engine stops, the next invocation retries.
+        (failed(4, 2, Fatal), exec(4, Step::Delete)),
+        (deleted(4), Action::FinishRun { run_id: 1 }),
+        (finished(1), Action::StartRun),
+        // An empty source: nothing to plan.
+        (started(2, None), Action::FinishRun { run_id: 2 }),
+        (finished(2), Action::StartRun),
+        (started(3, Some(200)), plan(3, None, 200)),
+        (planned(5, 3, None, 150), exec(5, Step::Copy)),
+        // A batch-class error parks at once.
+        (failed(5, 1, BatchClass), plan(3, Some(150), 200)),
+        (planned(6, 3, Some(150), 200), exec(6, Step::Copy)),
+        (deleted(6), Action::FinishRun { run_id: 3 }),
+        // A run finishes with a parked batch.
+        (finished(3), Action::StartRun),
+        // Reset without an open run: a run must start before the batch runs again.
+        (reset(5), Action::StartRun),
+        (started_with(4, Some(300), 5), exec(5, Step::Copy)),
+        (copied(5), exec(5, Step::Delete)),
+        (deleted(5), plan(4, None, 300)),
+        (planned(7, 4, None, 300), exec(7, Step::Copy)),
+        (deleted(7), Action::FinishRun { run_id: 4 }),
+        (finished(4), Action::StartRun),
+    ]
+}
+
+fn life_events() -> Vec<Event> {
+    life().into_iter().map(|(event, _)| event).collect()
+}
+
+#[test]
+fn typical_life_answers_the_expected_action_after_each_event() {
+    let mut state = State::new();
+    assert_eq!(state.next_action(), Action::CreateLog);
+    for (i, (event, expected)) in life().into_iter().enumerate() {
+        state.apply(i as u64 + 1, &event).unwrap();
+        assert_eq!(
+            state.next_action(),
+            expected,
+            "after event {} ({event:?})",
+            i + 1
+        );
+        check_invariants(&state);
+    }
+}
+
+#[test]
+fn typical_life_ends_with_the_expected_batches_and_counts() {
+    let state = replay(&life_events());
+    assert_eq!(state.runs().len(), 4);
+    assert!(state.open_run().is_none());
+    assert_eq!(state.last_run().unwrap().run_id, 4);
+    assert_eq!(state.pending_batches().count(), 0);
+    assert_eq!(state.parked_batches().count(), 0);
+    assert!(state.batches().all(|b| b.status == BatchStatus::Done));
+
+    let b2 = state.batch(2).unwrap();
+    assert_eq!((b2.attempts, b2.failures, b2.resets), (0, 3, 1));
+    let e = b2.last_error.as_ref().unwrap();
+    assert_eq!((e.attempt, e.class), (3, Transient));
+    assert_eq!(e.message, "error 3 of batch 2");
+
+    let b4 = state.batch(4).unwrap();
+    assert_eq!((b4.attempts, b4.failures), (2, 2));
+    // BatchCopied (8 + 2) plus BatchDeleted (1 + 1).
+    assert_eq!(
+        (b4.rows_copied, b4.rows_already, b4.rows_deleted),
+        (9, 3, 9)
+    );
+
+    // Batch 5 was planned by run 3 and executed under run 4: it counts for run 3.
+    assert_eq!(state.run_of(5).unwrap().run_id, 3);
+    assert_eq!(state.run(3).unwrap().counts.batches_done, 2);
+    assert_eq!(state.run(4).unwrap().counts.batches_done, 1);
+    assert_eq!(state.run(4).unwrap().attempts_max, 5);
+
+    let run1 = &state.run(1).unwrap().counts;
+    assert_eq!(run1.batches_planned, 4);
+    assert_eq!(run1.failures, 5);
+    assert_eq!(run1.conflicts, 1);
+    assert_eq!(state.totals().batches_done, 7);
+    assert_eq!(state.totals().rows_deleted, 63);
+    assert_eq!(
+        state.conflicts(),
+        &[Conflict {
+            batch_id: 3,
+            key: k(25),
+            lsn: 11
+        }]
+    );
+    assert_eq!(state.next_batch_id(), 8);
+    assert_eq!(state.next_run_id(), 5);
+    assert_eq!(state.job(), Some(&job()));
+    check_invariants(&state);
+}
+
+#[test]
+fn replaying_the_same_log_twice_gives_identical_states() {
+    let events = life_events();
+    let first = replay(&events);
+    let second = replay(&events);
+    assert_eq!(first, second);
+    assert_eq!(first.summary(30_000_000), second.summary(30_000_000));
+}
+
+#[test]
+fn transient_failures_stop_at_the_attempt_limit_and_fatal_ones_too() {
+    // attempts_max 2: the second failure parks, whatever the retryable class.
+    for class in [Transient, Fatal] {
+        let mut events = vec![
+            created(),
+            started_with(1, Some(9), 2),
+            planned(1, 1, None, 9),
+        ];
+        events.push(failed(1, 1, class));
+        let state = replay(&events);
+        assert_eq!(
+            state.batch(1).unwrap().status,
+            BatchStatus::Planned,
+            "{class:?}"
+        );
+        assert_eq!(state.failed_batches().count(), 1);
+        events.push(failed(1, 2, class));
+        let state = replay(&events);
+        assert_eq!(
+            state.batch(1).unwrap().status,
+            BatchStatus::Parked { step: Step::Copy },
+            "{class:?}"
+        );
+        assert_eq!(state.failed_batches().count(), 0);
+        assert_eq!(state.parked_batches().count(), 1);
+    }
+}
+
+#[test]
+fn a_parked_copied_batch_resumes_at_the_delete_step_after_reset() {
+    let state = replay(&[
+        created(),
+        started(1, Some(9)),
+        planned(1, 1, None, 9),
+        copied(1),
+        failed(1, 1, BatchClass),
+    ]);
+    assert_eq!(
+        state.batch(1).unwrap().status,
+        BatchStatus::Parked { step: Step::Delete }
+    );
+    assert_eq!(state.next_action(), Action::FinishRun { run_id: 1 });
+    let mut state = state;
+    state.apply(6, &reset(1)).unwrap();
+    assert_eq!(state.next_action(), exec(1, Step::Delete));
+    // Attempts start again at 1 after a reset.
+    state.apply(7, &failed(1, 1, Transient)).unwrap();
+}
+
+#[test]
+fn a_reset_of_a_pending_batch_only_restarts_its_attempts() {
+    let mut state = replay(&[
+        created(),
+        started(1, Some(9)),
+        planned(1, 1, None, 9),
+        failed(1, 1, Transient),
+    ]);
+    state.apply(5, &reset(1)).unwrap();
+    let b = state.batch(1).unwrap();
+    assert_eq!(
+        (b.status, b.attempts, b.failures),
+        (BatchStatus::Planned, 0, 1)
+    );
+}
+
+/// Every contradiction: the events before it, the bad event, and the problem expected.
+fn contradictions() -> Vec<(&'static str, Vec<Event>, Event, Problem)> {
+    let c = created;
+    let parked_then_finished = vec![
+        c(),
+        started(1, Some(9)),
+        planned(1, 1, None, 9),
+        failed(1, 1, BatchClass),
+        finished(1),
+    ];
+    let mut wide = match planned(2, 1, Some(10), 20) {
+        Event::BatchPlanned(p) => p,
+        _ => unreachable!(),
+    };
+    wide.upper.push(KeyValue::Int(1));
+    let mut empty_bound = match started(1, Some(1)) {
+        Event::RunStarted(s) => s,
+        _ => unreachable!(),
+    };
+    empty_bound.key_bound = Some(vec![]);
+    let mut zero_rows = match started(1, Some(1)) {
+        Event::RunStarted(s) => s,
+        _ => unreachable!(),
+    };
+    zero_rows.batch_rows = 0;
+    let one_batch = vec![c(), started(1, Some(100)), planned(1, 1, None, 10)];
+    let done_batch = vec![
+        c(),
+        started(1, Some(100)),
+        planned(1, 1, None, 10),
+        deleted(1),
+    ];
+    let wrong = |batch_id, status, needs| Problem::WrongStatus {
+        batch_id,
+        status,
+        needs,
+    };
+    vec![
+        (
+            "run before the log",
+            vec![],
+            started(1, None),
+            Problem::NoLogCreated,
+        ),
+        (
+            "second log created",
+            vec![c()],
+            c(),
+            Problem::LogAlreadyCreated { created_lsn: 1 },
+        ),
+        (
+            "run while one is open",
+            vec![c(), started(1, None)],
+            started(2, None),
+            Problem::RunStillOpen { run_id: 1 },
+        ),
+        (
+            "run id skips",
+            vec![c()],
+            started(2, None),
+            Problem::RunIdOutOfOrder {
+                got: 2,
+                expected: 1,
+            },
+        ),
+        (
+            "run id repeats",
+            vec![c(), started(1, None), finished(1)],
+            started(1, None),
+            Problem::RunIdOutOfOrder {
+                got: 1,
+                expected: 2,
+            },
+        ),
+        (
+            "zero batch rows",
+            vec![c()],
+            Event::RunStarted(zero_rows),
+            Problem::ZeroLimit {
+                run_id: 1,
+                field: "batch_rows",
+            },
+        ),
+        (
+            "zero attempts",
+            vec![c()],
+            started_with(1, Some(1), 0),
+            Problem::ZeroLimit {
+                run_id: 1,
+                field: "attempts_max",
+            },
+        ),
+        (
+            "bound without columns",
+            vec![c()],
+            Event::RunStarted(empty_bound),
+            Problem::EmptyKey,
+        ),
+        (
+            "plan with no run",
+            vec![c()],
+            planned(1, 1, None, 10),
+            Problem::NoOpenRun,
+        ),
+        (
+            "plan for a finished run",
+            vec![c(), started(1, None), finished(1)],
+            planned(1, 1, None, 10),
+            Problem::NoOpenRun,
+        ),
+        (
+            "plan for another run",
+            vec![c(), started(1, Some(100))],
+            planned(1, 2, None, 10),
+            Problem::NotOpenRun {
+                run_id: 2,
+                open_run_id: 1,
+            },
+        ),
+        (
+            "batch id skips",
+            vec![c(), started(1, Some(100))],
+            planned(2, 1, None, 10),
+            Problem::BatchIdOutOfOrder {
+                got: 2,
+                expected: 1,
+            },
+        ),
+        (
+            "batch id repeats",
+            one_batch.clone(),
+            planned(1, 1, Some(10), 20),
+            Problem::BatchIdOutOfOrder {
+                got: 1,
+                expected: 2,
+            },
+        ),
+        (
+            "plan without a bound",
+            vec![c(), started(1, None)],
+            planned(1, 1, None, 10),
+            Problem::RunHasNoBound { run_id: 1 },
+        ),
+        (
+            "plan past the bound",
+            vec![c(), started(1, Some(10)), planned(1, 1, None, 10)],
+            planned(2, 1, Some(10), 20),
+            Problem::PlannedPastBound {
+                run_id: 1,
+                bound: "(10)".into(),
+            },
+        ),
+        (
+            "first batch not at the start",
+            vec![c(), started(1, Some(100))],
+            planned(1, 1, Some(5), 10),
+            Problem::LowerNotCursor {
+                batch_id: 1,
+                run_id: 1,
+                lower: "key (5)".into(),
+                cursor: "the start of the table".into(),
+            },
+        ),
+        (
+            "gap after the cursor",
+            one_batch.clone(),
+            planned(2, 1, Some(11), 20),
+            Problem::LowerNotCursor {
+                batch_id: 2,
+                run_id: 1,
+                lower: "key (11)".into(),
+                cursor: "key (10)".into(),
+            },
+        ),
+        (
+            "restart from the start",
+            one_batch.clone(),
+            planned(2, 1, None, 20),
+            Problem::LowerNotCursor {
+                batch_id: 2,
+                run_id: 1,
+                lower: "the start of the table".into(),
+                cursor: "key (10)".into(),
+            },
+        ),
+        (
+            "key wider than the bound",
+            one_batch.clone(),
+            Event::BatchPlanned(wide),
+            Problem::KeyWidth {
+                run_id: 1,
+                expected: 1,
+                got: 2,
+            },
+        ),
+        (
+            "empty range",
+            one_batch.clone(),
+            planned(2, 1, Some(10), 10),
+            Problem::EmptyRange {
+                batch_id: 2,
+                key: "(10)".into(),
+            },
+        ),
+        (
+            "copy of an unknown batch",
+            vec![c(), started(1, Some(100))],
+            copied(1),
+            Problem::UnknownBatch { batch_id: 1 },
+        ),
+        (
+            "delete of an unknown batch",
+            one_batch.clone(),
+            deleted(2),
+            Problem::UnknownBatch { batch_id: 2 },
+        ),
+        (
+            "conflict in an unknown batch",
+            one_batch.clone(),
+            conflict(0, 1),
+            Problem::UnknownBatch { batch_id: 0 },
+        ),
+        (
+            "failure of an unknown batch",
+            one_batch.clone(),
+            failed(7, 1, Transient),
+            Problem::UnknownBatch { batch_id: 7 },
+        ),
+        (
+            "reset of an unknown batch",
+            vec![c()],
+            reset(1),
+            Problem::UnknownBatch { batch_id: 1 },
+        ),
+        (
+            "copied twice",
+            vec![
+                c(),
+                started(1, Some(100)),
+                planned(1, 1, None, 10),
+                copied(1),
+            ],
+            copied(1),
+            wrong(1, BatchStatus::Copied, "planned"),
+        ),
+        (
+            "copied after done",
+            done_batch.clone(),
+            copied(1),
+            wrong(1, BatchStatus::Done, "planned"),
+        ),
+        (
+            "deleted twice",
+            done_batch.clone(),
+            deleted(1),
+            wrong(1, BatchStatus::Done, "planned or copied"),
+        ),
+        (
+            "conflict after done",
+            done_batch.clone(),
+            conflict(1, 5),
+            wrong(1, BatchStatus::Done, "planned or copied"),
+        ),
+        (
+            "failure after done",
+            done_batch.clone(),
+            failed(1, 1, Transient),
+            wrong(1, BatchStatus::Done, "planned or copied"),
+        ),
+        (
+            "reset of a done batch",
+            done_batch.clone(),
+            reset(1),
+            wrong(1, BatchStatus::Done, "not done"),
+        ),
+        (
+            "failure of a parked batch",
+            {
+                let mut e = parked_then_finished.clone();
+                e.pop();
+                e
+            },
+            failed(1, 2, Transient),
+            wrong(
+                1,
+                BatchStatus::Parked { step: Step::Copy },
+                "planned or copied",
+            ),
+        ),
+        (
+            "delete of a parked batch",
+            {
+                let mut e = parked_then_finished.clone();
+                e.pop();
+                e
+            },
+            deleted(1),
+            wrong(
+                1,
+                BatchStatus::Parked { step: Step::Copy },
+                "planned or copied",
+            ),
+        ),
+        (
+            "execution with no open run",
+            {
+                let mut e = parked_then_finished.clone();
+                e.push(reset(1));
+                e
+            },
+            copied(1),
+            Problem::NoOpenRun,
+        ),
+        (
+            "conflict with no open run",
+            {
+                let mut e = parked_then_finished.clone();
+                e.push(reset(1));
+                e
+            },
+            conflict(1, 3),
+            Problem::NoOpenRun,
+        ),
+        (
+            "conflict key too wide",
+            one_batch.clone(),
+            Event::ConflictFound(ConflictFound {
+                batch_id: 1,
+                key: vec![KeyValue::UInt(1), KeyValue::UInt(2)],
+            }),
+            Problem::KeyWidth {
+                run_id: 1,
+                expected: 1,
+                got: 2,
+            },
+        ),
+        (
+            "attempt skips",
+            one_batch.clone(),
+            failed(1, 2, Transient),
+            Problem::AttemptOutOfOrder {
+                batch_id: 1,
+                got: 2,
+                expected: 1,
+            },
+        ),
+        (
+            "attempt repeats",
+            {
+                let mut e = one_batch.clone();
+                e.push(failed(1, 1, Transient));
+                e
+            },
+            failed(1, 1, Transient),
+            Problem::AttemptOutOfOrder {
+                batch_id: 1,
+                got: 1,
+                expected: 2,
+            },
+        ),
+        (
+            "finish with a pending batch",
+            one_batch.clone(),
+            finished(1),
+            Problem::RunHasPendingBatch {
+                run_id: 1,
+                batch_id: 1,
+            },
+        ),
+        (
+            "finish another run",
+            vec![c(), started(1, None)],
+            finished(2),
+            Problem::NotOpenRun {
+                run_id: 2,
+                open_run_id: 1,
+            },
+        ),
+        (
+            "finish twice",
+            vec![c(), started(1, None), finished(1)],
+            finished(1),
+            Problem::NoOpenRun,
+        ),
+        (
+            "finish with no run",
+            vec![c()],
+            finished(1),
+            Problem::NoOpenRun,
+        ),
+    ]
+}
+
+#[test]
+fn every_contradiction_is_an_error_that_leaves_the_state_unchanged() {
+    for (name, before, bad, expected) in contradictions() {
+        let mut state = replay(&before);
+        let snapshot = state.clone();
+        let lsn = before.len() as u64 + 1;
+        let err = state.apply(lsn, &bad).expect_err(name);
+        assert_eq!(err.problem, expected, "{name}");
+        assert_eq!(err.lsn, lsn, "{name}");
+        assert_eq!(err.event, bad.name(), "{name}");
+        assert_eq!(state.check(lsn, &bad), Err(err.clone()), "{name}");
+        assert_eq!(state, snapshot, "{name}: a failed apply changed the state");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("record at lsn {lsn} ({})", bad.name())),
+            "{text}"
+        );
+        assert!(!text.contains("\n"), "{text}");
+    }
+}
+
+#[test]
+fn lsns_must_increase() {
+    let mut state = replay(&[created(), started(1, None)]);
+    for lsn in [0, 1, 2] {
+        let err = state.apply(lsn, &finished(1)).unwrap_err();
+        assert_eq!(err.problem, Problem::LsnNotIncreasing { previous: 2 });
+    }
+    // Gaps are allowed (the state does not own LSN numbering).
+    state.apply(10, &finished(1)).unwrap();
+    assert_eq!(state.last_lsn(), 10);
+}
+
+#[test]
+fn error_messages_name_the_record_and_the_contradiction() {
+    let mut state = replay(&[created(), started(1, Some(100)), planned(1, 1, None, 10)]);
+    let err = state.apply(4, &planned(2, 1, Some(11), 20)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "record at lsn 4 (BatchPlanned) contradicts the log before it: batch 2 starts after \
+         key (11), but run 1's cursor is at key (10) (batches must follow each other)"
+    );
+    let err = state.apply(4, &reset(9)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "record at lsn 4 (BatchReset) contradicts the log before it: batch 9 was never planned"
+    );
+}
+
+#[test]
+fn long_error_messages_are_cut_at_a_character_boundary() {
+    let mut state = replay(&[created(), started(1, Some(100)), planned(1, 1, None, 10)]);
+    let message = "é".repeat(ERROR_MESSAGE_BYTES_MAX);
+    let event = Event::BatchFailed(BatchFailed {
+        batch_id: 1,
+        attempt: 1,
+        class: Transient,
+        message,
+    });
+    state.apply(4, &event).unwrap();
+    let kept = &state.batch(1).unwrap().last_error.as_ref().unwrap().message;
+    assert!(kept.len() <= ERROR_MESSAGE_BYTES_MAX + "…".len());
+    assert!(kept.ends_with('…'));
+}
+
+#[test]
+fn actions_read_as_sentences() {
+    let cases = [
+        (Action::CreateLog, "create the log"),
+        (Action::StartRun, "start a new run"),
+        (
+            exec(412, Step::Delete),
+            "resume batch 412 at the delete step",
+        ),
+        (exec(7, Step::Copy), "run batch 7 from the copy step"),
+        (
+            plan(3, Some(1000), 5000),
+            "plan the next batch of run 3 after key (1000), up to key (5000)",
+        ),
+        (
+            plan(3, None, 5000),
+            "plan the first batch of run 3, up to key (5000)",
+        ),
+        (Action::FinishRun { run_id: 2 }, "finish run 2"),
+    ];
+    for (action, text) in cases {
+        assert_eq!(action.to_string(), text);
+    }
+}
+
+#[test]
+fn keys_read_as_sql_like_tuples() {
+    let cases: Vec<(Key, &str)> = vec![
+        (vec![KeyValue::Int(-5), KeyValue::UInt(7)], "(-5, 7)"),
+        (vec![KeyValue::Bytes(b"o'k".to_vec())], "('o''k')"),
+        (vec![KeyValue::Bytes(vec![0xff, 0x00])], "(0xff00)"),
+        (
+            vec![KeyValue::Bytes(vec![b'a'; 70])],
+            &*Box::leak(format!("('{}…')", "a".repeat(64)).into_boxed_str()),
+        ),
+        (
+            vec![KeyValue::Date(2024, 1, 2, 3, 4, 5, 0)],
+            "('2024-01-02 03:04:05')",
+        ),
+        (
+            vec![KeyValue::Date(2024, 1, 2, 3, 4, 5, 60)],
+            "('2024-01-02 03:04:05.000060')",
+        ),
+        (vec![KeyValue::Time(true, 1, 2, 3, 4, 0)], "('-26:03:04')"),
+    ];
+    for (key, text) in cases {
+        assert_eq!(key_text(&key), text);
+    }
+}
+
+#[test]
+fn summary_reports_progress_rate_eta_and_problems() {
+    let mut events = vec![
+        created(),
+        started(1, Some(110)),
+        planned(1, 1, None, 10),
+        deleted(1),
+        planned(2, 1, Some(10), 60),
+        conflict(2, 33),
+        deleted(2),
+        planned(3, 1, Some(60), 80),
+        failed(3, 1, Transient),
+    ];
+    let state = replay(&events);
+    // Started at 10 s; now is 28 s: 18 rows in 18 s.
+    let s = state.summary(28_000_000);
+    let p = s.current_run.as_ref().unwrap();
+    assert_eq!(p.run_id, 1);
+    assert!(p.open);
+    assert_eq!(
+        p.batches,
+        BatchTally {
+            total: 3,
+            done: 2,
+            pending: 1,
+            failed: 1,
+            parked: 0
+        }
+    );
+    assert_eq!(p.rows_moved, 18);
+    assert_eq!(p.elapsed_s, 18.0);
+    assert_eq!(p.rate_rows_per_s, Some(1.0));
+    // From the first batch's upper bound 10 to the bound 110: cursor 80 is 70%.
+    assert!((p.fraction_planned.unwrap() - 0.7).abs() < 1e-9);
+    assert!((p.eta_s.unwrap() - 18.0 * 0.3 / 0.7).abs() < 1e-9);
+    assert_eq!(p.cursor.as_deref(), Some("(80)"));
+    assert_eq!(s.next_action, "run batch 3 from the copy step");
+    assert_eq!(s.conflicts.total, 1);
+    assert_eq!(s.conflicts.listed[0].key, "(33)");
+    assert_eq!(s.problem_batches_total, 1);
+    assert_eq!(
+        s.problem_batches[0].status,
+        "failed, pending at the copy step"
+    );
+    assert_eq!(
+        s.problem_batches[0].last_error.as_ref().unwrap().message,
+        "error 1 of batch 3"
+    );
+
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["current_run"]["rows_moved"], 18);
+    assert_eq!(
+        json["problem_batches"][0]["last_error"]["class"],
+        "Transient"
+    );
+    assert_eq!(json["job"]["source_table"], "rewards");
+
+    let lines = s.lines();
+    assert!(
+        lines.iter().any(|l| l.contains("(1.0 rows/s)")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("70.0% of the key range planned")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("key (33) in batch 2 (run 1)")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        "next: run batch 3 from the copy step"
+    );
+
+    // A finished run: no ETA, elapsed up to its end.
+    events.extend([
+        deleted(3),
+        planned(4, 1, Some(80), 110),
+        deleted(4),
+        finished(1),
+    ]);
+    let s = replay(&events).summary(99_000_000);
+    let p = s.current_run.as_ref().unwrap();
+    assert!(!p.open);
+    assert_eq!(
+        (p.elapsed_s, p.eta_s, p.fraction_planned),
+        (10.0, None, Some(1.0))
+    );
+    assert_eq!(s.next_action, "start a new run");
+}
+
+#[test]
+fn summary_of_an_empty_log_and_of_non_integer_keys() {
+    let s = State::new().summary(0);
+    assert_eq!(
+        s.lines(),
+        vec![
+            "the log is empty: no job recorded yet",
+            "next: create the log"
+        ]
+    );
+    serde_json::to_string(&s).unwrap();
+
+    let text_key = |t: &str| vec![KeyValue::Bytes(t.as_bytes().to_vec())];
+    let state = replay(&[
+        created(),
+        Event::RunStarted(RunStarted {
+            run_id: 1,
+            now_unix_us: 0,
+            key_bound: Some(text_key("zz")),
+            batch_rows: 10,
+            attempts_max: 1,
+            started_unix_us: 0,
+        }),
+        Event::BatchPlanned(BatchPlanned {
+            batch_id: 1,
+            run_id: 1,
+            lower: None,
+            upper: text_key("mm"),
+            rows_planned: 10,
+        }),
+    ]);
+    let p = state.summary(0).current_run.unwrap();
+    assert_eq!(
+        (p.fraction_planned, p.eta_s, p.rate_rows_per_s),
+        (None, None, None)
+    );
+    assert_eq!(
+        state.next_action().to_string(),
+        "run batch 1 from the copy step"
+    );
+}
+
+/// Invariants that hold after every event of every valid log.
+fn check_invariants(state: &State) {
+    let runs = state.runs();
+    for (i, run) in runs.iter().enumerate() {
+        assert_eq!(run.run_id, i as u64 + 1);
+        if i + 1 < runs.len() {
+            assert!(!run.is_open(), "only the last run may be open");
+        }
+        // The cursor is the last planned batch's upper bound; batches chain.
+        let last_upper = run
+            .last_batch_id
+            .map(|id| state.batch(id).unwrap().upper.clone());
+        assert_eq!(run.cursor, last_upper);
+        let mut previous: Option<&Key> = None;
+        let mut sum = Counts::default();
+        for id in run.batch_ids() {
+            let batch = state.batch(id).unwrap();
+            assert_eq!(batch.run_id, run.run_id);
+            assert_eq!(batch.lower.as_ref(), previous);
+            previous = Some(&batch.upper);
+            sum.add(&batch_counts(batch));
+        }
+        assert_eq!(
+            run.counts, sum,
+            "run {} counts are the sum over its batches",
+            run.run_id
+        );
+    }
+    let mut sum = Counts::default();
+    for (i, batch) in state.batches().enumerate() {
+        assert_eq!(batch.batch_id, i as u64 + 1);
+        sum.add(&batch_counts(batch));
+        assert_eq!(state.pending.contains(&batch.batch_id), batch.is_pending());
+        assert_eq!(
+            state.parked.contains(&batch.batch_id),
+            matches!(batch.status, BatchStatus::Parked { .. })
+        );
+    }
+    assert_eq!(*state.totals(), sum, "totals are the sum over batches");
+    assert_eq!(
+        state.conflicts().len() as u64 + state.conflicts_unstored(),
+        sum.conflicts
+    );
+    match state.next_action() {
+        Action::ExecuteBatch { batch_id, step } => {
+            assert!(state.open_run().is_some());
+            assert_eq!(state.pending.first(), Some(&batch_id));
+            assert_eq!(state.batch(batch_id).unwrap().step(), Some(step));
+        }
+        Action::PlanNext { run_id, .. } | Action::FinishRun { run_id } => {
+            assert!(state.pending.is_empty());
+            assert_eq!(state.open_run().unwrap().run_id, run_id);
+        }
+        Action::StartRun => assert!(state.open_run().is_none() && state.job().is_some()),
+        Action::CreateLog => assert!(state.job().is_none()),
+    }
+}
+
+fn batch_counts(b: &Batch) -> Counts {
+    Counts {
+        batches_planned: 1,
+        batches_done: u64::from(b.status == BatchStatus::Done),
+        rows_planned: b.rows_planned,
+        rows_copied: b.rows_copied,
+        rows_already: b.rows_already,
+        rows_deleted: b.rows_deleted,
+        rows_conflicting: b.rows_conflicting,
+        conflicts: b.conflicts,
+        failures: b.failures,
+    }
+}
+
+/// A reference model of one batch, folded from its events independently of `State`.
+#[derive(Debug, Default, Clone, Copy)]
+struct ModelBatch {
+    copied: bool,
+    done: bool,
+    parked: bool,
+    attempts: u32,
+}
+
+impl ModelBatch {
+    fn status(&self) -> BatchStatus {
+        let step = if self.copied {
+            Step::Delete
+        } else {
+            Step::Copy
+        };
+        match (self.done, self.parked, self.copied) {
+            (true, _, _) => BatchStatus::Done,
+            (false, true, _) => BatchStatus::Parked { step },
+            (false, false, true) => BatchStatus::Copied,
+            (false, false, false) => BatchStatus::Planned,
+        }
+    }
+}
+
+/// Drives a state through `next_action` with outcomes chosen by `choices`; returns the log and
+/// checks invariants, the batch model and atomicity of rejected events on the way.
+fn drive(choices: &[u8]) -> (Vec<Event>, State) {
+    let mut state = State::new();
+    let mut events = Vec::new();
+    let mut model: BTreeMap<u64, ModelBatch> = BTreeMap::new();
+    let mut attempts_max = 0;
+    let mut tape = choices.iter().copied();
+    while let Some(c) = tape.next() {
+        let mut next = || tape.next().unwrap_or(0);
+        let mut batch_events = Vec::new();
+        if c % 13 == 0 && !model.is_empty() {
+            // An operator reset of some batch that is not done (between invocations or not).
+            let not_done: Vec<u64> = model
+                .iter()
+                .filter(|(_, m)| !m.done)
+                .map(|(&id, _)| id)
+                .collect();
+            if !not_done.is_empty() {
+                batch_events.push(reset(not_done[next() as usize % not_done.len()]));
+            }
+        }
+        if batch_events.is_empty() {
+            match state.next_action() {
+                Action::CreateLog => batch_events.push(created()),
+                Action::StartRun => {
+                    let bound = if c % 7 == 0 {
+                        None
+                    } else {
+                        Some(1 + u64::from(next()))
+                    };
+                    attempts_max = 1 + u32::from(next() % 4);
+                    batch_events.push(started_with(state.next_run_id(), bound, attempts_max));
+                }
+                Action::ExecuteBatch { batch_id, step } => {
+                    let attempt = state.batch(batch_id).unwrap().attempts + 1;
+                    match c % 8 {
+                        0 => batch_events.push(failed(batch_id, attempt, Transient)),
+                        1 => batch_events.push(failed(batch_id, attempt, Fatal)),
+                        2 => batch_events.push(failed(batch_id, attempt, BatchClass)),
+                        3 if step == Step::Copy => batch_events.push(copied(batch_id)),
+                        _ => {
+                            for i in 0..next() % 3 {
+                                batch_events.push(conflict(batch_id, u64::from(i)));
+                            }
+                            batch_events.push(deleted(batch_id));
+                        }
+                    }
+                }
+                Action::PlanNext {
+                    run_id,
+                    after,
+                    bound,
+                } => {
+                    let start = after.as_ref().map_or(0, |key| match key[0] {
+                        KeyValue::UInt(v) => v,
+                        _ => unreachable!(),
+                    });
+                    let bound = match bound[0] {
+                        KeyValue::UInt(v) => v,
+                        _ => unreachable!(),
+                    };
+                    if c % 11 == 0 {
+                        // Planning found no more matching rows.
+                        batch_events.push(finished(run_id));
+                    } else {
+                        let upper = (start + 1 + u64::from(next() % 40)).min(bound);
+                        let id = state.next_batch_id();
+                        batch_events.push(planned(id, run_id, after.map(|_| start), upper));
+                    }
+                }
+                Action::FinishRun { run_id } => batch_events.push(finished(run_id)),
+            }
+        }
+        for event in batch_events {
+            // A random bogus event on the side must either apply or leave the state unchanged.
+            let bogus = bogus_event(next(), next(), state.next_batch_id());
+            let mut probe = state.clone();
+            if probe.apply(events.len() as u64 + 1, &bogus).is_err() {
+                assert_eq!(probe, state, "rejected {bogus:?} changed the state");
+            }
+
+            let open_attempts_max = state.open_run().map(|r| r.attempts_max);
+            state.apply(events.len() as u64 + 1, &event).unwrap();
+            fold_model(
+                &mut model,
+                &event,
+                open_attempts_max.unwrap_or(attempts_max),
+            );
+            events.push(event);
+            check_invariants(&state);
+            for (&id, m) in &model {
+                let batch = state.batch(id).unwrap();
+                assert_eq!(batch.status, m.status(), "batch {id}");
+                assert_eq!(batch.attempts, m.attempts, "batch {id}");
+            }
+        }
+        if events.len() > 2_000 {
+            break;
+        }
+    }
+    (events, state)
+}
+
+fn fold_model(model: &mut BTreeMap<u64, ModelBatch>, event: &Event, attempts_max: u32) {
+    match event {
+        Event::BatchPlanned(e) => {
+            model.insert(e.batch_id, ModelBatch::default());
+        }
+        Event::BatchCopied(e) => model.get_mut(&e.batch_id).unwrap().copied = true,
+        Event::BatchDeleted(e) => model.get_mut(&e.batch_id).unwrap().done = true,
+        Event::BatchFailed(e) => {
+            let m = model.get_mut(&e.batch_id).unwrap();
+            m.attempts = e.attempt;
+            m.parked = e.class == BatchClass || e.attempt >= attempts_max;
+        }
+        Event::BatchReset(e) => {
+            let m = model.get_mut(&e.batch_id).unwrap();
+            m.attempts = 0;
+            m.parked = false;
+        }
+        _ => {}
+    }
+}
+
+/// Some event, plausible or not, naming a batch near the existing ones.
+fn bogus_event(kind: u8, id: u8, next_batch_id: u64) -> Event {
+    let batch_id = (next_batch_id + u64::from(id % 4)).saturating_sub(2);
+    let n = u64::from(id % 3);
+    match kind % 9 {
+        0 => created(),
+        1 => started(n + 1, Some(n * 10)),
+        2 => planned(batch_id, n, Some(n), n + 5),
+        3 => copied(batch_id),
+        4 => deleted(batch_id),
+        5 => conflict(batch_id, n),
+        6 => failed(batch_id, u32::from(id % 4), Transient),
+        7 => reset(batch_id),
+        _ => finished(n),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_valid_logs_keep_the_invariants_and_replay_identically(
+        choices in prop::collection::vec(any::<u8>(), 0..600)
+    ) {
+        let (events, live) = drive(&choices);
+        let replayed = replay(&events);
+        prop_assert_eq!(&replayed, &live);
+        prop_assert_eq!(replayed.summary(1 << 40), live.summary(1 << 40));
+        serde_json::to_string(&live.summary(1 << 40)).unwrap();
+        live.summary(0).lines();
+    }
+}
+
+#[test]
+fn long_random_logs_reach_every_kind_of_event() {
+    // A fixed tape long enough to cover resets, parks, fatal errors and several runs.
+    let choices: Vec<u8> = (0..5_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (events, state) = drive(&choices);
+    let mut seen = [false; 10];
+    for event in &events {
+        seen[event.record_type() as usize] = true;
+    }
+    assert!(seen[1..].iter().all(|&s| s), "kinds seen: {seen:?}");
+    assert!(state.runs().len() > 2);
+}
+
+/// Replay speed: `cargo test --release -- --ignored replay_speed --nocapture`.
+#[test]
+#[ignore]
+fn replay_speed() {
+    let mut events = vec![created()];
+    let batches_per_run = 1_000u64;
+    let mut batch_id = 0;
+    for run_id in 1..=333 {
+        events.push(started(run_id, Some(batches_per_run * 10)));
+        for i in 0..batches_per_run {
+            batch_id += 1;
+            let lower = (i > 0).then_some(i * 10);
+            events.push(planned(batch_id, run_id, lower, (i + 1) * 10));
+            events.push(copied(batch_id));
+            events.push(deleted(batch_id));
+        }
+        events.push(finished(run_id));
+    }
+    let started_at = std::time::Instant::now();
+    let state = replay(&events);
+    let elapsed = started_at.elapsed();
+    eprintln!(
+        "replayed {} events ({} batches) in {:?}: {:.0} events/s",
+        events.len(),
+        state.batches().count(),
+        elapsed,
+        events.len() as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(state.next_action(), Action::StartRun);
+}
+
+/// A sample of the rendering: `cargo test --lib prints_a_sample -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn prints_a_sample_summary() {
+    let mut events = life_events();
+    events.truncate(10);
+    let state = replay(&events);
+    for line in state.summary(25_000_000).lines() {
+        println!("{line}");
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&state.summary(25_000_000)).unwrap()
+    );
+    println!(
+        "size_of Batch {} Run {}",
+        std::mem::size_of::<Batch>(),
+        std::mem::size_of::<Run>()
+    );
+}

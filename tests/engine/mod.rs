@@ -1,0 +1,429 @@
+//! Integration tests of `archiver run`, `status`, `reset` against a real MariaDB sandbox.
+//!
+//! Every test works in its own database (`common::Sandbox::fresh_database`) and its own
+//! temporary WAL directory, and runs the real binary.
+
+mod bad_input;
+mod concurrent;
+mod resume;
+mod torture;
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use crate::common::{self, Sandbox, TestDb};
+
+/// A job under test: a database, a WAL directory and a job file.
+pub struct Job {
+    /// Keeps the temporary directory (job file, WAL) alive for the test.
+    pub _dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub wal_dir: PathBuf,
+}
+
+/// The composite-key table of the end-to-end tests: NULLs, DECIMAL, DATETIME(6), utf8mb4 text
+/// with 4-byte characters, a BLOB. `rows` rows; about 58% match [`MIXED_PREDICATE`].
+pub fn create_mixed(db: &mut TestDb, table: &str, rows: u64) {
+    db.exec(&format!(
+        "CREATE TABLE `{table}` (
+            tenant INT NOT NULL,
+            code VARCHAR(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+            amount DECIMAL(12,2) NULL,
+            happened DATETIME(6) NOT NULL,
+            label VARCHAR(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
+            payload BLOB NULL,
+            PRIMARY KEY (tenant, code),
+            KEY (happened)
+        ) ENGINE=InnoDB"
+    ));
+    db.exec(&format!(
+        "INSERT INTO `{table}` SELECT seq % 7, CONCAT('c', seq, IF(seq % 5 = 0, '😀', '')),
+            IF(seq % 4 = 0, NULL, seq * 1.25),
+            TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 37 SECOND + INTERVAL seq MICROSECOND,
+            IF(seq % 3 = 0, NULL, CONCAT('ünïcødé 𝄞 ', seq)),
+            IF(seq % 6 = 0, NULL, UNHEX(SHA2(seq, 256)))
+         FROM seq_1_to_{rows}"
+    ));
+}
+
+/// Matches the rows of [`create_mixed`] that happened in the first 36 hours.
+pub const MIXED_PREDICATE: &str = "happened < '2024-01-02 12:00:00'";
+
+impl Job {
+    /// Writes a job file for `source` -> `archive` in `db` with `extra` lines in `[job]`.
+    pub fn new(
+        sandbox: &Sandbox,
+        db: &TestDb,
+        source: &str,
+        archive: &str,
+        predicate: &str,
+        extra: &str,
+    ) -> Job {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wal_dir = dir.path().join("wal");
+        let config = dir.path().join("job.toml");
+        let text = format!(
+            "[source]\nurl = \"mysql://archiver@127.0.0.1:{port}/{db}\"\npassword_env = \"ARCHIVER_PASSWORD\"\ntable = \"{source}\"\n\n\
+             [archive]\ntable = \"{archive}\"\n\n\
+             [job]\nwhere = {predicate:?}\nwal_dir = {wal:?}\n{extra}\n",
+            port = sandbox.port(),
+            db = db.name(),
+            wal = wal_dir.display().to_string(),
+        );
+        std::fs::write(&config, text).expect("write job file");
+        Job {
+            _dir: dir,
+            config,
+            wal_dir,
+        }
+    }
+
+    /// Runs `archiver SUBCOMMAND --config job.toml ARGS...`.
+    pub fn archiver(&self, subcommand: &str, args: &[&str]) -> Output {
+        let mut command = common::archiver_cmd();
+        command
+            .arg(subcommand)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args);
+        command.output().expect("run archiver")
+    }
+
+    /// `archiver status --format json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let output = self.archiver("status", &["--format", "json"]);
+        assert_success(&output, "status");
+        serde_json::from_slice(&output.stdout).expect("status prints JSON")
+    }
+
+    /// `archiver replay --inspect --format json`, one value per line.
+    pub fn inspect(&self) -> (Option<i32>, Vec<serde_json::Value>) {
+        let output = common::archiver_cmd()
+            .args(["replay", "--inspect", "--format", "json", "--wal-dir"])
+            .arg(&self.wal_dir)
+            .output()
+            .expect("run inspect");
+        let lines = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        (output.status.code(), lines)
+    }
+
+    /// The events of the log, decoded from the WAL bytes by `inspect`, as (type, fields).
+    pub fn events(&self) -> Vec<(String, serde_json::Value)> {
+        let (code, lines) = self.inspect();
+        assert_eq!(code, Some(0), "inspect exit code");
+        lines
+            .into_iter()
+            .filter(|l| l["kind"] == "record")
+            .map(|l| {
+                (
+                    l["type_name"].as_str().unwrap_or_default().to_string(),
+                    l["event"].clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A row lock held by another session until dropped: a transaction on its own connection,
+/// driven from its own thread.
+pub struct RowLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RowLock {
+    /// Runs `locking_select` in an open transaction and keeps it open.
+    pub fn hold(sandbox: &Sandbox, db: &TestDb, locking_select: &str) -> RowLock {
+        let url = format!(
+            "mysql://archiver:{}@127.0.0.1:{}/{}",
+            sandbox.password(),
+            sandbox.port(),
+            db.name()
+        );
+        let sql = locking_select.to_string();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            use mysql_async::prelude::Queryable;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut conn = mysql_async::Conn::from_url(url)
+                    .await
+                    .expect("lock connection");
+                conn.query_drop("START TRANSACTION").await.unwrap();
+                conn.query_drop(sql).await.unwrap();
+                ready_tx.send(()).unwrap();
+                let _ = tokio::task::spawn_blocking(move || release_rx.recv()).await;
+                conn.query_drop("ROLLBACK").await.unwrap();
+                conn.disconnect().await.unwrap();
+            });
+        });
+        ready_rx.recv().expect("lock taken");
+        RowLock {
+            release: Some(release_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RowLock {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Asserts exit code 0, showing stderr otherwise.
+pub fn assert_success(output: &Output, what: &str) {
+    assert_exit(output, 0, what);
+}
+
+/// Asserts an exit code, showing stdout and stderr otherwise.
+pub fn assert_exit(output: &Output, code: i32, what: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: unexpected exit status {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Checks the end state of a job over [`create_mixed`]-like tables: the archive holds exactly
+/// the rows that matched, the source exactly the rest, and together they are the original.
+pub fn assert_moved(
+    db: &mut TestDb,
+    source: &str,
+    archive: &str,
+    predicate: &str,
+    original: (u64, u64, u64),
+    matching: u64,
+) {
+    let src_left: u64 = db.query_scalar(&format!(
+        "SELECT COUNT(*) FROM `{source}` WHERE ({predicate})"
+    ));
+    assert_eq!(src_left, 0, "matching rows left in the source");
+    let archived: u64 = db.query_scalar(&format!("SELECT COUNT(*) FROM `{archive}`"));
+    assert_eq!(archived, matching, "rows in the archive");
+    let stray: u64 = db.query_scalar(&format!(
+        "SELECT COUNT(*) FROM `{archive}` WHERE NOT ({predicate})"
+    ));
+    assert_eq!(stray, 0, "archived rows that do not match");
+    assert_eq!(
+        db.checksum_union(source, archive),
+        original,
+        "source + archive == original, row for row"
+    );
+}
+
+#[test]
+fn end_to_end_composite_key_all_types() {
+    let sandbox = common::sandbox();
+    let mut db = sandbox.fresh_database("e2e");
+    create_mixed(&mut db, "src", 6_000);
+    db.exec("CREATE TABLE arch LIKE src");
+    let original = db.checksum("src");
+    let matching: u64 =
+        db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    assert!(matching > 3_000 && matching < 4_000, "{matching}");
+    let job = Job::new(
+        &sandbox,
+        &db,
+        "src",
+        "arch",
+        MIXED_PREDICATE,
+        "batch_rows = 250",
+    );
+
+    let output = job.archiver("run", &[]);
+    assert_success(&output, "run");
+    assert_moved(&mut db, "src", "arch", MIXED_PREDICATE, original, matching);
+    assert!(output.stdout.is_empty(), "a successful run is quiet");
+
+    // The WAL tells the same story, decoded from its bytes.
+    let events = job.events();
+    let deleted: u64 = events
+        .iter()
+        .filter(|(t, _)| t == "BatchDeleted")
+        .map(|(_, f)| f["rows_deleted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(deleted, matching);
+    assert_eq!(events.first().map(|e| e.0.as_str()), Some("LogCreated"));
+    assert_eq!(events.last().map(|e| e.0.as_str()), Some("RunFinished"));
+    let planned = events.iter().filter(|(t, _)| t == "BatchPlanned").count() as u64;
+    assert_eq!(planned, matching.div_ceil(250));
+
+    // A second run finds nothing and changes nothing.
+    let output = job.archiver("run", &[]);
+    assert_success(&output, "second run");
+    assert_moved(&mut db, "src", "arch", MIXED_PREDICATE, original, matching);
+    let status = job.status();
+    assert_eq!(status["runs"].as_array().map(Vec::len), Some(2), "{status}");
+}
+
+#[test]
+fn duplicates_identical_are_deleted_differing_are_conflicts() {
+    let sandbox = common::sandbox();
+    let mut db = sandbox.fresh_database("dups");
+    create_mixed(&mut db, "src", 2_000);
+    db.exec("CREATE TABLE arch LIKE src");
+    let original = db.checksum("src");
+    let matching: u64 =
+        db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    // Identical copies of 20 rows already archived; differing rows under matching keys: a changed
+    // amount, a NULL where the source has a value, and a label differing only in letter case
+    // (equal under the column's collation, different bytes).
+    db.exec("INSERT INTO arch SELECT * FROM src WHERE code LIKE 'c1_' OR code LIKE 'c2_'");
+    let identical: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
+    db.exec("INSERT INTO arch SELECT tenant, code, amount + 1, happened, label, payload FROM src WHERE code IN ('c301','c302','c303','c305','c306','c307','c309','c310')");
+    db.exec("INSERT INTO arch SELECT tenant, code, amount, happened, NULL, payload FROM src WHERE code IN ('c401','c402','c404','c405','c407','c408') AND label IS NOT NULL");
+    db.exec("INSERT INTO arch SELECT tenant, code, amount, happened, UPPER(label), payload FROM src WHERE code IN ('c502','c503','c505','c506') AND label IS NOT NULL");
+    let differing: u64 = db.query_scalar::<u64>("SELECT COUNT(*) FROM arch") - identical;
+    assert!(differing >= 12, "{differing}");
+    let job = Job::new(
+        &sandbox,
+        &db,
+        "src",
+        "arch",
+        MIXED_PREDICATE,
+        "batch_rows = 100",
+    );
+
+    let output = job.archiver("run", &[]);
+    assert_exit(&output, 3, "run with conflicts says attention needed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("conflict"), "{stderr}");
+
+    // Differing rows stay in the source, untouched; their archive rows too.
+    let kept: u64 = db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    assert_eq!(kept, differing);
+    let kept_differing: u64 = db.query_scalar(
+        "SELECT COUNT(*) FROM src s JOIN arch a USING (tenant, code)
+         WHERE NOT (s.amount <=> a.amount AND CAST(s.label AS BINARY) <=> CAST(a.label AS BINARY))",
+    );
+    assert_eq!(kept_differing, differing);
+    // Everything else moved: archive = matching rows (differing ones in their archive form).
+    let archived: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
+    assert_eq!(archived, matching);
+    // Nothing was lost: the union still holds every original row, except that the archive's
+    // differing versions stand beside (not instead of) the kept source rows.
+    let union_rows = db.checksum_union("src", "arch").0;
+    assert_eq!(union_rows, original.0 + differing);
+
+    // The WAL records each conflict with its key and batch; status reports them.
+    let events = job.events();
+    let conflicts: Vec<_> = events
+        .iter()
+        .filter(|(t, _)| t == "ConflictFound")
+        .collect();
+    assert_eq!(conflicts.len() as u64, differing);
+    let already: u64 = events
+        .iter()
+        .filter(|(t, _)| t == "BatchDeleted")
+        .map(|(_, f)| f["rows_already"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        already, identical,
+        "identical duplicates counted as already archived"
+    );
+    let status = job.status();
+    assert_eq!(
+        status["conflicts"]["total"].as_u64(),
+        Some(differing),
+        "{status}"
+    );
+
+    // Running again finds the same conflicts again and still keeps the rows.
+    let output = job.archiver("run", &[]);
+    assert_exit(&output, 3, "second run");
+    let kept_again: u64 =
+        db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    assert_eq!(kept_again, differing);
+}
+
+#[test]
+fn failing_batch_is_parked_then_reset_and_retried() {
+    let sandbox = common::sandbox();
+    let mut db = sandbox.fresh_database("park");
+    create_mixed(&mut db, "src", 1_000);
+    db.exec("CREATE TABLE arch LIKE src");
+    let original = db.checksum("src");
+    let matching: u64 =
+        db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    // The archive refuses one row: its batch fails, is parked, and the rest goes on.
+    db.exec(
+        "CREATE TRIGGER refuse BEFORE INSERT ON arch FOR EACH ROW
+         IF NEW.code = 'c77' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test trigger'; END IF",
+    );
+    let job = Job::new(
+        &sandbox,
+        &db,
+        "src",
+        "arch",
+        MIXED_PREDICATE,
+        "batch_rows = 50\nattempts_max = 3",
+    );
+    let output = job.archiver("run", &[]);
+    assert_exit(&output, 3, "a parked batch needs attention");
+    let status = job.status();
+    let parked: Vec<_> = status["problem_batches"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| b["status"].as_str().unwrap_or_default().contains("parked"))
+        .collect();
+    assert_eq!(parked.len(), 1, "{status}");
+    assert!(
+        parked[0]["last_error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused by test trigger"),
+        "{status}"
+    );
+    let left: u64 = db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    assert!(
+        left > 0 && left <= 50,
+        "only the parked batch's rows stay: {left}"
+    );
+
+    // reset is refused for a done batch, accepted for the parked one; the next run retries it.
+    db.exec("DROP TRIGGER refuse");
+    let output = job.archiver("reset", &["--batch", "1"]);
+    assert_exit(&output, 64, "reset of a done batch");
+    let output = job.archiver("reset", &["--error-like", "%refused by test%"]);
+    assert_success(&output, "reset");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("reset 1 batch"));
+    let output = job.archiver("run", &[]);
+    assert_success(&output, "run after reset");
+    assert_moved(&mut db, "src", "arch", MIXED_PREDICATE, original, matching);
+    let events = job.events();
+    assert!(events.iter().any(|(t, _)| t == "BatchReset"));
+}
+
+#[test]
+fn dry_run_changes_nothing_and_prints_the_sql() {
+    let sandbox = common::sandbox();
+    let mut db = sandbox.fresh_database("dry");
+    create_mixed(&mut db, "src", 500);
+    db.exec("CREATE TABLE arch LIKE src");
+    let original = db.checksum("src");
+    let job = Job::new(&sandbox, &db, "src", "arch", MIXED_PREDICATE, "");
+    let output = job.archiver("run", &["--dry-run"]);
+    assert_success(&output, "dry run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("DELETE FROM `"), "{stdout}");
+    assert!(stdout.contains("INSERT INTO `"), "{stdout}");
+    assert_eq!(db.checksum("src"), original);
+    assert_eq!(db.query_scalar::<u64>("SELECT COUNT(*) FROM arch"), 0);
+    assert!(!job.wal_dir.exists(), "a dry run writes no WAL");
+}

@@ -1,0 +1,99 @@
+//! Resume after each step: the process is killed (SIGKILL, through the test-only hook) right
+//! after each kind of WAL transition is durable, and the next run must continue at exactly the
+//! right step and end with every row moved once.
+
+use super::*;
+
+/// (event after which the process dies, which occurrence, what replay must say next)
+const STEPS: &[(&str, u32, &str)] = &[
+    ("LogCreated", 1, "start"),
+    ("RunStarted", 1, "plan"),
+    ("BatchPlanned", 1, "batch 1"),
+    ("BatchPlanned", 3, "batch 3"),
+    ("ConflictFound", 1, "batch"),
+    ("BatchDeleted", 2, "plan"),
+    ("BatchFailed", 1, "batch"),
+    ("RunFinished", 1, "start"),
+];
+
+#[test]
+fn killed_right_after_each_transition_resumes_at_the_right_step() {
+    let sandbox = common::sandbox();
+    for &(event, nth, next) in STEPS {
+        let what = format!("killed after {event} #{nth}");
+        let mut db = sandbox.fresh_database("resume");
+        create_mixed(&mut db, "src", 4_000);
+        db.exec("CREATE TABLE arch LIKE src");
+        // One differing archive row, so a conflict is found (and ConflictFound written).
+        db.exec("INSERT INTO arch SELECT tenant, code, amount, happened, 'different', payload FROM src WHERE code = 'c401'");
+        let original_rows: u64 = db.query_scalar("SELECT COUNT(*) FROM src");
+        let matching: u64 =
+            db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+        let job = Job::new(
+            &sandbox,
+            &db,
+            "src",
+            "arch",
+            MIXED_PREDICATE,
+            "batch_rows = 200\nlock_wait_timeout_s = 1",
+        );
+        // For BatchFailed: another session holds a lock on the first row, so the first batch
+        // times out (lock_wait_timeout_s = 1) and fails.
+        let blocker = (event == "BatchFailed").then(|| {
+            RowLock::hold(
+                &sandbox,
+                &db,
+                "SELECT * FROM src ORDER BY tenant, code LIMIT 1 FOR UPDATE",
+            )
+        });
+        let output = common::archiver_cmd()
+            .arg("run")
+            .arg("--config")
+            .arg(&job.config)
+            .env("ARCHIVER_TEST_CRASH_AFTER", format!("{event}:{nth}"))
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            output.status.signal(),
+            Some(9),
+            "{what}: the hook kills the process; {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        drop(blocker);
+
+        // The last record in the log is the transition we died after, and replay's next
+        // action is the right one.
+        let events = job.events();
+        assert_eq!(events.last().map(|e| e.0.as_str()), Some(event), "{what}");
+        let (_, lines) = job.inspect();
+        let state = lines
+            .iter()
+            .find(|l| l["kind"] == "state")
+            .expect("inspect prints the state");
+        let next_action = state["summary"]["next_action"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            next_action.contains(next),
+            "{what}: next action {next_action:?} should mention {next:?}"
+        );
+
+        // Run again to the end: everything moved once, the conflicting row kept.
+        let output = job.archiver("run", &[]);
+        assert_exit(&output, 3, &format!("{what}: resumed run (one conflict)"));
+        let left: u64 =
+            db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+        assert_eq!(left, 1, "{what}: only the conflicting row stays");
+        let archived: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
+        assert_eq!(archived, matching, "{what}");
+        let total: u64 =
+            db.query_scalar("SELECT (SELECT COUNT(*) FROM src) + (SELECT COUNT(*) FROM arch)");
+        assert_eq!(
+            total,
+            original_rows + 1,
+            "{what}: nothing lost or duplicated"
+        );
+    }
+}
