@@ -13,6 +13,7 @@ use crate::engine;
 use crate::event::{BatchReset, Event};
 use crate::inspect::{self, InspectVerdict, StateSink};
 use crate::state::{BatchStatus, State};
+use crate::wal::{RecoveryMode, WalOptions, WalWriter};
 
 fn now_unix_us() -> i64 {
     SystemTime::now()
@@ -171,6 +172,32 @@ pub fn inspect(dir: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8
         InspectVerdict::Corrupt => exit::ERROR,
         _ => exit::DONE,
     })
+}
+
+/// `archiver replay --salvage-last-segment`: opens the log for writing with
+/// [`RecoveryMode::SalvageLastSegment`], which cuts the last segment at its first invalid record
+/// even when valid records follow, and reports the cut. Damage in sealed segments is still
+/// refused. The records it drops were never acted on only if they were never synced; the
+/// operator decides that from `--inspect` before running this.
+pub fn salvage(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let options = WalOptions {
+        recovery: RecoveryMode::SalvageLastSegment,
+        ..WalOptions::default()
+    };
+    let (writer, report) = WalWriter::open(dir, options, &mut |_| Ok(()))?;
+    writer.close()?;
+    match report.cut {
+        Some(cut) => writeln!(
+            out,
+            "cut {} at offset {}: {} bytes discarded ({})",
+            cut.segment.display(),
+            cut.offset,
+            cut.bytes_discarded,
+            cut.detail
+        )?,
+        None => writeln!(out, "nothing to salvage: the last segment ends cleanly")?,
+    }
+    Ok(())
 }
 
 /// Conflicts and parked batches, on stderr, at the end of a run that needs attention.

@@ -87,11 +87,16 @@ enum Command {
         #[arg(long, group = "which")]
         error_like: Option<String>,
     },
-    /// Read the WAL: `--inspect` prints segments, records, damage and the replayed state.
+    /// Read the WAL: `--inspect` prints segments, records, damage and the replayed state;
+    /// `--salvage-last-segment` is the explicit override for damage in the last segment.
     Replay {
-        /// Print what the WAL holds (read-only). Required: replay has no other mode yet.
-        #[arg(long, required = true)]
+        /// Print what the WAL holds (read-only).
+        #[arg(long, required_unless_present = "salvage_last_segment")]
         inspect: bool,
+        /// Cut the last segment at its first invalid record even when valid records follow
+        /// (they are lost). Never automatic; read `--inspect` first. Takes the WAL lock.
+        #[arg(long, conflicts_with = "inspect")]
+        salvage_last_segment: bool,
         /// The WAL directory.
         #[arg(long)]
         wal_dir: PathBuf,
@@ -162,6 +167,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     match dispatch(args.command) {
@@ -271,9 +277,15 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(exit::DONE)
         }
         Command::Replay {
-            inspect: _,
+            salvage_last_segment: true,
             wal_dir,
-            format,
+            ..
+        } => {
+            admin::salvage(&wal_dir, &mut std::io::stdout().lock())?;
+            Ok(exit::DONE)
+        }
+        Command::Replay {
+            wal_dir, format, ..
         } => admin::inspect(
             &wal_dir,
             format == Format::Json,

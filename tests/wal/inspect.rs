@@ -198,3 +198,42 @@ fn bad_input_gives_a_clear_error_or_report() {
         r.stdout
     );
 }
+
+#[test]
+fn salvage_is_explicit_and_cuts_the_last_segment_at_the_first_bad_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let (mut w, _, _) = open(&dir, small(1 << 20)).unwrap();
+    for id in 1..=10 {
+        let e = planned(id);
+        w.append(e.record_type(), &e.encode_payload()).unwrap();
+    }
+    w.close().unwrap();
+    // Damage the 4th record's payload: valid records follow, so this is corruption, not a tear.
+    let path = seg(&dir, 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let frame_len =
+        |at: usize| 20 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let mut at = HEADER_BYTES;
+    for _ in 0..3 {
+        at += frame_len(at);
+    }
+    bytes[at + 18] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    let (verdict, _) = super::inspect_text(&dir, false);
+    assert_eq!(verdict, archiver::inspect::InspectVerdict::Corrupt);
+    // Opening for write (what `run` does) refuses it: salvage is never automatic.
+    assert!(open(&dir, small(1 << 20)).is_err());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_archiver"))
+        .args(["replay", "--salvage-last-segment", "--wal-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains(&format!("at offset {at}")), "{stdout}");
+    let (verdict, text) = super::inspect_text(&dir, false);
+    assert_eq!(verdict, archiver::inspect::InspectVerdict::Clean, "{text}");
+    assert!(text.contains("verdict: clean: 3 records"), "{text}");
+}
