@@ -233,7 +233,11 @@ pub fn print_attention(config: &JobConfig) -> anyhow::Result<()> {
 pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<u8> {
     let state = job_state(config)?;
     let mut conn = db::connect(&config.source, config.lock_wait_timeout_s).await?;
-    let queries = db::preflight(&mut conn, config).await?;
+    let mut archive_conn = match &config.archive {
+        Some(endpoint) => Some(db::connect(endpoint, config.lock_wait_timeout_s).await?),
+        None => None,
+    };
+    let queries = db::preflight(&mut conn, archive_conn.as_mut(), config).await?;
     writeln!(
         out,
         "job: {} -> {} where {}",
@@ -285,6 +289,36 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
             .map_or("the start".to_string(), crate::state::key_text),
         crate::state::key_text(&upper)
     )?;
+    if config.archive.is_some() {
+        let (lower, upper) = (after.as_ref(), &upper);
+        let lock = queries.select_batch(lower, upper, true);
+        let archived = queries.select_archived(lower, upper);
+        writeln!(
+            out,
+            "\n-- the batch, archive on its own server (READ COMMITTED)"
+        )?;
+        writeln!(
+            out,
+            "-- source: START TRANSACTION;\n{};\n-- parameters: {:?}",
+            lock.sql, lock.params
+        )?;
+        writeln!(out, "-- archive: START TRANSACTION;\n{};\n-- (one row of values per locked row, in chunks)\n-- archive: COMMIT;", queries.insert_rows(1))?;
+        writeln!(
+            out,
+            "-- archive:\n{};\n-- parameters: {:?}",
+            archived.sql, archived.params
+        )?;
+        writeln!(
+            out,
+            "-- source, for the locked rows whose archive copy is identical in every column:"
+        )?;
+        writeln!(
+            out,
+            "{};\n-- source: COMMIT;",
+            queries.delete_keys(std::slice::from_ref(upper)).sql
+        )?;
+        return Ok(exit::DONE);
+    }
     writeln!(
         out,
         "\n-- the batch transaction (READ COMMITTED)\nSTART TRANSACTION;"

@@ -148,7 +148,8 @@ pub struct JobConfig {
     pub source: Endpoint,
     /// Source table.
     pub source_table: TableName,
-    /// Archive server; `None` when the archive is on the source server.
+    /// Archive server, reached by its own connection; `None` when the archive table is reached
+    /// through the source connection (one transaction per batch).
     pub archive: Option<Endpoint>,
     /// Archive table.
     pub archive_table: TableName,
@@ -225,14 +226,14 @@ impl JobConfig {
                 env,
             )?),
         };
-        if archive.is_some() {
-            return err("[archive] url is set, but an archive on another server is not supported yet; remove [archive] url so the archive table is reached through the source server (use `database.table` for another database there)");
-        }
         let archive_schema = archive.as_ref().map_or(source_schema.clone(), |a| {
             a.opts.db_name().map(str::to_string)
         });
         let archive_table = table_name("archive", &raw.archive.table, archive_schema.as_deref())?;
-        if archive.is_none() && archive_table == source_table {
+        let same_server = archive
+            .as_ref()
+            .is_none_or(|a| a.server() == source.server());
+        if same_server && archive_table == source_table {
             return err(format!(
                 "[archive] table is the source table {source_table}; name a different table"
             ));
@@ -432,6 +433,19 @@ wal_dir = "wal"
         assert_eq!(config.source.password.as_deref(), Some("secret"));
         assert_eq!(config.source.server(), "127.0.0.1:3407");
         assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn archive_on_another_server_has_its_own_endpoint() {
+        let text = GOOD.replace(
+            "[archive]\n",
+            "[archive]\nurl = \"mysql://arch@10.0.0.2:3306/cold\"\npassword_env = \"PW\"\n",
+        );
+        let config = parse(&text).unwrap();
+        let archive = config.archive.as_ref().expect("own endpoint");
+        assert_eq!(archive.server(), "10.0.0.2:3306");
+        assert_eq!(config.archive_table.to_string(), "cold.rewards_archive");
+        assert_eq!(config.identity().archive_server, "10.0.0.2:3306");
     }
 
     #[test]

@@ -268,7 +268,12 @@ async fn table_info(conn: &mut Conn, name: &TableName) -> anyhow::Result<Option<
 }
 
 /// Checks both tables and the predicate; returns the statements of the job. Read-only.
-pub async fn preflight(conn: &mut Conn, config: &JobConfig) -> anyhow::Result<Queries> {
+/// `archive_conn` is the archive server's connection when it has its own.
+pub async fn preflight(
+    conn: &mut Conn,
+    archive_conn: Option<&mut Conn>,
+    config: &JobConfig,
+) -> anyhow::Result<Queries> {
     let source = table_info(conn, &config.source_table)
         .await?
         .ok_or_else(|| {
@@ -285,11 +290,18 @@ pub async fn preflight(conn: &mut Conn, config: &JobConfig) -> anyhow::Result<Qu
         ))
         .into());
     }
-    let archive = table_info(conn, &config.archive_table)
-        .await?
+    let archive_server = config
+        .archive
+        .as_ref()
+        .map_or_else(|| config.source.server(), Endpoint::server);
+    let archive = match archive_conn {
+        Some(archive_conn) => table_info(archive_conn, &config.archive_table).await?,
+        None => table_info(conn, &config.archive_table).await?,
+    };
+    let archive = archive
         .ok_or_else(|| {
             Refusal(format!(
-                "archive table {} does not exist; create it first, e.g. CREATE TABLE {} LIKE {}",
+                "archive table {} does not exist on {archive_server}; create it first, e.g. CREATE TABLE {} LIKE {}",
                 config.archive_table,
                 sql::qualified(&config.archive_table.schema, &config.archive_table.table),
                 sql::qualified(&config.source_table.schema, &config.source_table.table)
@@ -428,6 +440,119 @@ async fn batch_statements(
         rows_copied,
         rows_already,
         rows_deleted,
+        conflicts,
+    })
+}
+
+/// Most placeholders one prepared statement may carry (the protocol counts them in 16 bits).
+const PLACEHOLDERS_MAX: usize = 65_535;
+
+/// A row as the server sent it (binary protocol), in [`Queries::select_batch`] column order.
+pub type RowValues = Vec<Value>;
+
+fn key_of(row: &[Value], positions: &[usize]) -> anyhow::Result<Key> {
+    positions
+        .iter()
+        .map(|&i| from_value(row[i].clone()))
+        .collect()
+}
+
+/// Archive on another server, step 1: starts the source transaction and locks the batch's
+/// matching rows, returning them. The locks hold until [`delete_archived`] commits.
+pub async fn lock_batch_rows(
+    source: &mut Conn,
+    queries: &Queries,
+    lower: Option<&Key>,
+    upper: &Key,
+) -> anyhow::Result<Vec<RowValues>> {
+    source.query_drop("START TRANSACTION").await?;
+    let statement = queries.select_batch(lower, upper, true);
+    let rows: Vec<Row> = source
+        .exec(statement.sql.as_str(), params(&statement))
+        .await?;
+    Ok(rows.into_iter().map(Row::unwrap).collect())
+}
+
+/// Archive on another server, step 2: inserts the rows the archive lacks, in one archive
+/// transaction, and commits it. Returns the rows inserted.
+pub async fn copy_rows(
+    archive: &mut Conn,
+    queries: &Queries,
+    rows: &[RowValues],
+) -> anyhow::Result<u64> {
+    archive.query_drop("START TRANSACTION").await?;
+    let rows_per_statement = (PLACEHOLDERS_MAX / queries.source.columns.len()).max(1);
+    let mut copied = 0;
+    for chunk in rows.chunks(rows_per_statement) {
+        let values: Vec<Value> = chunk.iter().flatten().cloned().collect();
+        let inserted = archive
+            .exec_drop(queries.insert_rows(chunk.len()), Params::Positional(values))
+            .await;
+        if let Err(e) = inserted {
+            let _ = archive.query_drop("ROLLBACK").await;
+            return Err(e.into());
+        }
+        copied += archive.affected_rows();
+    }
+    archive.query_drop("COMMIT").await?;
+    Ok(copied)
+}
+
+/// Archive on another server, step 3, in the source transaction of [`lock_batch_rows`]:
+/// reads the archive's committed rows in the batch's range, deletes the locked source rows
+/// whose archive row is identical in every column (compared byte for byte, as the server sent
+/// them), lists the conflicts, and commits the source transaction.
+pub async fn delete_archived(
+    source: &mut Conn,
+    archive: &mut Conn,
+    queries: &Queries,
+    lower: Option<&Key>,
+    upper: &Key,
+    locked: Vec<RowValues>,
+) -> anyhow::Result<BatchResult> {
+    let positions = queries.key_positions();
+    let statement = queries.select_archived(lower, upper);
+    let archived: Vec<Row> = archive
+        .exec(statement.sql.as_str(), params(&statement))
+        .await?;
+    let mut by_key = std::collections::HashMap::with_capacity(archived.len());
+    for row in archived {
+        let row = row.unwrap();
+        by_key.insert(key_of(&row, &positions)?, row);
+    }
+    let mut identical = Vec::new();
+    let mut conflicts = Vec::new();
+    for row in &locked {
+        let key = key_of(row, &positions)?;
+        match by_key.get(&key) {
+            Some(copy) if copy == row => identical.push(key),
+            Some(_) => conflicts.push(key),
+            // Not in the archive (e.g. it entered the range after the copy): left for the
+            // next run.
+            None => {}
+        }
+    }
+    let keys_per_statement = (PLACEHOLDERS_MAX / positions.len()).max(1);
+    let mut deleted = 0;
+    for chunk in identical.chunks(keys_per_statement) {
+        let statement = queries.delete_keys(chunk);
+        source
+            .exec_drop(statement.sql.as_str(), params(&statement))
+            .await?;
+        deleted += source.affected_rows();
+    }
+    if deleted != identical.len() as u64 {
+        let _ = source.query_drop("ROLLBACK").await;
+        anyhow::bail!(
+            "deleting {} locked rows with identical archive copies deleted {deleted}; rolled back",
+            identical.len()
+        );
+    }
+    source.query_drop("COMMIT").await?;
+    Ok(BatchResult {
+        rows_copied: 0,
+        rows_already: 0,
+        rows_deleted: deleted,
         conflicts,
     })
 }

@@ -166,6 +166,8 @@ struct Runner<'a> {
     conn: Option<Conn>,
     /// The `NOW()` the connection's session is pinned to, if any.
     conn_now_unix_us: Option<i64>,
+    /// The archive server's own connection, when the job has one (`[archive] url`).
+    archive_conn: Option<Conn>,
     crash_hook: Option<CrashHook>,
 }
 
@@ -227,9 +229,60 @@ impl Runner<'_> {
         Ok(conn)
     }
 
+    /// Connects to the archive server, if the job has one and is not connected.
+    async fn ensure_archive_conn(&mut self) -> anyhow::Result<()> {
+        if let (Some(endpoint), None) = (&self.config.archive, &self.archive_conn) {
+            let timeout = Duration::from_secs(self.config.reconnect_timeout_s.into());
+            self.archive_conn = Some(
+                db::connect_patiently(endpoint, self.config.lock_wait_timeout_s, timeout).await?,
+            );
+        }
+        Ok(())
+    }
+
     fn drop_conn(&mut self) {
         self.conn = None;
         self.conn_now_unix_us = None;
+        self.archive_conn = None;
+    }
+
+    /// A batch with the archive on another server: lock the source rows (source transaction),
+    /// copy them into the archive and commit there (step Copy only), record `BatchCopied`
+    /// durably, then delete the locked rows whose committed archive copy is identical and
+    /// commit the source transaction. After a crash between the two commits, replay resumes
+    /// at step Delete, which copies nothing again.
+    async fn execute_cross(
+        &mut self,
+        batch_id: u64,
+        step: Step,
+        lower: Option<&Key>,
+        upper: &Key,
+    ) -> anyhow::Result<db::BatchResult> {
+        let queries = self.queries.clone();
+        // Taken out so both can be used at once; on error they are simply dropped, which
+        // closes them and makes the server roll back the open transactions.
+        let mut source = self.conn.take().expect("connected before execute");
+        let mut archive = self.archive_conn.take().expect("connected before execute");
+        let locked = db::lock_batch_rows(&mut source, &queries, lower, upper).await?;
+        let mut rows_copied = 0;
+        if step == Step::Copy {
+            rows_copied = db::copy_rows(&mut archive, &queries, &locked).await?;
+            self.append(
+                Event::BatchCopied(BatchCopied {
+                    batch_id,
+                    rows_copied,
+                    rows_already: (locked.len() as u64).saturating_sub(rows_copied),
+                }),
+                true,
+            )?;
+        }
+        let mut result =
+            db::delete_archived(&mut source, &mut archive, &queries, lower, upper, locked).await?;
+        result.rows_copied = rows_copied;
+        result.rows_already = result.rows_deleted.saturating_sub(rows_copied);
+        self.conn = Some(source);
+        self.archive_conn = Some(archive);
+        Ok(result)
     }
 
     async fn start_run(&mut self) -> anyhow::Result<()> {
@@ -312,7 +365,7 @@ impl Runner<'_> {
 
     /// Runs a batch's transaction once and records the outcome. Returns `Err` only for a
     /// failure that stops the run (fatal errors, WAL errors).
-    async fn execute(&mut self, batch_id: u64, stop: &StopFlag) -> anyhow::Result<()> {
+    async fn execute(&mut self, batch_id: u64, step: Step, stop: &StopFlag) -> anyhow::Result<()> {
         let batch = self
             .state
             .batch(batch_id)
@@ -325,9 +378,19 @@ impl Runner<'_> {
         );
         let now = self.run_now(run_id);
         let queries = self.queries.clone();
-        // Failing to reach the server is not an attempt at the batch: the main loop retries it.
-        let conn = self.conn(now).await?;
-        let result = db::execute_batch(conn, &queries, lower.as_ref(), &upper).await;
+        // Failing to reach a server is not an attempt at the batch: the main loop retries it.
+        self.conn(now).await?;
+        self.ensure_archive_conn().await?;
+        let result = match self.config.archive {
+            None => {
+                let conn = self.conn.as_mut().expect("connected above");
+                db::execute_batch(conn, &queries, lower.as_ref(), &upper).await
+            }
+            Some(_) => {
+                self.execute_cross(batch_id, step, lower.as_ref(), &upper)
+                    .await
+            }
+        };
         match result {
             Ok(result) => {
                 for key in &result.conflicts {
@@ -405,7 +468,13 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> anyhow::Result<RunE
     let timeout = Duration::from_secs(config.reconnect_timeout_s.into());
     let mut conn =
         db::connect_patiently(&config.source, config.lock_wait_timeout_s, timeout).await?;
-    let queries = db::preflight(&mut conn, config).await?;
+    let mut archive_conn = match &config.archive {
+        Some(endpoint) => {
+            Some(db::connect_patiently(endpoint, config.lock_wait_timeout_s, timeout).await?)
+        }
+        None => None,
+    };
+    let queries = db::preflight(&mut conn, archive_conn.as_mut(), config).await?;
     // Pre-flight passed: only now may anything be written.
     let (wal, state) = open_log(&config.wal_dir)?;
     check_identity(&state, config)?;
@@ -416,6 +485,7 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> anyhow::Result<RunE
         state,
         conn: Some(conn),
         conn_now_unix_us: None,
+        archive_conn,
         crash_hook: CrashHook::from_env(),
     };
     // One invocation resumes an unfinished run, or starts one; it never starts a second.
@@ -450,11 +520,11 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> anyhow::Result<RunE
             }
             Action::FinishRun { run_id } => runner.finish_run(run_id),
             // With the archive on the source server, copy and delete are one transaction, so
-            // both steps redo the whole (idempotent) batch.
-            Action::ExecuteBatch {
-                batch_id,
-                step: Step::Copy | Step::Delete,
-            } => runner.execute(batch_id, &options.stop).await,
+            // both steps redo the whole (idempotent) batch; with its own server, Delete skips
+            // the copy.
+            Action::ExecuteBatch { batch_id, step } => {
+                runner.execute(batch_id, step, &options.stop).await
+            }
         };
         if let Err(error) = step {
             // A lost connection while planning or reconnecting: nothing was changed, so try

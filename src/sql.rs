@@ -366,6 +366,128 @@ impl Queries {
     }
 }
 
+/// Statements for an archive on another server, where copy and delete are separate
+/// transactions on separate connections and rows travel through the client.
+impl Queries {
+    fn column_list(&self) -> String {
+        self.source
+            .columns
+            .iter()
+            .map(|c| ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Positions of the key columns within [`TableShape::columns`], in key order.
+    pub fn key_positions(&self) -> Vec<usize> {
+        self.source
+            .key
+            .iter()
+            .map(|k| {
+                self.source
+                    .columns
+                    .iter()
+                    .position(|c| c == k)
+                    .expect("key columns are copied columns")
+            })
+            .collect()
+    }
+
+    /// The batch's matching source rows, every copied column, in key order; `FOR UPDATE` when
+    /// `lock` (the rows then stay unchanged until the source transaction ends).
+    pub fn select_batch(&self, lower: Option<&Key>, upper: &Key, lock: bool) -> Statement {
+        let mut params = Vec::new();
+        let filter = range_where(
+            &self.src_key_cols(),
+            lower,
+            upper,
+            &self.predicate,
+            &mut params,
+        );
+        Statement {
+            sql: format!(
+                "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {}{}",
+                self.column_list(),
+                self.source.name(),
+                self.source.key_list(),
+                if lock { " FOR UPDATE" } else { "" }
+            ),
+            params,
+        }
+    }
+
+    /// The archive's rows in the batch's key range (no predicate: the archive row under a key
+    /// is what matters, whatever it holds), the same columns in the same order as
+    /// [`Queries::select_batch`].
+    pub fn select_archived(&self, lower: Option<&Key>, upper: &Key) -> Statement {
+        let mut params = Vec::new();
+        let cols: Vec<String> = self
+            .archive
+            .key
+            .iter()
+            .map(|c| self.archive.col(c))
+            .collect();
+        let mut parts = Vec::new();
+        if let Some(lower) = lower {
+            parts.push(compare(&cols, lower, Side::After, &mut params));
+        }
+        parts.push(compare(&cols, upper, Side::UpTo, &mut params));
+        Statement {
+            sql: format!(
+                "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {} ORDER BY {}",
+                self.column_list(),
+                self.archive.name(),
+                parts.join(" AND "),
+                self.archive.key_list()
+            ),
+            params,
+        }
+    }
+
+    /// Inserts `rows` rows (values bound by the caller, row after row); an existing key is
+    /// left as it is, as in [`Queries::copy_batch`].
+    pub fn insert_rows(&self, rows: usize) -> String {
+        let one = format!("({})", vec!["?"; self.source.columns.len()].join(", "));
+        let noop = self
+            .archive
+            .key
+            .iter()
+            .map(|c| format!("{} = {}", ident(c), ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO {} ({}) VALUES {} ON DUPLICATE KEY UPDATE {noop}",
+            self.archive.name(),
+            self.column_list(),
+            vec![one; rows].join(", ")
+        )
+    }
+
+    /// Deletes source rows by key. Used only for rows locked `FOR UPDATE` in the same
+    /// transaction and compared byte for byte with their committed archive copy.
+    pub fn delete_keys(&self, keys: &[Key]) -> Statement {
+        let width = self.source.key.len();
+        let tuple = if width == 1 {
+            "?".to_string()
+        } else {
+            format!("({})", vec!["?"; width].join(", "))
+        };
+        let target = if width == 1 {
+            ident(&self.source.key[0])
+        } else {
+            format!("({})", self.source.key_list())
+        };
+        Statement {
+            sql: format!(
+                "DELETE FROM {} WHERE {target} IN ({})",
+                self.source.name(),
+                vec![tuple; keys.len()].join(", ")
+            ),
+            params: keys.iter().flatten().cloned().collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +535,37 @@ mod tests {
                 KeyValue::Int(9),
                 KeyValue::Bytes(b"y".to_vec()),
             ]
+        );
+    }
+
+    #[test]
+    fn cross_server_statements() {
+        let q = Queries {
+            source: shape("s", &["a", "b"]),
+            archive: shape("t", &["a", "b"]),
+            predicate: "note IS NULL".into(),
+        };
+        assert_eq!(q.key_positions(), vec![0, 1]);
+        assert_eq!(
+            q.insert_rows(2),
+            "INSERT INTO `db`.`t` (`a`, `b`, `note`) VALUES (?, ?, ?), (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE `a` = `a`, `b` = `b`"
+        );
+        let keys = vec![
+            vec![KeyValue::Int(1), KeyValue::Int(2)],
+            vec![KeyValue::Int(3), KeyValue::Int(4)],
+        ];
+        let st = q.delete_keys(&keys);
+        assert_eq!(
+            st.sql,
+            "DELETE FROM `db`.`s` WHERE (`a`, `b`) IN ((?, ?), (?, ?))"
+        );
+        assert_eq!(st.params.len(), 4);
+        let st = q.select_archived(None, &vec![KeyValue::Int(9), KeyValue::Int(9)]);
+        assert_eq!(
+            st.sql,
+            "SELECT `a`, `b`, `note` FROM `db`.`t` FORCE INDEX (PRIMARY) WHERE \
+             (`db`.`t`.`a` < ? OR (`db`.`t`.`a` = ? AND `db`.`t`.`b` <= ?)) ORDER BY `a`, `b`"
         );
     }
 

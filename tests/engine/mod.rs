@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod concurrent;
+mod cross;
 mod resume;
 mod torture;
 
@@ -36,6 +37,9 @@ pub fn create_mixed(db: &mut TestDb, table: &str, rows: u64) {
             KEY (happened)
         ) ENGINE=InnoDB"
     ));
+    if rows == 0 {
+        return;
+    }
     db.exec(&format!(
         "INSERT INTO `{table}` SELECT seq % 7, CONCAT('c', seq, IF(seq % 5 = 0, '😀', '')),
             IF(seq % 4 = 0, NULL, seq * 1.25),
