@@ -172,8 +172,12 @@ pub struct Queries {
 }
 
 impl Queries {
-    fn src_key_cols(&self) -> Vec<String> {
-        self.source.key.iter().map(|c| self.source.col(c)).collect()
+    /// The WHERE clause selecting a batch's matching source rows, and its parameters.
+    fn batch_filter(&self, lower: Option<&Key>, upper: &Key) -> (String, Vec<KeyValue>) {
+        let columns: Vec<String> = self.source.key.iter().map(|c| self.source.col(c)).collect();
+        let mut params = Vec::new();
+        let filter = range_where(&columns, lower, upper, &self.predicate, &mut params);
+        (filter, params)
     }
 
     /// Checks the predicate without touching rows.
@@ -211,9 +215,7 @@ impl Queries {
     /// The last one is the next batch's upper bound. `FORCE INDEX (PRIMARY)` keeps the scan in
     /// key order even when the predicate's column has an index the optimizer would prefer.
     pub fn plan(&self, after: Option<&Key>, bound: &Key, rows: u32) -> Statement {
-        let mut params = Vec::new();
-        let cols = self.src_key_cols();
-        let filter = range_where(&cols, after, bound, &self.predicate, &mut params);
+        let (filter, params) = self.batch_filter(after, bound);
         Statement {
             sql: format!(
                 "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {} LIMIT {rows}",
@@ -229,14 +231,7 @@ impl Queries {
     /// keeps the locks only on rows that match, so no other client can change or delete a row
     /// between our copy and our delete.
     pub fn lock_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
-        let mut params = Vec::new();
-        let filter = range_where(
-            &self.src_key_cols(),
-            lower,
-            upper,
-            &self.predicate,
-            &mut params,
-        );
+        let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
                 "SELECT COUNT(*) FROM {} FORCE INDEX (PRIMARY) WHERE {filter} FOR UPDATE",
@@ -252,14 +247,7 @@ impl Queries {
     /// archive row is identical is decided by [`Queries::delete_batch`], not here. Unlike
     /// `INSERT IGNORE`, this does not turn data errors into warnings.
     pub fn copy_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
-        let mut params = Vec::new();
-        let filter = range_where(
-            &self.src_key_cols(),
-            lower,
-            upper,
-            &self.predicate,
-            &mut params,
-        );
+        let (filter, params) = self.batch_filter(lower, upper);
         let columns = self
             .source
             .columns
@@ -324,14 +312,7 @@ impl Queries {
     /// transaction, it deletes nothing whose identical copy is not in the archive, and the copy
     /// commits with the delete.
     pub fn delete_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
-        let mut params = Vec::new();
-        let filter = range_where(
-            &self.src_key_cols(),
-            lower,
-            upper,
-            &self.predicate,
-            &mut params,
-        );
+        let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
                 "DELETE FROM {} WHERE {filter} AND {}",
@@ -345,14 +326,7 @@ impl Queries {
     /// The keys of the batch's matching source rows that are still there and whose key the
     /// archive holds with a different row: conflicts. Run after [`Queries::delete_batch`].
     pub fn conflicts(&self, lower: Option<&Key>, upper: &Key) -> Statement {
-        let mut params = Vec::new();
-        let filter = range_where(
-            &self.src_key_cols(),
-            lower,
-            upper,
-            &self.predicate,
-            &mut params,
-        );
+        let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
                 "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} AND {} ORDER BY {}",
@@ -396,14 +370,7 @@ impl Queries {
     /// The batch's matching source rows, every copied column, in key order; `FOR UPDATE` when
     /// `lock` (the rows then stay unchanged until the source transaction ends).
     pub fn select_batch(&self, lower: Option<&Key>, upper: &Key, lock: bool) -> Statement {
-        let mut params = Vec::new();
-        let filter = range_where(
-            &self.src_key_cols(),
-            lower,
-            upper,
-            &self.predicate,
-            &mut params,
-        );
+        let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
                 "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {}{}",

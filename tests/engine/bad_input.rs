@@ -109,9 +109,7 @@ const CASES: &[Case] = &[
 fn bad_input_is_refused_clearly_and_changes_nothing() {
     let sandbox = common::sandbox();
     for case in CASES {
-        let mut db = sandbox.fresh_database("bad");
-        create_mixed(&mut db, "src", 300);
-        db.exec("CREATE TABLE arch LIKE src");
+        let mut db = mixed_db(&sandbox, "bad", 300);
         for sql in case.setup {
             db.exec(sql);
         }
@@ -178,9 +176,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 #[test]
 fn wal_of_another_job_is_refused() {
     let sandbox = common::sandbox();
-    let mut db = sandbox.fresh_database("otherjob");
-    create_mixed(&mut db, "src", 300);
-    db.exec("CREATE TABLE arch LIKE src");
+    let mut db = mixed_db(&sandbox, "otherjob", 300);
     let first = Job::new(&sandbox, &db, "src", "arch", MIXED_PREDICATE, "");
     assert_success(&first.archiver("run", &[]), "first job");
     // A second job (another predicate) pointed at the first job's WAL directory.
@@ -210,9 +206,7 @@ fn wal_of_another_job_is_refused() {
 #[test]
 fn second_concurrent_run_is_refused() {
     let sandbox = common::sandbox();
-    let mut db = sandbox.fresh_database("twice");
-    create_mixed(&mut db, "src", 2_000);
-    db.exec("CREATE TABLE arch LIKE src");
+    let mut db = mixed_db(&sandbox, "twice", 2_000);
     // A slow first run: 10 rows a batch, 200 ms between batches.
     let job = Job::new(
         &sandbox,

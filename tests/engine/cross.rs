@@ -4,8 +4,8 @@
 //! the same as for a second host.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use super::*;
 
@@ -48,8 +48,7 @@ fn archive_on_its_own_server_moves_everything_and_reports_conflicts() {
     let sandbox = common::sandbox();
     let (mut db, mut archive_db) = setup(&sandbox, 3_000);
     let original = db.checksum("src");
-    let matching: u64 =
-        db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
     // Identical copies of c10..c19 already archived; a differing row under c301's key.
     let src = format!("`{}`.src", db.name());
     archive_db.exec(&format!(
@@ -108,7 +107,7 @@ fn archive_on_its_own_server_resumes_after_the_copy_and_survives_kills() {
     let (mut db, mut archive_db) = setup(&sandbox, 40_000);
     let predicate = "tenant < 6";
     let original = db.checksum("src");
-    let matching: u64 = db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {predicate}"));
+    let matching = count_matching(&mut db, predicate);
     let job = cross_job(&sandbox, &db, &archive_db, predicate, "batch_rows = 500");
 
     // Killed right after the second BatchCopied is durable: the archive has committed the
@@ -145,23 +144,9 @@ fn archive_on_its_own_server_resumes_after_the_copy_and_survives_kills() {
     // Then random kill -9s, and a final run to the end.
     let mut kills = 0;
     for round in 0..12u64 {
-        let mut child = common::archiver_cmd()
-            .arg("run")
-            .arg("--config")
-            .arg(&job.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_millis(20 + (round * 37) % 200);
-        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+        if run_and_kill_after(&job, Duration::from_millis(20 + (round * 37) % 200)) {
             kills += 1;
         }
-        child.wait().unwrap();
     }
     assert_success(&job.archiver("run", &[]), "final run");
     eprintln!("cross-server: {kills} kills");

@@ -50,6 +50,44 @@ pub fn create_mixed(db: &mut TestDb, table: &str, rows: u64) {
     ));
 }
 
+/// A fresh database holding [`create_mixed`]'s `src` with `rows` rows and an empty `arch`
+/// like it.
+pub fn mixed_db(sandbox: &Sandbox, prefix: &str, rows: u64) -> TestDb {
+    let mut db = sandbox.fresh_database(prefix);
+    create_mixed(&mut db, "src", rows);
+    db.exec("CREATE TABLE arch LIKE src");
+    db
+}
+
+/// Rows of `src` matching `predicate`.
+pub fn count_matching(db: &mut TestDb, predicate: &str) -> u64 {
+    db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {predicate}"))
+}
+
+/// Starts `archiver run` on `job` and SIGKILLs it after `delay` unless it exits first.
+/// Returns whether it was killed; a run that exits on its own must have succeeded.
+pub fn run_and_kill_after(job: &Job, delay: std::time::Duration) -> bool {
+    let mut child = common::archiver_cmd()
+        .arg("run")
+        .arg("--config")
+        .arg(&job.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn archiver");
+    let deadline = std::time::Instant::now() + delay;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0), "a run between kills failed");
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    true
+}
+
 /// Matches the rows of [`create_mixed`] that happened in the first 36 hours.
 pub const MIXED_PREDICATE: &str = "happened < '2024-01-02 12:00:00'";
 
@@ -232,12 +270,9 @@ pub fn assert_moved(
 #[test]
 fn end_to_end_composite_key_all_types() {
     let sandbox = common::sandbox();
-    let mut db = sandbox.fresh_database("e2e");
-    create_mixed(&mut db, "src", 6_000);
-    db.exec("CREATE TABLE arch LIKE src");
+    let mut db = mixed_db(&sandbox, "e2e", 6_000);
     let original = db.checksum("src");
-    let matching: u64 =
-        db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
     assert!(matching > 3_000 && matching < 4_000, "{matching}");
     let job = Job::new(
         &sandbox,
@@ -277,12 +312,9 @@ fn end_to_end_composite_key_all_types() {
 #[test]
 fn duplicates_identical_are_deleted_differing_are_conflicts() {
     let sandbox = common::sandbox();
-    let mut db = sandbox.fresh_database("dups");
-    create_mixed(&mut db, "src", 2_000);
-    db.exec("CREATE TABLE arch LIKE src");
+    let mut db = mixed_db(&sandbox, "dups", 2_000);
     let original = db.checksum("src");
-    let matching: u64 =
-        db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
     // Identical copies of 20 rows already archived; differing rows under matching keys: a changed
     // amount, a NULL where the source has a value, and a label differing only in letter case
     // (equal under the column's collation, different bytes).
@@ -357,12 +389,9 @@ fn duplicates_identical_are_deleted_differing_are_conflicts() {
 #[test]
 fn failing_batch_is_parked_then_reset_and_retried() {
     let sandbox = common::sandbox();
-    let mut db = sandbox.fresh_database("park");
-    create_mixed(&mut db, "src", 1_000);
-    db.exec("CREATE TABLE arch LIKE src");
+    let mut db = mixed_db(&sandbox, "park", 1_000);
     let original = db.checksum("src");
-    let matching: u64 =
-        db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
     // The archive refuses one row: its batch fails, is parked, and the rest goes on.
     db.exec(
         "CREATE TRIGGER refuse BEFORE INSERT ON arch FOR EACH ROW
@@ -417,9 +446,7 @@ fn failing_batch_is_parked_then_reset_and_retried() {
 #[test]
 fn dry_run_changes_nothing_and_prints_the_sql() {
     let sandbox = common::sandbox();
-    let mut db = sandbox.fresh_database("dry");
-    create_mixed(&mut db, "src", 500);
-    db.exec("CREATE TABLE arch LIKE src");
+    let mut db = mixed_db(&sandbox, "dry", 500);
     let original = db.checksum("src");
     let job = Job::new(&sandbox, &db, "src", "arch", MIXED_PREDICATE, "");
     let output = job.archiver("run", &["--dry-run"]);

@@ -21,14 +21,11 @@ fn killed_right_after_each_transition_resumes_at_the_right_step() {
     let sandbox = common::sandbox();
     for &(event, nth, next) in STEPS {
         let what = format!("killed after {event} #{nth}");
-        let mut db = sandbox.fresh_database("resume");
-        create_mixed(&mut db, "src", 4_000);
-        db.exec("CREATE TABLE arch LIKE src");
+        let mut db = mixed_db(&sandbox, "resume", 4_000);
         // One differing archive row, so a conflict is found (and ConflictFound written).
         db.exec("INSERT INTO arch SELECT tenant, code, amount, happened, 'different', payload FROM src WHERE code = 'c401'");
         let original_rows: u64 = db.query_scalar("SELECT COUNT(*) FROM src");
-        let matching: u64 =
-            db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+        let matching = count_matching(&mut db, MIXED_PREDICATE);
         let job = Job::new(
             &sandbox,
             &db,
