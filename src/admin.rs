@@ -201,8 +201,7 @@ pub fn salvage(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 /// Conflicts and parked batches, on stderr, at the end of a run that needs attention.
-pub fn print_attention(config: &JobConfig) -> anyhow::Result<()> {
-    let state = engine::read_log(&config.wal_dir)?;
+pub fn print_attention(state: &State) {
     let summary = state.summary(now_unix_us());
     let run = state.last_run();
     let conflicts = run.map_or(0, |r| r.counts.rows_conflicting);
@@ -225,7 +224,6 @@ pub fn print_attention(config: &JobConfig) -> anyhow::Result<()> {
         );
     }
     eprintln!("  `archiver status --config ...` shows the details; `archiver reset` retries parked batches");
-    Ok(())
 }
 
 /// `archiver run --dry-run`: checks everything, prints the next step and the exact SQL of the

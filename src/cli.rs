@@ -232,7 +232,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             let stop = Arc::new(StopFlag::default());
             runtime.block_on(async {
                 spawn_signal_handler(stop.clone());
-                let end = engine::run(&config, RunOptions { deadline, stop }).await?;
+                let (end, state) = engine::run(&config, RunOptions { deadline, stop }).await?;
                 Ok(match end {
                     RunEnd::Done => exit::DONE,
                     RunEnd::Stopped => {
@@ -240,7 +240,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                         exit::STOPPED
                     }
                     RunEnd::Attention => {
-                        admin::print_attention(&config)?;
+                        admin::print_attention(&state);
                         exit::ATTENTION
                     }
                 })

@@ -457,7 +457,8 @@ impl Runner<'_> {
 }
 
 /// Runs the job until its run is finished, or a stop is requested. See the module doc.
-pub async fn run(config: &JobConfig, options: RunOptions) -> anyhow::Result<RunEnd> {
+/// Returns how it ended and the state it left, for the caller's report.
+pub async fn run(config: &JobConfig, options: RunOptions) -> anyhow::Result<(RunEnd, State)> {
     // A log that exists is checked against this job before anything else, read-only: opening
     // it for write may cut a torn tail, and another job's log must not be touched at all. This
     // costs one extra replay (about 0.1 s per million records).
@@ -541,14 +542,12 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> anyhow::Result<RunE
         }
     };
     runner.wal.sync()?;
-    if end == RunEnd::Stopped {
-        return Ok(RunEnd::Stopped);
-    }
-    Ok(if needs_attention(&runner.state) {
-        RunEnd::Attention
-    } else {
-        RunEnd::Done
-    })
+    let end = match end {
+        RunEnd::Stopped => RunEnd::Stopped,
+        _ if needs_attention(&runner.state) => RunEnd::Attention,
+        _ => RunEnd::Done,
+    };
+    Ok((end, runner.state))
 }
 
 /// Whether the log holds something an operator must look at: parked batches, or conflicts
