@@ -156,7 +156,19 @@ fn deadline_at(until: chrono::NaiveTime) -> Instant {
 /// Parses the arguments, runs the command, prints an error once with its whole cause chain,
 /// and returns the exit code.
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    // clap exits with 2 on a usage error, which is our "stopped early" code; a usage error is
+    // a configuration error to a scheduler.
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() {
+                exit::CONFIG
+            } else {
+                exit::DONE
+            });
+        }
+    };
     let level = match args.verbose {
         0 => "warn",
         1 => "info",

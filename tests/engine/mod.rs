@@ -458,3 +458,58 @@ fn dry_run_changes_nothing_and_prints_the_sql() {
     assert_eq!(db.query_scalar::<u64>("SELECT COUNT(*) FROM arch"), 0);
     assert!(!job.wal_dir.exists(), "a dry run writes no WAL");
 }
+
+#[test]
+fn time_window_stops_cleanly_and_the_next_run_resumes() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "window", 2_000);
+    let original = db.checksum("src");
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    // 10 rows a batch, 100 ms between batches: far more than one second of work.
+    let job = Job::new(
+        &sandbox,
+        &db,
+        "src",
+        "arch",
+        MIXED_PREDICATE,
+        "batch_rows = 10\nsleep_ms = 100",
+    );
+    let started = std::time::Instant::now();
+    let output = job.archiver("run", &["--max-runtime", "1s"]);
+    assert_exit(&output, 2, "stopped by --max-runtime with work left");
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "stopped near the deadline"
+    );
+    let moved: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
+    assert!(
+        moved > 0 && moved < matching,
+        "some but not all moved: {moved}"
+    );
+    // The run is still open; the next invocation resumes it rather than starting another.
+    let status = job.status();
+    assert_eq!(status["runs"].as_array().map(Vec::len), Some(1), "{status}");
+    let fast = std::fs::read_to_string(&job.config)
+        .unwrap()
+        .replace("sleep_ms = 100", "sleep_ms = 0");
+    std::fs::write(&job.config, fast).unwrap();
+    assert_success(&job.archiver("run", &[]), "resumed run");
+    assert_moved(&mut db, "src", "arch", MIXED_PREDICATE, original, matching);
+    assert_eq!(job.status()["runs"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn usage_errors_exit_with_the_configuration_code() {
+    // clap's own code for usage errors is 2, which would read as "stopped early".
+    for args in [
+        &["run", "--config", "x.toml", "--until", "25:00"][..],
+        &["run", "--config", "x.toml", "--max-runtime", "soon"][..],
+        &["run"][..],
+        &["frobnicate"][..],
+    ] {
+        let output = common::archiver_cmd().args(args).output().unwrap();
+        assert_exit(&output, 64, &format!("{args:?}"));
+    }
+    let output = common::archiver_cmd().arg("--help").output().unwrap();
+    assert_success(&output, "--help");
+}
