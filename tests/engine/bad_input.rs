@@ -115,7 +115,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         }
         let source_before = db.checksum("src");
         let archive_before = db.checksum("arch");
-        let job = Job::new(&sandbox, &db, "src", "arch", MIXED_PREDICATE, "");
+        let job = Job::new(&sandbox, &db, MIXED_PREDICATE, "");
         let mut text = std::fs::read_to_string(&job.config).unwrap();
         for (from, to) in case.edit {
             assert!(
@@ -126,8 +126,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             text = text.replacen(from, to, 1);
         }
         std::fs::write(&job.config, text).unwrap();
-        let mut command = common::archiver_cmd();
-        command.arg("run").arg("--config").arg(&job.config);
+        let mut command = job.command("run");
         for (key, value) in case.env {
             command.env(key, value);
         }
@@ -177,13 +176,13 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 fn wal_of_another_job_is_refused() {
     let sandbox = common::sandbox();
     let mut db = mixed_db(&sandbox, "otherjob", 300);
-    let first = Job::new(&sandbox, &db, "src", "arch", MIXED_PREDICATE, "");
+    let first = Job::new(&sandbox, &db, MIXED_PREDICATE, "");
     assert_success(&first.archiver("run", &[]), "first job");
     // A second job (another predicate) pointed at the first job's WAL directory.
     db.exec("DROP TABLE src");
     create_mixed(&mut db, "src", 300);
     let before = db.checksum("src");
-    let other = Job::new(&sandbox, &db, "src", "arch", "amount > 100", "");
+    let other = Job::new(&sandbox, &db, "amount > 100", "");
     let text = std::fs::read_to_string(&other.config).unwrap().replace(
         &other.wal_dir.display().to_string(),
         &first.wal_dir.display().to_string(),
@@ -211,15 +210,11 @@ fn second_concurrent_run_is_refused() {
     let job = Job::new(
         &sandbox,
         &db,
-        "src",
-        "arch",
         MIXED_PREDICATE,
         "batch_rows = 10\nsleep_ms = 200",
     );
-    let mut first = common::archiver_cmd()
-        .arg("run")
-        .arg("--config")
-        .arg(&job.config)
+    let mut first = job
+        .command("run")
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

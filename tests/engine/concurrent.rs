@@ -78,8 +78,6 @@ fn concurrent_writers_lose_nothing_and_archive_the_last_version() {
     let job = Job::new(
         &sandbox,
         &db,
-        "src",
-        "arch",
         PREDICATE,
         "batch_rows = 200\nattempts_max = 20",
     );

@@ -3,8 +3,6 @@
 //! server" is another database reached through its own connection and URL; the code path is
 //! the same as for a second host.
 
-use std::os::unix::process::ExitStatusExt;
-
 use std::time::Duration;
 
 use super::*;
@@ -17,7 +15,7 @@ fn cross_job(
     predicate: &str,
     extra: &str,
 ) -> Job {
-    let job = Job::new(sandbox, db, "src", "arch", predicate, extra);
+    let job = Job::new(sandbox, db, predicate, extra);
     let text = std::fs::read_to_string(&job.config).unwrap().replace(
         "[archive]\n",
         &format!(
@@ -112,19 +110,7 @@ fn archive_on_its_own_server_resumes_after_the_copy_and_survives_kills() {
 
     // Killed right after the second BatchCopied is durable: the archive has committed the
     // batch, the source has not deleted it. The next run resumes at the delete step.
-    let output = common::archiver_cmd()
-        .arg("run")
-        .arg("--config")
-        .arg(&job.config)
-        .env("ARCHIVER_TEST_CRASH_AFTER", "BatchCopied:2")
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.signal(),
-        Some(9),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    job.run_until_crash_after("BatchCopied:2");
     let (_, lines) = job.inspect();
     let state = lines.iter().find(|l| l["kind"] == "state").unwrap();
     let next = state["summary"]["next_action"].as_str().unwrap_or_default();

@@ -67,10 +67,8 @@ pub fn count_matching(db: &mut TestDb, predicate: &str) -> u64 {
 /// Starts `archiver run` on `job` and SIGKILLs it after `delay` unless it exits first.
 /// Returns whether it was killed; a run that exits on its own must have succeeded.
 pub fn run_and_kill_after(job: &Job, delay: std::time::Duration) -> bool {
-    let mut child = common::archiver_cmd()
-        .arg("run")
-        .arg("--config")
-        .arg(&job.config)
+    let mut child = job
+        .command("run")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -92,21 +90,15 @@ pub fn run_and_kill_after(job: &Job, delay: std::time::Duration) -> bool {
 pub const MIXED_PREDICATE: &str = "happened < '2024-01-02 12:00:00'";
 
 impl Job {
-    /// Writes a job file for `source` -> `archive` in `db` with `extra` lines in `[job]`.
-    pub fn new(
-        sandbox: &Sandbox,
-        db: &TestDb,
-        source: &str,
-        archive: &str,
-        predicate: &str,
-        extra: &str,
-    ) -> Job {
+    /// Writes a job file moving `src` to `arch` in `db` where `predicate`, with `extra`
+    /// lines in `[job]`.
+    pub fn new(sandbox: &Sandbox, db: &TestDb, predicate: &str, extra: &str) -> Job {
         let dir = tempfile::tempdir().expect("temp dir");
         let wal_dir = dir.path().join("wal");
         let config = dir.path().join("job.toml");
         let text = format!(
-            "[source]\nurl = \"mysql://archiver@127.0.0.1:{port}/{db}\"\npassword_env = \"ARCHIVER_PASSWORD\"\ntable = \"{source}\"\n\n\
-             [archive]\ntable = \"{archive}\"\n\n\
+            "[source]\nurl = \"mysql://archiver@127.0.0.1:{port}/{db}\"\npassword_env = \"ARCHIVER_PASSWORD\"\ntable = \"src\"\n\n\
+             [archive]\ntable = \"arch\"\n\n\
              [job]\nwhere = {predicate:?}\nwal_dir = {wal:?}\n{extra}\n",
             port = sandbox.port(),
             db = db.name(),
@@ -120,15 +112,37 @@ impl Job {
         }
     }
 
+    /// `archiver SUBCOMMAND --config job.toml`, ready for more arguments.
+    pub fn command(&self, subcommand: &str) -> std::process::Command {
+        let mut command = common::archiver_cmd();
+        command.arg(subcommand).arg("--config").arg(&self.config);
+        command
+    }
+
     /// Runs `archiver SUBCOMMAND --config job.toml ARGS...`.
     pub fn archiver(&self, subcommand: &str, args: &[&str]) -> Output {
-        let mut command = common::archiver_cmd();
-        command
-            .arg(subcommand)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args);
-        command.output().expect("run archiver")
+        self.command(subcommand)
+            .args(args)
+            .output()
+            .expect("run archiver")
+    }
+
+    /// Runs `archiver run` with the test-only crash hook set to `EVENT:N`, and checks that the
+    /// hook killed it (SIGKILL) rather than the run ending some other way.
+    pub fn run_until_crash_after(&self, event_nth: &str) -> Output {
+        let output = self
+            .command("run")
+            .env("ARCHIVER_TEST_CRASH_AFTER", event_nth)
+            .output()
+            .expect("run archiver");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            output.status.signal(),
+            Some(9),
+            "killed after {event_nth} by the hook; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
     }
 
     /// `archiver status --format json`, parsed.
@@ -240,16 +254,10 @@ pub fn assert_exit(output: &Output, code: i32, what: &str) {
     );
 }
 
-/// Checks the end state of a job over [`create_mixed`]-like tables: the archive holds exactly
-/// the rows that matched, the source exactly the rest, and together they are the original.
-pub fn assert_moved(
-    db: &mut TestDb,
-    source: &str,
-    archive: &str,
-    predicate: &str,
-    original: (u64, u64, u64),
-    matching: u64,
-) {
+/// Checks the end state of a job from `src` to `arch`: the archive holds exactly the rows that
+/// matched, the source exactly the rest, and together they are the original.
+pub fn assert_moved(db: &mut TestDb, predicate: &str, original: (u64, u64, u64), matching: u64) {
+    let (source, archive) = ("src", "arch");
     let src_left: u64 = db.query_scalar(&format!(
         "SELECT COUNT(*) FROM `{source}` WHERE ({predicate})"
     ));
@@ -274,18 +282,11 @@ fn end_to_end_composite_key_all_types() {
     let original = db.checksum("src");
     let matching = count_matching(&mut db, MIXED_PREDICATE);
     assert!(matching > 3_000 && matching < 4_000, "{matching}");
-    let job = Job::new(
-        &sandbox,
-        &db,
-        "src",
-        "arch",
-        MIXED_PREDICATE,
-        "batch_rows = 250",
-    );
+    let job = Job::new(&sandbox, &db, MIXED_PREDICATE, "batch_rows = 250");
 
     let output = job.archiver("run", &[]);
     assert_success(&output, "run");
-    assert_moved(&mut db, "src", "arch", MIXED_PREDICATE, original, matching);
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
     assert!(output.stdout.is_empty(), "a successful run is quiet");
 
     // The WAL tells the same story, decoded from its bytes.
@@ -304,7 +305,7 @@ fn end_to_end_composite_key_all_types() {
     // A second run finds nothing and changes nothing.
     let output = job.archiver("run", &[]);
     assert_success(&output, "second run");
-    assert_moved(&mut db, "src", "arch", MIXED_PREDICATE, original, matching);
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
     let status = job.status();
     assert_eq!(status["runs"].as_array().map(Vec::len), Some(2), "{status}");
 }
@@ -325,14 +326,7 @@ fn duplicates_identical_are_deleted_differing_are_conflicts() {
     db.exec("INSERT INTO arch SELECT tenant, code, amount, happened, UPPER(label), payload FROM src WHERE code IN ('c502','c503','c505','c506') AND label IS NOT NULL");
     let differing: u64 = db.query_scalar::<u64>("SELECT COUNT(*) FROM arch") - identical;
     assert!(differing >= 12, "{differing}");
-    let job = Job::new(
-        &sandbox,
-        &db,
-        "src",
-        "arch",
-        MIXED_PREDICATE,
-        "batch_rows = 100",
-    );
+    let job = Job::new(&sandbox, &db, MIXED_PREDICATE, "batch_rows = 100");
 
     let output = job.archiver("run", &[]);
     assert_exit(&output, 3, "run with conflicts says attention needed");
@@ -400,8 +394,6 @@ fn failing_batch_is_parked_then_reset_and_retried() {
     let job = Job::new(
         &sandbox,
         &db,
-        "src",
-        "arch",
         MIXED_PREDICATE,
         "batch_rows = 50\nattempts_max = 3",
     );
@@ -438,7 +430,7 @@ fn failing_batch_is_parked_then_reset_and_retried() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("reset 1 batch"));
     let output = job.archiver("run", &[]);
     assert_success(&output, "run after reset");
-    assert_moved(&mut db, "src", "arch", MIXED_PREDICATE, original, matching);
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
     let events = job.events();
     assert!(events.iter().any(|(t, _)| t == "BatchReset"));
 }
@@ -448,7 +440,7 @@ fn dry_run_changes_nothing_and_prints_the_sql() {
     let sandbox = common::sandbox();
     let mut db = mixed_db(&sandbox, "dry", 500);
     let original = db.checksum("src");
-    let job = Job::new(&sandbox, &db, "src", "arch", MIXED_PREDICATE, "");
+    let job = Job::new(&sandbox, &db, MIXED_PREDICATE, "");
     let output = job.archiver("run", &["--dry-run"]);
     assert_success(&output, "dry run");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -469,8 +461,6 @@ fn time_window_stops_cleanly_and_the_next_run_resumes() {
     let job = Job::new(
         &sandbox,
         &db,
-        "src",
-        "arch",
         MIXED_PREDICATE,
         "batch_rows = 10\nsleep_ms = 100",
     );
@@ -494,7 +484,7 @@ fn time_window_stops_cleanly_and_the_next_run_resumes() {
         .replace("sleep_ms = 100", "sleep_ms = 0");
     std::fs::write(&job.config, fast).unwrap();
     assert_success(&job.archiver("run", &[]), "resumed run");
-    assert_moved(&mut db, "src", "arch", MIXED_PREDICATE, original, matching);
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
     assert_eq!(job.status()["runs"].as_array().map(Vec::len), Some(1));
 }
 

@@ -29,8 +29,6 @@ fn killed_right_after_each_transition_resumes_at_the_right_step() {
         let job = Job::new(
             &sandbox,
             &db,
-            "src",
-            "arch",
             MIXED_PREDICATE,
             "batch_rows = 200\nlock_wait_timeout_s = 1",
         );
@@ -43,20 +41,7 @@ fn killed_right_after_each_transition_resumes_at_the_right_step() {
                 "SELECT * FROM src ORDER BY tenant, code LIMIT 1 FOR UPDATE",
             )
         });
-        let output = common::archiver_cmd()
-            .arg("run")
-            .arg("--config")
-            .arg(&job.config)
-            .env("ARCHIVER_TEST_CRASH_AFTER", format!("{event}:{nth}"))
-            .output()
-            .unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            output.status.signal(),
-            Some(9),
-            "{what}: the hook kills the process; {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        job.run_until_crash_after(&format!("{event}:{nth}"));
         drop(blocker);
 
         // The last record in the log is the transition we died after, and replay's next

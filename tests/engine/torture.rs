@@ -41,10 +41,7 @@ impl Rng {
 }
 
 fn spawn_run(job: &Job) -> Child {
-    common::archiver_cmd()
-        .arg("run")
-        .arg("--config")
-        .arg(&job.config)
+    job.command("run")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -58,14 +55,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let original = db.checksum("src");
     let matching = count_matching(&mut db, TORTURE_PREDICATE);
     assert!(matching >= 100_000, "{matching}");
-    let job = Job::new(
-        &sandbox,
-        &db,
-        "src",
-        "arch",
-        TORTURE_PREDICATE,
-        "batch_rows = 500",
-    );
+    let job = Job::new(&sandbox, &db, TORTURE_PREDICATE, "batch_rows = 500");
     let mut rng = Rng::from_env_or_clock();
     let mut kills = 0;
     while kills < KILLS {
@@ -76,14 +66,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     }
     let output = job.archiver("run", &[]);
     assert_success(&output, "final run");
-    assert_moved(
-        &mut db,
-        "src",
-        "arch",
-        TORTURE_PREDICATE,
-        original,
-        matching,
-    );
+    assert_moved(&mut db, TORTURE_PREDICATE, original, matching);
     eprintln!("torture: {kills} kills");
     assert!(
         kills >= KILLS,
@@ -106,8 +89,6 @@ fn server_killed_and_restarted_mid_run() {
     let job = Job::new(
         &sandbox,
         &db,
-        "src",
-        "arch",
         TORTURE_PREDICATE,
         "batch_rows = 200\nattempts_max = 10\nsleep_ms = 5",
     );
@@ -125,14 +106,7 @@ fn server_killed_and_restarted_mid_run() {
     }
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "the job rides out server restarts");
-    assert_moved(
-        &mut db,
-        "src",
-        "arch",
-        TORTURE_PREDICATE,
-        original,
-        matching,
-    );
+    assert_moved(&mut db, TORTURE_PREDICATE, original, matching);
     let events = job.events();
     eprintln!(
         "server kill: {} failed attempts recorded",
