@@ -95,6 +95,27 @@ fn concurrent_writers_lose_nothing_and_archive_the_last_version() {
     assert_success(&output, "run under concurrent writes");
     eprintln!("concurrent writers: {ops} statements during the run");
     assert!(ops > 100, "the writers did run during the job ({ops})");
+    // Every row inside the run's key bound that matched when its batch ran was archived: a
+    // matching row still in the source at or below the bound must be one the writers changed
+    // (moved into the predicate behind the cursor, or updated while the job held it back).
+    let events = job.events();
+    let (_, started) = events
+        .iter()
+        .find(|(t, _)| t == "RunStarted")
+        .expect("RunStarted");
+    let bound = &started["key_bound"][0];
+    let bound = bound["UInt"]
+        .as_u64()
+        .or(bound["Int"].as_u64())
+        .expect("integer key bound");
+    let untouched_left: u64 = db.query_scalar(&format!(
+        "SELECT COUNT(*) FROM src s WHERE s.id <= {bound} AND ({PREDICATE})
+         AND NOT EXISTS (SELECT 1 FROM hist h WHERE h.id = s.id AND h.op = 'U')"
+    ));
+    assert_eq!(
+        untouched_left, 0,
+        "matching rows within the bound that no writer touched were left behind"
+    );
     // Rows the writers moved into the predicate behind the job's cursor are archived by the
     // next run; after it, no matching row is left.
     assert_success(&job.archiver("run", &[]), "second run");
