@@ -4,22 +4,15 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::exit;
 use crate::config::JobConfig;
 use crate::db;
-use crate::engine;
+use crate::engine::{self, now_unix_us};
 use crate::event::{BatchReset, Event};
 use crate::inspect::{self, InspectVerdict, StateSink};
 use crate::state::{BatchStatus, State};
 use crate::wal::{RecoveryMode, WalOptions, WalWriter};
-
-fn now_unix_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
 
 /// The state of the job's log, or a fresh state when it has none yet.
 fn job_state(config: &JobConfig) -> anyhow::Result<State> {

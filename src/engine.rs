@@ -71,21 +71,16 @@ pub struct RunOptions {
     pub stop: Arc<StopFlag>,
 }
 
-fn now_unix_us() -> i64 {
+/// Wall clock, microseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Whether `dir` already holds a log (any segment file).
+/// Whether `dir` already holds a log: any segment file, named as the WAL names them.
 fn has_log(dir: &Path) -> bool {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".seg"))
-        })
-        .unwrap_or(false)
+    wal::scan::list_segments(dir).is_ok_and(|segments| !segments.is_empty())
 }
 
 /// Opens the job's log for writing and replays it into a fresh state machine.

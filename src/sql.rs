@@ -248,13 +248,7 @@ impl Queries {
     /// `INSERT IGNORE`, this does not turn data errors into warnings.
     pub fn copy_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
-        let columns = self
-            .source
-            .columns
-            .iter()
-            .map(|c| ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = self.column_list();
         let select_columns = self
             .source
             .columns
