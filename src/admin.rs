@@ -228,7 +228,7 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
         Some(endpoint) => Some(db::connect(endpoint, config.lock_wait_timeout_s).await?),
         None => None,
     };
-    let queries = db::preflight(&mut conn, archive_conn.as_mut(), config).await?;
+    let queries = crate::preflight::check(&mut conn, archive_conn.as_mut(), config).await?;
     writeln!(
         out,
         "job: {} -> {} where {}",
@@ -283,7 +283,7 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
     if config.archive.is_some() {
         let (lower, upper) = (after.as_ref(), &upper);
         let lock = queries.select_batch(lower, upper, true);
-        let archived = queries.select_archived(lower, upper);
+        let archived = queries.select_archived(std::slice::from_ref(upper));
         writeln!(
             out,
             "\n-- the batch, archive on its own server (READ COMMITTED)"
@@ -296,7 +296,7 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
         writeln!(out, "-- archive: START TRANSACTION;\n{};\n-- (one row of values per locked row, in chunks)\n-- archive: COMMIT;", queries.insert_rows(1))?;
         writeln!(
             out,
-            "-- archive:\n{};\n-- parameters: {:?}",
+            "-- archive: the rows under the locked keys, before the copy (to insert only the missing ones) and after it:\n{};\n-- parameters: {:?}",
             archived.sql, archived.params
         )?;
         writeln!(
@@ -318,7 +318,7 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
         queries.lock_batch(after.as_ref(), &upper),
         queries.copy_batch(after.as_ref(), &upper),
         queries.delete_batch(after.as_ref(), &upper),
-        queries.conflicts(after.as_ref(), &upper),
+        queries.leftovers(after.as_ref(), &upper),
     ] {
         writeln!(
             out,

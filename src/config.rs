@@ -38,6 +38,9 @@ pub struct RawConfig {
     pub archive: RawArchive,
     /// How the job runs.
     pub job: RawJob,
+    /// Opt-ins for schema objects the pre-flight refuses by default.
+    #[serde(default)]
+    pub safety: Safety,
 }
 
 /// `[source]`.
@@ -87,6 +90,21 @@ pub struct RawJob {
     pub lock_wait_timeout_s: Option<u32>,
     /// How long to keep reconnecting to an unreachable server before stopping, in seconds.
     pub reconnect_timeout_s: Option<u32>,
+}
+
+/// `[safety]`: schema objects the pre-flight refuses by default, allowed by name where the
+/// operator knows them to be harmless. Cascading foreign keys can never be allowed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Safety {
+    /// Triggers the batch statements may fire (DELETE on the source, INSERT/UPDATE on the
+    /// archive), by name.
+    #[serde(default)]
+    pub allow_triggers: Vec<String>,
+    /// Foreign keys the job may meet, by constraint name: those of the source table, and those
+    /// referencing it with ON DELETE RESTRICT/NO ACTION (a row with children parks its batch).
+    #[serde(default)]
+    pub allow_foreign_keys: Vec<String>,
 }
 
 /// A table named in the configuration, with its schema resolved.
@@ -167,6 +185,8 @@ pub struct JobConfig {
     pub lock_wait_timeout_s: u32,
     /// How long to keep reconnecting before stopping, in seconds.
     pub reconnect_timeout_s: u32,
+    /// Opt-ins for triggers and foreign keys.
+    pub safety: Safety,
 }
 
 /// A configuration problem; the CLI exits with the configuration-error code.
@@ -291,6 +311,7 @@ impl JobConfig {
             sleep_ms,
             lock_wait_timeout_s,
             reconnect_timeout_s,
+            safety: raw.safety,
         })
     }
 

@@ -1,4 +1,4 @@
-//! The MySQL/MariaDB side: connections, pre-flight checks of the two tables, batch planning and
+//! The MySQL/MariaDB side: connections and their session settings, batch planning and
 //! the batch transaction, and the classification of server errors. The statements themselves
 //! come from `crate::sql`.
 
@@ -7,15 +7,32 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Row, Value};
 
-use crate::config::{Endpoint, JobConfig, TableName};
+use crate::config::Endpoint;
 use crate::event::{ErrorClass, Key, KeyValue};
-use crate::sql::{self, Queries, Statement, TableShape};
+use crate::sql::{self, Queries, Statement};
 
 /// A refusal found before anything moved: the job as configured cannot run against these
 /// tables. The CLI exits with the configuration-error code.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Refusal(pub String);
+
+impl Refusal {
+    /// One refusal listing every finding: the finding itself when there is one, else a line
+    /// saying how many, then one indented line each.
+    pub fn findings(findings: Vec<String>) -> Refusal {
+        assert!(!findings.is_empty(), "a refusal has a reason");
+        if findings.len() == 1 {
+            return Refusal(findings.into_iter().next().expect("one finding"));
+        }
+        let list: Vec<String> = findings.iter().map(|f| format!("  - {f}")).collect();
+        Refusal(format!(
+            "the job is refused before any row moves, for {} reasons (fix each, then run again):\n{}",
+            findings.len(),
+            list.join("\n")
+        ))
+    }
+}
 
 /// The server stayed unreachable for the whole reconnection window. Deliberately not a
 /// `mysql_async::Error`, so that [`classify`] calls it fatal: the run stops, and the next one
@@ -53,11 +70,21 @@ fn from_value(value: Value) -> anyhow::Result<KeyValue> {
     })
 }
 
-fn row_to_key(row: Row) -> anyhow::Result<Key> {
+pub(crate) fn row_to_key(row: Row) -> anyhow::Result<Key> {
     row.unwrap().into_iter().map(from_value).collect()
 }
 
-fn params(statement: &Statement) -> Params {
+/// Whether a boolean the server computed (`EXISTS`, a comparison) is true, in either protocol.
+fn is_true(value: &Value) -> bool {
+    match value {
+        Value::Int(v) => *v != 0,
+        Value::UInt(v) => *v != 0,
+        Value::Bytes(v) => v.as_slice() != b"0",
+        _ => false,
+    }
+}
+
+pub(crate) fn params(statement: &Statement) -> Params {
     if statement.params.is_empty() {
         Params::Empty
     } else {
@@ -67,6 +94,9 @@ fn params(statement: &Statement) -> Params {
 
 /// How an error from the server or the driver affects a batch.
 pub fn classify(error: &anyhow::Error) -> ErrorClass {
+    if error.chain().any(|e| e.is::<NotCopied>()) {
+        return ErrorClass::Batch;
+    }
     let Some(error) = error
         .chain()
         .find_map(|e| e.downcast_ref::<mysql_async::Error>())
@@ -80,12 +110,12 @@ pub fn classify(error: &anyhow::Error) -> ErrorClass {
             1213 | 1205 | 1317 | 1927 | 1053 | 1290 | 1040 | 1047 | 1180 | 1181 => {
                 ErrorClass::Transient
             }
-            // Values the archive rejects: out of range, too long, bad value, duplicate on a
-            // secondary unique key, constraint failures, an error SIGNALled by a trigger on the
-            // archive. Only this batch is affected.
-            1264 | 1406 | 1366 | 1292 | 1062 | 1048 | 1452 | 3819 | 4025 | 1644 => {
-                ErrorClass::Batch
-            }
+            // Values the archive rejects: out of range, too long, bad value, an ENUM/SET value
+            // it lacks (1265), duplicate on a secondary unique key, constraint failures, an
+            // error SIGNALled by a trigger; a source row a RESTRICT foreign key keeps (1451,
+            // only with allow_foreign_keys). Only this batch is affected: it is parked.
+            1264 | 1406 | 1366 | 1292 | 1265 | 1062 | 1048 | 1451 | 1452 | 1690 | 3819 | 4025
+            | 1644 => ErrorClass::Batch,
             // Everything else (missing table or column, permissions, syntax) stops the run.
             _ => ErrorClass::Fatal,
         },
@@ -93,97 +123,6 @@ pub fn classify(error: &anyhow::Error) -> ErrorClass {
         mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => ErrorClass::Transient,
         _ => ErrorClass::Fatal,
     }
-}
-
-/// A column as read from information_schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColumnInfo {
-    /// Name.
-    pub name: String,
-    /// Full type, e.g. `decimal(12,2)`.
-    pub column_type: String,
-    /// Whether NULL is allowed.
-    pub nullable: bool,
-    /// Whether it is a generated column (never copied; the archive computes its own).
-    pub generated: bool,
-    /// Whether it holds text compared under a collation.
-    pub text: bool,
-}
-
-/// What pre-flight learns of a table.
-#[derive(Debug, Clone)]
-pub struct TableInfo {
-    /// Columns in table order.
-    pub columns: Vec<ColumnInfo>,
-    /// Primary key columns in key order (empty: none).
-    pub key: Vec<String>,
-}
-
-impl TableInfo {
-    /// The shape the statements are built from.
-    pub fn shape(&self, name: &TableName) -> TableShape {
-        let copied = self.columns.iter().filter(|c| !c.generated);
-        TableShape {
-            schema: name.schema.clone(),
-            table: name.table.clone(),
-            columns: copied.clone().map(|c| c.name.clone()).collect(),
-            key: self.key.clone(),
-            text_columns: copied.filter(|c| c.text).map(|c| c.name.clone()).collect(),
-        }
-    }
-}
-
-/// Every difference between the source and archive tables that would make a copy
-/// non-identical or impossible. Empty: compatible.
-pub fn table_differences(source: &TableInfo, archive: &TableInfo) -> Vec<String> {
-    let mut differences = Vec::new();
-    for column in &source.columns {
-        match archive.columns.iter().find(|c| c.name == column.name) {
-            None => differences.push(format!(
-                "column `{}` is missing in the archive",
-                column.name
-            )),
-            Some(other) => {
-                if other.column_type != column.column_type {
-                    differences.push(format!(
-                        "column `{}` is {} in the source but {} in the archive",
-                        column.name, column.column_type, other.column_type
-                    ));
-                }
-                if other.nullable != column.nullable {
-                    let null = |n: bool| if n { "NULL" } else { "NOT NULL" };
-                    differences.push(format!(
-                        "column `{}` is {} in the source but {} in the archive",
-                        column.name,
-                        null(column.nullable),
-                        null(other.nullable)
-                    ));
-                }
-                if other.generated != column.generated {
-                    differences.push(format!(
-                        "column `{}` is generated in one table and stored in the other",
-                        column.name
-                    ));
-                }
-            }
-        }
-    }
-    for column in &archive.columns {
-        if !source.columns.iter().any(|c| c.name == column.name) {
-            differences.push(format!(
-                "column `{}` exists in the archive but not in the source",
-                column.name
-            ));
-        }
-    }
-    if source.key != archive.key {
-        differences.push(format!(
-            "the primary key is ({}) in the source but ({}) in the archive",
-            source.key.join(", "),
-            archive.key.join(", ")
-        ));
-    }
-    differences
 }
 
 /// Opens a connection and sets the job's session options.
@@ -223,114 +162,6 @@ pub async fn connect_patiently(
             Err(e) => return Err(e),
         }
     }
-}
-
-async fn table_info(conn: &mut Conn, name: &TableName) -> anyhow::Result<Option<TableInfo>> {
-    let args = (name.schema.as_str(), name.table.as_str());
-    let kind: Option<(String, String)> = conn.exec_first(sql::TABLE_KIND, args).await?;
-    match kind {
-        None => return Ok(None),
-        Some((kind, engine)) if kind != "BASE TABLE" || !engine.eq_ignore_ascii_case("InnoDB") => {
-            return Err(Refusal(format!(
-                "{name} is a {kind} with engine {engine:?}; archiver needs InnoDB base tables (transactions and row locks)"
-            ))
-            .into())
-        }
-        Some(_) => {}
-    }
-    let rows: Vec<(String, String, String, String, String)> =
-        conn.exec(sql::TABLE_COLUMNS, args).await?;
-    let columns = rows
-        .into_iter()
-        .map(
-            |(name, column_type, nullable, extra, data_type)| ColumnInfo {
-                name,
-                column_type,
-                nullable: nullable == "YES",
-                generated: extra.to_ascii_uppercase().contains("GENERATED"),
-                text: matches!(
-                    data_type.to_ascii_lowercase().as_str(),
-                    "char"
-                        | "varchar"
-                        | "tinytext"
-                        | "text"
-                        | "mediumtext"
-                        | "longtext"
-                        | "enum"
-                        | "set"
-                        | "json"
-                ),
-            },
-        )
-        .collect();
-    let key: Vec<String> = conn.exec(sql::TABLE_PRIMARY_KEY, args).await?;
-    Ok(Some(TableInfo { columns, key }))
-}
-
-/// Checks both tables and the predicate; returns the statements of the job. Read-only.
-/// `archive_conn` is the archive server's connection when it has its own.
-pub async fn preflight(
-    conn: &mut Conn,
-    archive_conn: Option<&mut Conn>,
-    config: &JobConfig,
-) -> anyhow::Result<Queries> {
-    let source = table_info(conn, &config.source_table)
-        .await?
-        .ok_or_else(|| {
-            Refusal(format!(
-                "source table {} does not exist on {}; check [source] table and url",
-                config.source_table,
-                config.source.server()
-            ))
-        })?;
-    if source.key.is_empty() {
-        return Err(Refusal(format!(
-            "source table {} has no primary key; archiver walks tables in primary-key order and refuses a table without one (add a PRIMARY KEY first)",
-            config.source_table
-        ))
-        .into());
-    }
-    let archive_server = config
-        .archive
-        .as_ref()
-        .map_or_else(|| config.source.server(), Endpoint::server);
-    let archive = match archive_conn {
-        Some(archive_conn) => table_info(archive_conn, &config.archive_table).await?,
-        None => table_info(conn, &config.archive_table).await?,
-    };
-    let archive = archive
-        .ok_or_else(|| {
-            Refusal(format!(
-                "archive table {} does not exist on {archive_server}; create it first, e.g. CREATE TABLE {} LIKE {}",
-                config.archive_table,
-                sql::qualified(&config.archive_table.schema, &config.archive_table.table),
-                sql::qualified(&config.source_table.schema, &config.source_table.table)
-            ))
-        })?;
-    let differences = table_differences(&source, &archive);
-    if !differences.is_empty() {
-        return Err(Refusal(format!(
-            "archive table {} does not match source table {}: {}",
-            config.archive_table,
-            config.source_table,
-            differences.join("; ")
-        ))
-        .into());
-    }
-    let queries = Queries {
-        source: source.shape(&config.source_table),
-        archive: archive.shape(&config.archive_table),
-        predicate: config.predicate.clone(),
-    };
-    let explain = queries.explain_predicate();
-    if let Err(e) = conn.exec_drop(explain.sql.as_str(), params(&explain)).await {
-        return Err(Refusal(format!(
-            "[job] where = {:?} is not a valid predicate on {}: {e}",
-            config.predicate, config.source_table
-        ))
-        .into());
-    }
-    Ok(queries)
 }
 
 /// Pins the session's `NOW()` to a run's moment.
@@ -381,9 +212,51 @@ pub struct BatchResult {
     pub conflicts: Vec<Key>,
 }
 
+/// A batch whose locked rows did not all end up either deleted or reported as conflicts: some
+/// have no row under their key in the archive after the copy (an archive trigger changed the
+/// key, or a row was refused without an error). The batch's transaction is rolled back and the
+/// batch fails with [`ErrorClass::Batch`]: it is parked and reported, never passed as done.
+#[derive(Debug, thiserror::Error)]
+#[error("{count} locked row(s) of the batch have no row under their key in the archive after the copy (first: key {first}); a trigger on the archive or a key the archive rewrites kept them from landing; the batch was rolled back and the rows stay in the source")]
+pub struct NotCopied {
+    /// How many locked rows are missing from the archive.
+    pub count: usize,
+    /// The first missing key, as text.
+    pub first: String,
+}
+
+/// Sorts the rows a batch locked but did not delete: under a key the archive holds, a
+/// conflict; under a key the archive lacks, a failed copy ([`NotCopied`]). Rows that were not
+/// locked (they entered the range after the lock) are none of this batch's business.
+fn sort_leftovers(
+    locked: &std::collections::HashSet<Key>,
+    leftovers: Vec<(Key, bool)>,
+) -> Result<Vec<Key>, NotCopied> {
+    let mut conflicts = Vec::new();
+    let mut missing = Vec::new();
+    for (key, archived) in leftovers {
+        if !locked.contains(&key) {
+            continue;
+        }
+        if archived {
+            conflicts.push(key);
+        } else {
+            missing.push(key);
+        }
+    }
+    match missing.first() {
+        None => Ok(conflicts),
+        Some(first) => Err(NotCopied {
+            count: missing.len(),
+            first: crate::state::key_text(first),
+        }),
+    }
+}
+
 /// Runs one batch as one transaction on the source server: lock the batch's matching rows,
-/// copy those the archive lacks, delete those with an identical archive copy, list conflicts,
-/// commit. Idempotent: running it again after any crash moves nothing twice and loses nothing.
+/// copy those whose key the archive lacks, delete those with an identical archive copy, sort
+/// the locked rows left (conflicts, or a failed copy that fails the batch), commit.
+/// Idempotent: running it again after any crash moves nothing twice and loses nothing.
 pub async fn execute_batch(
     conn: &mut Conn,
     queries: &Queries,
@@ -412,29 +285,36 @@ async fn batch_statements(
     upper: &Key,
 ) -> anyhow::Result<BatchResult> {
     let lock = queries.lock_batch(lower, upper);
-    let locked: u64 = conn
-        .exec_first(lock.sql.as_str(), params(&lock))
-        .await?
-        .unwrap_or(0);
+    let locked: Vec<Row> = conn.exec(lock.sql.as_str(), params(&lock)).await?;
+    let locked = locked
+        .into_iter()
+        .map(row_to_key)
+        .collect::<anyhow::Result<std::collections::HashSet<Key>>>()?;
     let copy = queries.copy_batch(lower, upper);
     conn.exec_drop(copy.sql.as_str(), params(&copy)).await?;
     let rows_copied = conn.affected_rows();
     let delete = queries.delete_batch(lower, upper);
     conn.exec_drop(delete.sql.as_str(), params(&delete)).await?;
     let rows_deleted = conn.affected_rows();
-    // Every locked row was either deleted or kept because its archive row differs; only look
-    // for conflicts when the counts say some row was kept.
-    let conflicts = if rows_deleted < locked {
-        let statement = queries.conflicts(lower, upper);
-        let rows: Vec<Row> = conn
-            .exec(statement.sql.as_str(), params(&statement))
-            .await?;
-        rows.into_iter()
-            .map(row_to_key)
-            .collect::<anyhow::Result<_>>()?
-    } else {
-        Vec::new()
-    };
+    // Always asked, never inferred from counts: a row that entered the range during the batch
+    // can make the counts agree while a locked row was kept.
+    let statement = queries.leftovers(lower, upper);
+    let rows: Vec<Row> = conn
+        .exec(statement.sql.as_str(), params(&statement))
+        .await?;
+    let leftovers = rows
+        .into_iter()
+        .map(|row| {
+            let mut values = row.unwrap();
+            let archived = values.pop().is_some_and(|flag| is_true(&flag));
+            let key = values
+                .into_iter()
+                .map(from_value)
+                .collect::<anyhow::Result<Key>>()?;
+            Ok((key, archived))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let conflicts = sort_leftovers(&locked, leftovers)?;
     let rows_already = rows_deleted.saturating_sub(rows_copied);
     Ok(BatchResult {
         rows_copied,
@@ -473,64 +353,112 @@ pub async fn lock_batch_rows(
     Ok(rows.into_iter().map(Row::unwrap).collect())
 }
 
-/// Archive on another server, step 2: inserts the rows the archive lacks, in one archive
-/// transaction, and commits it. Returns the rows inserted.
+/// The archive's rows under the keys of `rows` (the batch's locked rows), by key, read in
+/// chunks that fit the placeholder limit.
+async fn archived_rows(
+    archive: &mut Conn,
+    queries: &Queries,
+    rows: &[RowValues],
+) -> anyhow::Result<std::collections::HashMap<Key, RowValues>> {
+    let positions = queries.key_positions();
+    let keys = rows
+        .iter()
+        .map(|row| key_of(row, &positions))
+        .collect::<anyhow::Result<Vec<Key>>>()?;
+    let keys_per_statement = (PLACEHOLDERS_MAX / positions.len()).max(1);
+    let mut by_key = std::collections::HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(keys_per_statement) {
+        let statement = queries.select_archived(chunk);
+        let archived: Vec<Row> = archive
+            .exec(statement.sql.as_str(), params(&statement))
+            .await?;
+        for row in archived {
+            let row = row.unwrap();
+            by_key.insert(key_of(&row, &positions)?, row);
+        }
+    }
+    Ok(by_key)
+}
+
+/// Archive on another server, step 2: inserts the locked rows whose key the archive lacks, in
+/// one archive transaction, and commits it. Returns the rows inserted. A plain `INSERT`: a row
+/// colliding with an archive row on another unique key fails the batch.
 pub async fn copy_rows(
     archive: &mut Conn,
     queries: &Queries,
     rows: &[RowValues],
 ) -> anyhow::Result<u64> {
     archive.query_drop("START TRANSACTION").await?;
+    let copied = insert_missing(archive, queries, rows).await;
+    match copied {
+        Ok(copied) => {
+            archive.query_drop("COMMIT").await?;
+            Ok(copied)
+        }
+        Err(e) => {
+            let _ = archive.query_drop("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+async fn insert_missing(
+    archive: &mut Conn,
+    queries: &Queries,
+    rows: &[RowValues],
+) -> anyhow::Result<u64> {
+    let positions = queries.key_positions();
+    let present = archived_rows(archive, queries, rows).await?;
+    let mut missing = Vec::new();
+    for row in rows {
+        if !present.contains_key(&key_of(row, &positions)?) {
+            missing.push(row);
+        }
+    }
     let rows_per_statement = (PLACEHOLDERS_MAX / queries.source.columns.len()).max(1);
     let mut copied = 0;
-    for chunk in rows.chunks(rows_per_statement) {
-        let values: Vec<Value> = chunk.iter().flatten().cloned().collect();
-        let inserted = archive
+    for chunk in missing.chunks(rows_per_statement) {
+        let values: Vec<Value> = chunk.iter().copied().flatten().cloned().collect();
+        archive
             .exec_drop(queries.insert_rows(chunk.len()), Params::Positional(values))
-            .await;
-        if let Err(e) = inserted {
-            let _ = archive.query_drop("ROLLBACK").await;
-            return Err(e.into());
-        }
+            .await?;
         copied += archive.affected_rows();
     }
-    archive.query_drop("COMMIT").await?;
     Ok(copied)
 }
 
 /// Archive on another server, step 3, in the source transaction of [`lock_batch_rows`]:
-/// reads the archive's committed rows in the batch's range, deletes the locked source rows
+/// reads the archive's committed rows under the locked keys, deletes the locked source rows
 /// whose archive row is identical in every column (compared byte for byte, as the server sent
-/// them), lists the conflicts, and commits the source transaction.
+/// them, both sessions pinned to the same time zone and character set), lists the conflicts,
+/// and commits the source transaction. A locked row with no archive row under its key fails
+/// the batch ([`NotCopied`]) and nothing is deleted.
 pub async fn delete_archived(
     source: &mut Conn,
     archive: &mut Conn,
     queries: &Queries,
-    lower: Option<&Key>,
-    upper: &Key,
     locked: Vec<RowValues>,
 ) -> anyhow::Result<BatchResult> {
     let positions = queries.key_positions();
-    let statement = queries.select_archived(lower, upper);
-    let archived: Vec<Row> = archive
-        .exec(statement.sql.as_str(), params(&statement))
-        .await?;
-    let mut by_key = std::collections::HashMap::with_capacity(archived.len());
-    for row in archived {
-        let row = row.unwrap();
-        by_key.insert(key_of(&row, &positions)?, row);
-    }
+    let by_key = archived_rows(archive, queries, &locked).await?;
     let mut identical = Vec::new();
     let mut conflicts = Vec::new();
+    let mut missing = Vec::new();
     for row in &locked {
         let key = key_of(row, &positions)?;
         match by_key.get(&key) {
             Some(copy) if copy == row => identical.push(key),
             Some(_) => conflicts.push(key),
-            // Not in the archive (e.g. it entered the range after the copy): left for the
-            // next run.
-            None => {}
+            None => missing.push(key),
         }
+    }
+    if let Some(first) = missing.first() {
+        let _ = source.query_drop("ROLLBACK").await;
+        return Err(NotCopied {
+            count: missing.len(),
+            first: crate::state::key_text(first),
+        }
+        .into());
     }
     let keys_per_statement = (PLACEHOLDERS_MAX / positions.len()).max(1);
     let mut deleted = 0;
@@ -555,50 +483,4 @@ pub async fn delete_archived(
         rows_deleted: deleted,
         conflicts,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn column(name: &str, column_type: &str, nullable: bool) -> ColumnInfo {
-        ColumnInfo {
-            name: name.into(),
-            column_type: column_type.into(),
-            nullable,
-            generated: false,
-            text: false,
-        }
-    }
-
-    #[test]
-    fn every_table_difference_is_listed() {
-        let source = TableInfo {
-            columns: vec![
-                column("id", "bigint(20) unsigned", false),
-                column("amount", "decimal(12,2)", true),
-                column("note", "varchar(255)", true),
-            ],
-            key: vec!["id".into()],
-        };
-        let archive = TableInfo {
-            columns: vec![
-                column("id", "bigint(20) unsigned", false),
-                column("amount", "decimal(10,2)", false),
-                column("extra", "int(11)", true),
-            ],
-            key: vec!["id".into(), "amount".into()],
-        };
-        assert_eq!(
-            table_differences(&source, &archive),
-            vec![
-                "column `amount` is decimal(12,2) in the source but decimal(10,2) in the archive",
-                "column `amount` is NULL in the source but NOT NULL in the archive",
-                "column `note` is missing in the archive",
-                "column `extra` exists in the archive but not in the source",
-                "the primary key is (id) in the source but (id, amount) in the archive",
-            ]
-        );
-        assert!(table_differences(&source, &source).is_empty());
-    }
 }

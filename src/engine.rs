@@ -259,9 +259,8 @@ impl Runner<'_> {
         let mut source = self.conn.take().expect("connected before execute");
         let mut archive = self.archive_conn.take().expect("connected before execute");
         let locked = db::lock_batch_rows(&mut source, &queries, lower, upper).await?;
-        let mut rows_copied = 0;
         if step == Step::Copy {
-            rows_copied = db::copy_rows(&mut archive, &queries, &locked).await?;
+            let rows_copied = db::copy_rows(&mut archive, &queries, &locked).await?;
             self.append(
                 Event::BatchCopied(BatchCopied {
                     batch_id,
@@ -271,10 +270,9 @@ impl Runner<'_> {
                 true,
             )?;
         }
-        let mut result =
-            db::delete_archived(&mut source, &mut archive, &queries, lower, upper, locked).await?;
-        result.rows_copied = rows_copied;
-        result.rows_already = result.rows_deleted.saturating_sub(rows_copied);
+        // The copy counts went into BatchCopied; BatchDeleted carries none, so that nothing
+        // is counted twice (wal-format.md, BatchDeleted).
+        let result = db::delete_archived(&mut source, &mut archive, &queries, locked).await?;
         self.conn = Some(source);
         self.archive_conn = Some(archive);
         Ok(result)
@@ -470,7 +468,7 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> anyhow::Result<(Run
         }
         None => None,
     };
-    let queries = db::preflight(&mut conn, archive_conn.as_mut(), config).await?;
+    let queries = crate::preflight::check(&mut conn, archive_conn.as_mut(), config).await?;
     // Pre-flight passed: only now may anything be written.
     let (wal, state) = open_log(&config.wal_dir)?;
     check_identity(&state, config)?;

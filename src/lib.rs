@@ -10,6 +10,7 @@ pub mod db;
 pub mod engine;
 pub mod event;
 pub mod inspect;
+pub mod preflight;
 pub mod sql;
 pub mod state;
 pub mod wal;

@@ -1,9 +1,12 @@
 //! Every SQL statement the engine sends, built in one place from table metadata.
 //!
-//! Identifiers are quoted with backticks (doubled inside); values are never spliced in: key
-//! bounds travel as `?` parameters of prepared statements, in the order [`Statement::params`]
-//! gives. The job's `where` predicate is operator-written SQL and is inserted verbatim, in
-//! parentheses; `EXPLAIN` validates it before the first row moves, and prepared statements
+//! Identifiers are quoted with backticks (doubled inside) and **always fully qualified**
+//! (`` `schema`.`table`.`column` ``): the statements introduce no alias, so no name of the
+//! operator's (a table called `a`, a schema named like a table) can capture a reference.
+//! Values are never spliced in: key bounds travel as `?` parameters of prepared statements, in
+//! the order [`Statement::params`] gives. The job's `where` predicate is operator-written SQL
+//! and is inserted verbatim, in parentheses; pre-flight (`crate::preflight`) validates it and
+//! every batch statement with `EXPLAIN` before the first row moves, and prepared statements
 //! refuse a second statement smuggled into it.
 
 use crate::event::{Key, KeyValue};
@@ -18,32 +21,89 @@ pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", ident(schema), ident(table))
 }
 
-/// The columns of a table, in table order: name, full type, nullability, EXTRA (to spot
-/// generated columns) and DATA_TYPE (to spot text). Parameters: schema, table.
-pub const TABLE_COLUMNS: &str = "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, EXTRA, DATA_TYPE \
+/// The columns of a table, in table order, as information_schema shows them to the job's user
+/// (a user with column-level grants sees only its columns; `SHOW CREATE TABLE` is read too, see
+/// [`show_create_table`]). Parameters: schema, table.
+pub const TABLE_COLUMNS: &str = "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, EXTRA, DATA_TYPE, \
+     COALESCE(CHARACTER_SET_NAME, ''), COALESCE(COLLATION_NAME, ''), \
+     COALESCE(GENERATION_EXPRESSION, '') \
      FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
      ORDER BY ORDINAL_POSITION";
 
-/// The primary key columns of a table, in key order. Parameters: schema, table.
-pub const TABLE_PRIMARY_KEY: &str = "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
-     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX";
+/// Every index column of a table: index name, whether unique, position, column, prefix length.
+/// Parameters: schema, table.
+pub const TABLE_INDEXES: &str = "SELECT INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME, \
+     COALESCE(SUB_PART, 0) FROM information_schema.STATISTICS \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX";
 
 /// Whether a table exists, and its kind and engine. Parameters: schema, table.
 pub const TABLE_KIND: &str =
     "SELECT TABLE_TYPE, COALESCE(ENGINE, '') FROM information_schema.TABLES \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
 
-/// Session settings for every connection of a job. READ COMMITTED: a batch's locking reads
-/// lock only the rows that match (no gap locks), so concurrent inserts elsewhere in the range
-/// are not blocked and two sessions do not deadlock on next-key locks at range boundaries; the
-/// `FOR UPDATE` in [`Queries::lock_batch`] keeps the batch's own rows stable until commit.
-/// Strict mode, so that a value the archive cannot hold is an error and never a silently
-/// changed copy.
+/// Triggers on a table: name, event (INSERT/UPDATE/DELETE), timing. Parameters: schema, table.
+pub const TABLE_TRIGGERS: &str = "SELECT TRIGGER_NAME, EVENT_MANIPULATION, ACTION_TIMING \
+     FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? \
+     ORDER BY TRIGGER_NAME";
+
+/// Foreign keys that reference a table (it is the parent): constraint, child schema and table,
+/// ON DELETE rule ('' when information_schema does not show it to this user). Parameters:
+/// schema, table. information_schema shows a user only the child tables it has some privilege
+/// on; see README "Minimal grants".
+pub const FOREIGN_KEYS_TO: &str = "SELECT DISTINCT k.CONSTRAINT_NAME, k.TABLE_SCHEMA, \
+     k.TABLE_NAME, COALESCE(r.DELETE_RULE, '') \
+     FROM information_schema.KEY_COLUMN_USAGE k \
+     LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+       ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+      AND r.TABLE_NAME = k.TABLE_NAME \
+     WHERE k.REFERENCED_TABLE_SCHEMA = ? AND k.REFERENCED_TABLE_NAME = ? \
+     ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME";
+
+/// Foreign keys of a table (it is the child): constraint, parent schema and table. Parameters:
+/// schema, table.
+pub const FOREIGN_KEYS_FROM: &str = "SELECT DISTINCT CONSTRAINT_NAME, REFERENCED_TABLE_SCHEMA, \
+     REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL \
+     ORDER BY CONSTRAINT_NAME";
+
+/// Whether the server writes a binary log, and in which format.
+pub const BINLOG_SETTINGS: &str =
+    "SELECT @@log_bin, @@SESSION.sql_log_bin, @@SESSION.binlog_format";
+
+/// `SHOW CREATE TABLE`: the table's real definition, every column included even when the user's
+/// column-level grants hide some from information_schema.
+pub fn show_create_table(schema: &str, table: &str) -> String {
+    format!("SHOW CREATE TABLE {}", qualified(schema, table))
+}
+
+/// The session's `sql_mode`, set explicitly on every connection, whatever the server's default:
+/// strict, so a value the archive cannot hold is an error and never a silently changed copy;
+/// `NO_AUTO_VALUE_ON_ZERO`, so an AUTO_INCREMENT key holding 0 is copied as 0 and not given a
+/// new value; `NO_ENGINE_SUBSTITUTION`. Deliberately without `NO_ZERO_DATE`/`NO_ZERO_IN_DATE`
+/// (a legacy zero date in the source must copy as it is) and without `ANSI_QUOTES`/
+/// `PIPES_AS_CONCAT`/`NO_BACKSLASH_ESCAPES` (the predicate is read as MariaDB's default SQL).
+pub const SESSION_SQL_MODE: &str = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION";
+
+/// Session settings for every connection of a job, on both servers. What the identity
+/// comparison assumes is pinned here, never inherited from the server's defaults:
+///
+/// - READ COMMITTED: a batch's locking reads lock only the rows that match (no gap locks), so
+///   concurrent inserts elsewhere in the range are not blocked and two sessions do not deadlock
+///   on next-key locks at range boundaries; the `FOR UPDATE` in [`Queries::lock_batch`] keeps
+///   the batch's own rows stable until commit.
+/// - `time_zone = '+00:00'`: TIMESTAMP values (and TIMESTAMP keys in the WAL) travel as UTC,
+///   which has no repeated hour, so an instant stays the same instant between two servers in
+///   different zones and across a daylight-saving change. `NOW()` in the predicate is UTC too.
+/// - [`SESSION_SQL_MODE`].
+/// - `NAMES utf8mb4`: text travels in a character set that holds every character of every
+///   column character set (pre-flight requires both tables to use the same ones).
 pub fn session_setup(lock_wait_timeout_s: u32) -> Vec<String> {
     vec![
         "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
-        "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')"
-            .to_string(),
+        format!("SET SESSION sql_mode = '{SESSION_SQL_MODE}'"),
+        "SET SESSION time_zone = '+00:00'".to_string(),
+        "SET NAMES utf8mb4".to_string(),
+        "SET SESSION sql_quote_show_create = 1".to_string(),
         format!("SET SESSION innodb_lock_wait_timeout = {lock_wait_timeout_s}"),
     ]
 }
@@ -79,17 +139,51 @@ impl TableShape {
         qualified(&self.schema, &self.table)
     }
 
-    /// A column of this table, fully qualified (needed where another table is in scope).
+    /// A column of this table, fully qualified (another table is in scope in most statements).
     fn col(&self, column: &str) -> String {
         format!("{}.{}", self.name(), ident(column))
     }
 
+    /// The key columns, fully qualified, comma-separated.
     fn key_list(&self) -> String {
         self.key
+            .iter()
+            .map(|c| self.col(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The copied columns, fully qualified, comma-separated.
+    fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| self.col(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The copied columns, bare, comma-separated: for an `INSERT` column list, where only the
+    /// target table's columns can be meant.
+    fn insert_columns(&self) -> String {
+        self.columns
             .iter()
             .map(|c| ident(c))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// `key IN (...)` for `keys` keys, with one `?` per key column.
+    fn key_in(&self, keys: usize) -> String {
+        let width = self.key.len();
+        let (target, tuple) = if width == 1 {
+            (self.col(&self.key[0]), "?".to_string())
+        } else {
+            (
+                format!("({})", self.key_list()),
+                format!("({})", vec!["?"; width].join(", ")),
+            )
+        };
+        format!("{target} IN ({})", vec![tuple; keys].join(", "))
     }
 }
 
@@ -198,7 +292,7 @@ impl Queries {
             .source
             .key
             .iter()
-            .map(|c| format!("{} DESC", ident(c)))
+            .map(|c| format!("{} DESC", self.source.col(c)))
             .collect::<Vec<_>>()
             .join(", ");
         Statement {
@@ -227,64 +321,35 @@ impl Queries {
         }
     }
 
-    /// Locks the batch's matching source rows and counts them. Under READ COMMITTED, InnoDB
-    /// keeps the locks only on rows that match, so no other client can change or delete a row
-    /// between our copy and our delete.
+    /// Locks the batch's matching source rows and returns their keys. Under READ COMMITTED,
+    /// InnoDB keeps the locks only on rows that match, so no other client can change or delete
+    /// a row between our copy and our delete. The keys are what the batch answers for: each is
+    /// deleted, or reported (conflict), or the batch fails.
     pub fn lock_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
-                "SELECT COUNT(*) FROM {} FORCE INDEX (PRIMARY) WHERE {filter} FOR UPDATE",
-                self.source.name()
-            ),
-            params,
-        }
-    }
-
-    /// Copies the batch's matching rows into the archive. A key the archive already holds is
-    /// left as it is (`ON DUPLICATE KEY UPDATE k = k` changes nothing and reports 0 affected
-    /// rows), so the affected-row count is the number of rows copied; whether an existing
-    /// archive row is identical is decided by [`Queries::delete_batch`], not here. Unlike
-    /// `INSERT IGNORE`, this does not turn data errors into warnings.
-    pub fn copy_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
-        let (filter, params) = self.batch_filter(lower, upper);
-        let columns = self.column_list();
-        let select_columns = self
-            .source
-            .columns
-            .iter()
-            .map(|c| self.source.col(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let noop = self
-            .archive
-            .key
-            .iter()
-            .map(|c| format!("{} = {}", self.archive.col(c), self.archive.col(c)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        Statement {
-            sql: format!(
-                "INSERT INTO {} ({columns}) SELECT {select_columns} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ON DUPLICATE KEY UPDATE {noop}",
-                self.archive.name(),
-                self.source.name()
+                "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {} FOR UPDATE",
+                self.source.key_list(),
+                self.source.name(),
+                self.source.key_list()
             ),
             params,
         }
     }
 
     /// The condition "the archive holds a row under this source row's key", optionally "and it
-    /// is identical in every column" (NULL-safe `<=>`).
+    /// is identical in every column" (NULL-safe `<=>`; text compared as bytes).
     fn archive_match(&self, identical: bool) -> String {
         let mut conditions: Vec<String> = self
             .source
             .key
             .iter()
-            .map(|c| format!("a.{} = {}", ident(c), self.source.col(c)))
+            .map(|c| format!("{} = {}", self.archive.col(c), self.source.col(c)))
             .collect();
         if identical {
             for c in &self.source.columns {
-                let (archived, source) = (format!("a.{}", ident(c)), self.source.col(c));
+                let (archived, source) = (self.archive.col(c), self.source.col(c));
                 if self.source.text_columns.contains(c) {
                     conditions.push(format!(
                         "CAST({archived} AS BINARY) <=> CAST({source} AS BINARY)"
@@ -295,10 +360,30 @@ impl Queries {
             }
         }
         format!(
-            "EXISTS (SELECT 1 FROM {} AS a WHERE {})",
+            "EXISTS (SELECT 1 FROM {} WHERE {})",
             self.archive.name(),
             conditions.join(" AND ")
         )
+    }
+
+    /// Copies the batch's matching rows whose key the archive lacks. A plain `INSERT`: a row
+    /// that collides with an archive row on any other unique key is an error (the batch fails
+    /// and is parked), never silently skipped as `ON DUPLICATE KEY UPDATE` or `INSERT IGNORE`
+    /// would. Whether an existing archive row is identical is decided by
+    /// [`Queries::delete_batch`], not here. The affected-row count is the number of rows copied.
+    pub fn copy_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
+        let (filter, params) = self.batch_filter(lower, upper);
+        Statement {
+            sql: format!(
+                "INSERT INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} AND NOT {}",
+                self.archive.name(),
+                self.archive.insert_columns(),
+                self.source.column_list(),
+                self.source.name(),
+                self.archive_match(false)
+            ),
+            params,
+        }
     }
 
     /// Deletes the batch's matching source rows that have an identical copy in the archive:
@@ -317,16 +402,17 @@ impl Queries {
         }
     }
 
-    /// The keys of the batch's matching source rows that are still there and whose key the
-    /// archive holds with a different row: conflicts. Run after [`Queries::delete_batch`].
-    pub fn conflicts(&self, lower: Option<&Key>, upper: &Key) -> Statement {
+    /// The batch's matching source rows still there after [`Queries::delete_batch`], each with
+    /// whether the archive holds a row under its key (a conflict: the row differs) or not (the
+    /// copy did not land under that key).
+    pub fn leftovers(&self, lower: Option<&Key>, upper: &Key) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
-                "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} AND {} ORDER BY {}",
+                "SELECT {}, {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {}",
                 self.source.key_list(),
-                self.source.name(),
                 self.archive_match(false),
+                self.source.name(),
                 self.source.key_list()
             ),
             params,
@@ -337,15 +423,6 @@ impl Queries {
 /// Statements for an archive on another server, where copy and delete are separate
 /// transactions on separate connections and rows travel through the client.
 impl Queries {
-    fn column_list(&self) -> String {
-        self.source
-            .columns
-            .iter()
-            .map(|c| ident(c))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
     /// Positions of the key columns within [`TableShape::columns`], in key order.
     pub fn key_positions(&self) -> Vec<usize> {
         self.source
@@ -368,7 +445,7 @@ impl Queries {
         Statement {
             sql: format!(
                 "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {}{}",
-                self.column_list(),
+                self.source.column_list(),
                 self.source.name(),
                 self.source.key_list(),
                 if lock { " FOR UPDATE" } else { "" }
@@ -377,49 +454,30 @@ impl Queries {
         }
     }
 
-    /// The archive's rows in the batch's key range (no predicate: the archive row under a key
-    /// is what matters, whatever it holds), the same columns in the same order as
-    /// [`Queries::select_batch`].
-    pub fn select_archived(&self, lower: Option<&Key>, upper: &Key) -> Statement {
-        let mut params = Vec::new();
-        let cols: Vec<String> = self
-            .archive
-            .key
-            .iter()
-            .map(|c| self.archive.col(c))
-            .collect();
-        let mut parts = Vec::new();
-        if let Some(lower) = lower {
-            parts.push(compare(&cols, lower, Side::After, &mut params));
-        }
-        parts.push(compare(&cols, upper, Side::UpTo, &mut params));
+    /// The archive's rows under `keys` (whatever they hold: the archive row under a key is what
+    /// matters), the same columns in the same order as [`Queries::select_batch`]. Bounded by
+    /// the batch's own keys, however many rows the archive holds in the batch's key range.
+    pub fn select_archived(&self, keys: &[Key]) -> Statement {
         Statement {
             sql: format!(
-                "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {} ORDER BY {}",
-                self.column_list(),
+                "SELECT {} FROM {} WHERE {}",
+                self.archive.column_list(),
                 self.archive.name(),
-                parts.join(" AND "),
-                self.archive.key_list()
+                self.archive.key_in(keys.len())
             ),
-            params,
+            params: keys.iter().flatten().cloned().collect(),
         }
     }
 
-    /// Inserts `rows` rows (values bound by the caller, row after row); an existing key is
-    /// left as it is, as in [`Queries::copy_batch`].
+    /// Inserts `rows` rows (values bound by the caller, row after row). A plain `INSERT`, as in
+    /// [`Queries::copy_batch`]: the caller inserts only rows whose key the archive lacks, and
+    /// any duplicate is an error.
     pub fn insert_rows(&self, rows: usize) -> String {
         let one = format!("({})", vec!["?"; self.source.columns.len()].join(", "));
-        let noop = self
-            .archive
-            .key
-            .iter()
-            .map(|c| format!("{} = {}", ident(c), ident(c)))
-            .collect::<Vec<_>>()
-            .join(", ");
         format!(
-            "INSERT INTO {} ({}) VALUES {} ON DUPLICATE KEY UPDATE {noop}",
+            "INSERT INTO {} ({}) VALUES {}",
             self.archive.name(),
-            self.column_list(),
+            self.archive.insert_columns(),
             vec![one; rows].join(", ")
         )
     }
@@ -427,22 +485,11 @@ impl Queries {
     /// Deletes source rows by key. Used only for rows locked `FOR UPDATE` in the same
     /// transaction and compared byte for byte with their committed archive copy.
     pub fn delete_keys(&self, keys: &[Key]) -> Statement {
-        let width = self.source.key.len();
-        let tuple = if width == 1 {
-            "?".to_string()
-        } else {
-            format!("({})", vec!["?"; width].join(", "))
-        };
-        let target = if width == 1 {
-            ident(&self.source.key[0])
-        } else {
-            format!("({})", self.source.key_list())
-        };
         Statement {
             sql: format!(
-                "DELETE FROM {} WHERE {target} IN ({})",
+                "DELETE FROM {} WHERE {}",
                 self.source.name(),
-                vec![tuple; keys.len()].join(", ")
+                self.source.key_in(keys.len())
             ),
             params: keys.iter().flatten().cloned().collect(),
         }
@@ -453,14 +500,42 @@ impl Queries {
 mod tests {
     use super::*;
 
-    fn shape(table: &str, key: &[&str]) -> TableShape {
+    fn shape(schema: &str, table: &str, key: &[&str]) -> TableShape {
         TableShape {
-            schema: "db".into(),
+            schema: schema.into(),
             table: table.into(),
             columns: vec!["a".into(), "b".into(), "note".into()],
             key: key.iter().map(|s| s.to_string()).collect(),
             text_columns: vec!["note".into()],
         }
+    }
+
+    fn queries(source: &str, archive: &str, key: &[&str]) -> Queries {
+        Queries {
+            source: shape("db", source, key),
+            archive: shape("db", archive, key),
+            predicate: "note IS NULL".into(),
+        }
+    }
+
+    /// Every statement of a job, for checks that hold for all of them.
+    fn all_statements(q: &Queries) -> Vec<String> {
+        let upper = vec![KeyValue::Int(9); q.source.key.len()];
+        let lower = vec![KeyValue::Int(1); q.source.key.len()];
+        let (lower, upper) = (Some(&lower), &upper);
+        vec![
+            q.explain_predicate().sql,
+            q.key_bound().sql,
+            q.plan(lower, upper, 10).sql,
+            q.lock_batch(lower, upper).sql,
+            q.copy_batch(lower, upper).sql,
+            q.delete_batch(lower, upper).sql,
+            q.leftovers(lower, upper).sql,
+            q.select_batch(lower, upper, true).sql,
+            q.select_archived(std::slice::from_ref(upper)).sql,
+            q.insert_rows(2),
+            q.delete_keys(std::slice::from_ref(upper)).sql,
+        ]
     }
 
     #[test]
@@ -470,21 +545,46 @@ mod tests {
         assert_eq!(qualified("d b", "t"), "`d b`.`t`");
     }
 
+    /// Regression: the delete's identity subquery aliased the archive `AS a`, so with a source
+    /// table named `a` its columns resolved to the alias and the archive was compared with
+    /// itself. No statement may introduce an alias, and every column reference is qualified.
+    #[test]
+    fn statements_introduce_no_alias_for_any_table_name() {
+        for (source, archive) in [("a", "arch"), ("src", "a"), ("t", "t2"), ("x`y", "x y")] {
+            for key in [&["a"][..], &["a", "b"][..]] {
+                let q = queries(source, archive, key);
+                for sql in all_statements(&q) {
+                    assert!(!sql.contains(" AS a"), "{sql}");
+                    assert!(!sql.to_ascii_uppercase().contains(" AS `"), "{sql}");
+                    // Outside INSERT column lists, no bare column reference: each is preceded
+                    // by its table.
+                    let outside_insert_list = match sql.find(") VALUES").or(sql.find(") SELECT")) {
+                        Some(end) => sql[end..].to_string(),
+                        None => sql.clone(),
+                    };
+                    for column in ["`a`", "`b`", "`note`"] {
+                        for (at, _) in outside_insert_list.match_indices(column) {
+                            let before = &outside_insert_list[..at];
+                            assert!(before.ends_with('.'), "bare {column} in {sql}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn composite_key_ranges_expand_with_parameters_in_order() {
-        let q = Queries {
-            source: shape("s", &["a", "b"]),
-            archive: shape("t", &["a", "b"]),
-            predicate: "note IS NULL".into(),
-        };
+        let q = queries("s", "t", &["a", "b"]);
         let lower = vec![KeyValue::Int(1), KeyValue::Bytes(b"x".to_vec())];
         let upper = vec![KeyValue::Int(9), KeyValue::Bytes(b"y".to_vec())];
         let st = q.lock_batch(Some(&lower), &upper);
         assert_eq!(
             st.sql,
-            "SELECT COUNT(*) FROM `db`.`s` FORCE INDEX (PRIMARY) WHERE \
+            "SELECT `db`.`s`.`a`, `db`.`s`.`b` FROM `db`.`s` FORCE INDEX (PRIMARY) WHERE \
              (`db`.`s`.`a` > ? OR (`db`.`s`.`a` = ? AND `db`.`s`.`b` > ?)) AND \
-             (`db`.`s`.`a` < ? OR (`db`.`s`.`a` = ? AND `db`.`s`.`b` <= ?)) AND (note IS NULL) FOR UPDATE"
+             (`db`.`s`.`a` < ? OR (`db`.`s`.`a` = ? AND `db`.`s`.`b` <= ?)) AND (note IS NULL) \
+             ORDER BY `db`.`s`.`a`, `db`.`s`.`b` FOR UPDATE"
         );
         assert_eq!(
             st.params,
@@ -501,16 +601,11 @@ mod tests {
 
     #[test]
     fn cross_server_statements() {
-        let q = Queries {
-            source: shape("s", &["a", "b"]),
-            archive: shape("t", &["a", "b"]),
-            predicate: "note IS NULL".into(),
-        };
+        let q = queries("s", "t", &["a", "b"]);
         assert_eq!(q.key_positions(), vec![0, 1]);
         assert_eq!(
             q.insert_rows(2),
-            "INSERT INTO `db`.`t` (`a`, `b`, `note`) VALUES (?, ?, ?), (?, ?, ?) \
-             ON DUPLICATE KEY UPDATE `a` = `a`, `b` = `b`"
+            "INSERT INTO `db`.`t` (`a`, `b`, `note`) VALUES (?, ?, ?), (?, ?, ?)"
         );
         let keys = vec![
             vec![KeyValue::Int(1), KeyValue::Int(2)],
@@ -519,29 +614,50 @@ mod tests {
         let st = q.delete_keys(&keys);
         assert_eq!(
             st.sql,
-            "DELETE FROM `db`.`s` WHERE (`a`, `b`) IN ((?, ?), (?, ?))"
+            "DELETE FROM `db`.`s` WHERE (`db`.`s`.`a`, `db`.`s`.`b`) IN ((?, ?), (?, ?))"
         );
         assert_eq!(st.params.len(), 4);
-        let st = q.select_archived(None, &vec![KeyValue::Int(9), KeyValue::Int(9)]);
+        let st = q.select_archived(&keys);
         assert_eq!(
             st.sql,
-            "SELECT `a`, `b`, `note` FROM `db`.`t` FORCE INDEX (PRIMARY) WHERE \
-             (`db`.`t`.`a` < ? OR (`db`.`t`.`a` = ? AND `db`.`t`.`b` <= ?)) ORDER BY `a`, `b`"
+            "SELECT `db`.`t`.`a`, `db`.`t`.`b`, `db`.`t`.`note` FROM `db`.`t` WHERE \
+             (`db`.`t`.`a`, `db`.`t`.`b`) IN ((?, ?), (?, ?))"
         );
+        let single = queries("s", "t", &["a"]);
+        assert_eq!(
+            single.delete_keys(&[vec![KeyValue::Int(1)]]).sql,
+            "DELETE FROM `db`.`s` WHERE `db`.`s`.`a` IN (?)"
+        );
+    }
+
+    #[test]
+    fn copy_inserts_only_missing_keys_and_never_swallows_a_duplicate() {
+        let q = queries("s", "t", &["a"]);
+        let st = q.copy_batch(None, &vec![KeyValue::UInt(5)]);
+        assert_eq!(
+            st.sql,
+            "INSERT INTO `db`.`t` (`a`, `b`, `note`) SELECT `db`.`s`.`a`, `db`.`s`.`b`, \
+             `db`.`s`.`note` FROM `db`.`s` FORCE INDEX (PRIMARY) WHERE `db`.`s`.`a` <= ? AND \
+             (note IS NULL) AND NOT EXISTS (SELECT 1 FROM `db`.`t` WHERE `db`.`t`.`a` = `db`.`s`.`a`)"
+        );
+        for sql in all_statements(&q) {
+            assert!(!sql.contains("DUPLICATE KEY"), "{sql}");
+            assert!(!sql.contains("IGNORE"), "{sql}");
+        }
     }
 
     #[test]
     fn delete_requires_an_identical_archive_row() {
         let q = Queries {
-            source: shape("s", &["a"]),
-            archive: shape("t", &["a"]),
             predicate: "b < 3".into(),
+            ..queries("s", "t", &["a"])
         };
         let st = q.delete_batch(None, &vec![KeyValue::UInt(5)]);
         assert_eq!(
             st.sql,
             "DELETE FROM `db`.`s` WHERE `db`.`s`.`a` <= ? AND (b < 3) AND EXISTS (SELECT 1 FROM \
-             `db`.`t` AS a WHERE a.`a` = `db`.`s`.`a` AND a.`b` <=> `db`.`s`.`b` AND CAST(a.`note` AS BINARY) <=> CAST(`db`.`s`.`note` AS BINARY))"
+             `db`.`t` WHERE `db`.`t`.`a` = `db`.`s`.`a` AND `db`.`t`.`b` <=> `db`.`s`.`b` AND \
+             CAST(`db`.`t`.`note` AS BINARY) <=> CAST(`db`.`s`.`note` AS BINARY))"
         );
         assert_eq!(st.params, vec![KeyValue::UInt(5)]);
     }

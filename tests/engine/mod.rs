@@ -395,7 +395,7 @@ fn failing_batch_is_parked_then_reset_and_retried() {
         &sandbox,
         &db,
         MIXED_PREDICATE,
-        "batch_rows = 50\nattempts_max = 3",
+        "batch_rows = 50\nattempts_max = 3\n\n[safety]\nallow_triggers = [\"refuse\"]",
     );
     let output = job.archiver("run", &[]);
     assert_exit(&output, 3, "a parked batch needs attention");
