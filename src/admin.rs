@@ -235,6 +235,11 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
         config.source_table, config.archive_table, config.predicate
     )?;
     writeln!(out, "pre-flight checks passed")?;
+    writeln!(
+        out,
+        "every session (both servers): {}",
+        crate::sql::session_setup(config.lock_wait_timeout_s).join("; ")
+    )?;
     writeln!(out, "next action: {}", state.next_action())?;
     let now = state
         .open_run()
@@ -293,15 +298,19 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
             "-- source: START TRANSACTION;\n{};\n-- parameters: {:?}",
             lock.sql, lock.params
         )?;
-        writeln!(out, "-- archive: START TRANSACTION;\n{};\n-- (one row of values per locked row, in chunks)\n-- archive: COMMIT;", queries.insert_rows(1))?;
         writeln!(
             out,
-            "-- archive: the rows under the locked keys, before the copy (to insert only the missing ones) and after it:\n{};\n-- parameters: {:?}",
+            "-- archive: START TRANSACTION; the rows under the locked keys (in chunks):\n{};\n-- parameters: {:?}",
             archived.sql, archived.params
         )?;
         writeln!(
             out,
-            "-- source, for the locked rows whose archive copy is identical in every column:"
+            "-- archive, the locked rows whose key it lacks (in chunks):\n{};\n-- archive: COMMIT;",
+            queries.insert_rows(1)
+        )?;
+        writeln!(
+            out,
+            "-- archive: the committed rows under the locked keys, read again (same statement);\n-- source, for the locked rows whose archive copy is identical in every column (a locked row\n-- with no archive row under its key fails the batch; one with a different row is a conflict):"
         )?;
         writeln!(
             out,
@@ -314,15 +323,27 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
         out,
         "\n-- the batch transaction (READ COMMITTED)\nSTART TRANSACTION;"
     )?;
-    for statement in [
-        queries.lock_batch(after.as_ref(), &upper),
-        queries.copy_batch(after.as_ref(), &upper),
-        queries.delete_batch(after.as_ref(), &upper),
-        queries.leftovers(after.as_ref(), &upper),
+    for (what, statement) in [
+        (
+            "lock the batch's matching rows, return their keys",
+            queries.lock_batch(after.as_ref(), &upper),
+        ),
+        (
+            "copy the rows whose key the archive lacks",
+            queries.copy_batch(after.as_ref(), &upper),
+        ),
+        (
+            "delete the rows with an identical archive copy",
+            queries.delete_batch(after.as_ref(), &upper),
+        ),
+        (
+            "the locked rows left: conflicts, or a failed copy that fails the batch",
+            queries.leftovers(after.as_ref(), &upper),
+        ),
     ] {
         writeln!(
             out,
-            "{};\n-- parameters: {:?}",
+            "-- {what}\n{};\n-- parameters: {:?}",
             statement.sql, statement.params
         )?;
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::*;
 
 /// A job whose archive table lives in `archive_db`, reached through its own URL.
-fn cross_job(
+pub(super) fn cross_job(
     sandbox: &Sandbox,
     db: &TestDb,
     archive_db: &TestDb,
@@ -29,7 +29,7 @@ fn cross_job(
 }
 
 /// Checksum of two tables in two databases taken together.
-fn union(a: (u64, u64, u64), b: (u64, u64, u64)) -> (u64, u64, u64) {
+pub(super) fn union(a: (u64, u64, u64), b: (u64, u64, u64)) -> (u64, u64, u64) {
     (a.0 + b.0, a.1 ^ b.1, a.2.wrapping_add(b.2))
 }
 

@@ -7,6 +7,7 @@ mod bad_input;
 mod concurrent;
 mod cross;
 mod resume;
+mod schemas;
 mod torture;
 
 use std::path::PathBuf;
