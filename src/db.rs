@@ -484,3 +484,48 @@ pub async fn delete_archived(
         conflicts,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: i64) -> Key {
+        vec![KeyValue::Int(id)]
+    }
+
+    /// The rows a batch left are judged by what the archive holds under their keys, never by
+    /// counts: a locked row under an archived key is a conflict, a locked row under a key the
+    /// archive lacks fails the batch, and a row that entered the range after the lock is none
+    /// of the batch's business.
+    #[test]
+    fn leftovers_are_sorted_by_what_the_archive_holds() {
+        let locked: std::collections::HashSet<Key> = [1, 2, 3].map(key).into_iter().collect();
+        let conflicts = sort_leftovers(&locked, vec![(key(2), true), (key(9), false)]).unwrap();
+        assert_eq!(conflicts, vec![key(2)]);
+        assert_eq!(sort_leftovers(&locked, vec![]).unwrap(), Vec::<Key>::new());
+        let error = sort_leftovers(
+            &locked,
+            vec![(key(1), true), (key(3), false), (key(2), false)],
+        )
+        .unwrap_err();
+        assert_eq!(error.count, 2);
+        assert!(error.to_string().contains("first: key (3)"), "{error}");
+        let classified = classify(&anyhow::Error::new(error).context("batch 7"));
+        assert_eq!(
+            classified,
+            ErrorClass::Batch,
+            "a failed copy parks the batch"
+        );
+    }
+
+    #[test]
+    fn a_refusal_lists_every_finding() {
+        let one = Refusal::findings(vec!["only this".into()]);
+        assert_eq!(one.to_string(), "only this");
+        let two = Refusal::findings(vec!["first".into(), "second".into()]).to_string();
+        assert_eq!(
+            two,
+            "the job is refused before any row moves, for 2 reasons (fix each, then run again):\n  - first\n  - second"
+        );
+    }
+}
