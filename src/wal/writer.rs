@@ -52,8 +52,8 @@ pub struct WalWriter {
     fs: Arc<dyn WalFs>,
     /// The WAL directory.
     dir: PathBuf,
-    /// The locked `LOCK` file; the lock is released when it is closed.
-    _lock: File,
+    /// The locked `LOCK` file; the lock is released when the writer is closed or dropped.
+    _lock: DirLock,
     /// Size of new segments.
     segment_bytes: u64,
     /// Largest payload accepted (fits an empty segment).
@@ -209,7 +209,7 @@ impl WalWriter {
                 }
             }
         };
-        write_pid(&writer._lock, dir)?;
+        write_pid(&writer._lock.0, dir)?;
         report.segments = segments.len().max(1);
         report.log_id = writer.log_id;
         report.next_lsn = writer.next_lsn;
@@ -219,7 +219,7 @@ impl WalWriter {
     fn create_log(
         dir: &Path,
         fs: Arc<dyn WalFs>,
-        lock: File,
+        lock: DirLock,
         options: &WalOptions,
         log_id: u128,
     ) -> Result<WalWriter, WalError> {
@@ -393,8 +393,26 @@ fn create_dir(dir: &Path, fs: &dyn WalFs) -> Result<(), WalError> {
     Ok(())
 }
 
-/// Takes the exclusive lock on `DIR/LOCK` and writes our pid into it.
-fn lock_dir(dir: &Path) -> Result<File, WalError> {
+/// The held lock on `DIR/LOCK`, **unlocked explicitly when dropped**. A `flock` belongs to the
+/// open file description, not to our descriptor: a child that another thread forks holds a copy
+/// of that description from `fork` until its `exec` closes it (the file is `O_CLOEXEC`), so
+/// closing our descriptor alone can leave the lock held, by the child, in that window, and the
+/// next open in this process finds its own lock taken (the flaky `wal::power_loss` of issue 6).
+/// `LOCK_UN` releases the lock on the description whoever else still holds a copy of it. The
+/// product spawns no child while it holds the lock; hooks that do must keep this in mind: the
+/// child never holds the lock past its `exec`, but it does between `fork` and `exec`.
+struct DirLock(File);
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Nothing to do about a failure here: closing the file follows, and the kernel drops
+        // the lock with the last reference to the description.
+        let _ = self.0.unlock();
+    }
+}
+
+/// Takes the exclusive lock on `DIR/LOCK`.
+fn lock_dir(dir: &Path) -> Result<DirLock, WalError> {
     let path = dir.join(LOCK_FILE_NAME);
     let file = OpenOptions::new()
         .read(true)
@@ -415,7 +433,7 @@ fn lock_dir(dir: &Path) -> Result<File, WalError> {
         }
         Err(TryLockError::Error(e)) => return Err(WalError::io("lock", &path)(e)),
     }
-    Ok(file)
+    Ok(DirLock(file))
 }
 
 /// Writes our pid into the lock file, for the refusal message another process prints. Done only

@@ -60,3 +60,42 @@ fn a_second_writer_is_refused() {
     let (_, _, seen) = open(&dir, small(4096)).unwrap();
     assert_eq!(seen.len(), 1);
 }
+
+/// Regression (issue 6): `wal::power_loss` failed with "another archiver process (pid N) holds
+/// the WAL lock", N being the test process itself. Another test thread had forked a child at
+/// that moment; between fork and exec the child holds a copy of the lock file's open file
+/// description, which is what `flock` locks, so closing our descriptor did not release the
+/// lock. The writer now unlocks explicitly. The child's `pre_exec` sleep widens the window
+/// from microseconds to a second, so this fails every time without the fix.
+#[test]
+fn a_child_forked_while_the_lock_is_held_does_not_keep_it() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let (mut w, _, _) = open(&dir, small(4096)).unwrap();
+    w.append(1, b"held").unwrap();
+    w.sync().unwrap();
+    let mut child = Command::new("true");
+    // SAFETY: the closure runs in the forked child before exec and only sleeps
+    // (async-signal-safe: nanosleep).
+    unsafe {
+        child.pre_exec(|| {
+            std::thread::sleep(std::time::Duration::from_millis(1_500));
+            Ok(())
+        });
+    }
+    let spawned = std::thread::spawn(move || child.status().unwrap());
+    // Let the fork happen: the child now sits in pre_exec with the lock's description.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    w.close().unwrap();
+    let reopened = open(&dir, small(4096));
+    assert!(reopened.is_ok(), "reopen after close: {:?}", reopened.err());
+    let (w, _, seen) = reopened.unwrap();
+    assert_eq!(seen.len(), 1);
+    drop(w);
+    // The same through drop instead of close.
+    let (w, _, _) = open(&dir, small(4096)).unwrap();
+    drop(w);
+    assert!(open(&dir, small(4096)).is_ok(), "reopen after drop");
+    assert!(spawned.join().unwrap().success());
+}

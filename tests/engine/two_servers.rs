@@ -1,0 +1,212 @@
+//! Two real servers in different time zones (issue 6, cases 3 and 9, and the character set
+//! and counting cases of the two-server path): the main sandbox runs in UTC, the archive
+//! sandbox (`common::archive_sandbox`, a second `mariadbd`) in America/New_York, which repeats
+//! an hour every November. Rows travel between them through the client.
+//!
+//! Instants are compared with `UNIX_TIMESTAMP()`, which does not depend on any session's time
+//! zone; checksums are taken with both test sessions in UTC.
+
+use super::*;
+
+/// A job moving `src` in `source` to `arch` in `archive`, each on its own server, with its own
+/// url (`[archive] url`).
+fn two_server_job(source: &TestDb, archive: &TestDb, predicate: &str, extra: &str) -> Job {
+    let job = Job::new(source.sandbox(), source, predicate, extra);
+    let text = std::fs::read_to_string(&job.config).unwrap().replace(
+        "[archive]\n",
+        &format!(
+            "[archive]\nurl = \"mysql://archiver@127.0.0.1:{}/{}\"\npassword_env = \"ARCHIVER_ARCHIVE_PASSWORD\"\n",
+            archive.sandbox().port(),
+            archive.name()
+        ),
+    );
+    std::fs::write(&job.config, text).unwrap();
+    job
+}
+
+/// Runs `archiver` for a two-server job: both passwords in the environment.
+fn run_two(job: &Job, archive: &TestDb, args: &[&str]) -> Output {
+    job.command("run")
+        .args(args)
+        .env("ARCHIVER_ARCHIVE_PASSWORD", archive.password())
+        .output()
+        .expect("run archiver")
+}
+
+/// UTC instants around both daylight-saving changes of 2024 in New York: every 10 minutes
+/// through the spring gap (2024-03-10 02:00-03:00 local does not exist) and the autumn repeat
+/// (2024-11-03 01:00-02:00 local happens twice), as `FROM_UNIXTIME` arguments.
+fn dst_instants() -> Vec<i64> {
+    let spring = 1_710_050_400; // 2024-03-10 06:00:00 UTC = 01:00 EST
+    let autumn = 1_730_606_400; // 2024-11-03 04:00:00 UTC = 00:00 EDT
+    let mut instants = Vec::new();
+    for start in [spring, autumn] {
+        instants.extend((0..24).map(|i| start + i * 600));
+    }
+    instants
+}
+
+/// (id, UNIX_TIMESTAMP(ts) with microseconds as text) of a table, by id.
+fn instants(db: &mut TestDb, table: &str) -> Vec<(i64, String)> {
+    db.query_rows(&format!(
+        "SELECT id, CAST(UNIX_TIMESTAMP(ts) AS CHAR) FROM {table} ORDER BY id"
+    ))
+}
+
+fn utc(db: &mut TestDb) {
+    db.exec("SET time_zone = '+00:00'");
+}
+
+/// Creates `name` in `db`: a TIMESTAMP(6) column holding every DST instant, a DATETIME, text.
+fn create_timestamps(db: &mut TestDb, name: &str, with_rows: bool) {
+    db.exec(&format!(
+        "CREATE TABLE {name} (id INT PRIMARY KEY, ts TIMESTAMP(6) NULL, dt DATETIME(6) NOT NULL,
+         note VARCHAR(20) CHARACTER SET utf8mb4 NULL) ENGINE=InnoDB"
+    ));
+    if !with_rows {
+        return;
+    }
+    utc(db);
+    for (i, instant) in dst_instants().iter().enumerate() {
+        db.exec(&format!(
+            "INSERT INTO {name} VALUES ({i} + 1, FROM_UNIXTIME({instant}.123456), FROM_UNIXTIME({instant}), 'ü{i}')"
+        ));
+    }
+}
+
+/// Case 3: a TIMESTAMP travelled as the source session's wall-clock text; an archive server in
+/// another zone stored another instant (and both instants of the repeated hour as one), the
+/// comparison ran on the same text, agreed, and the source row was deleted. Both directions.
+#[test]
+fn timestamps_keep_their_instant_between_servers_in_different_zones() {
+    let main = common::sandbox();
+    let other = common::archive_sandbox();
+    for (from, to) in [(&main, &other), (&other, &main)] {
+        let mut source = from.fresh_database("tz_src");
+        let mut archive = to.fresh_database("tz_arch");
+        create_timestamps(&mut source, "src", true);
+        create_timestamps(&mut archive, "arch", false);
+        let before = instants(&mut source, "src");
+        assert_eq!(before.len(), dst_instants().len());
+        utc(&mut source);
+        let original = source.checksum("src");
+        let job = two_server_job(&source, &archive, "id > 0", "batch_rows = 7");
+        let output = run_two(&job, &archive, &[]);
+        assert_success(&output, &format!("port {} -> {}", from.port(), to.port()));
+        assert_eq!(instants(&mut archive, "arch"), before, "every instant unchanged");
+        assert_eq!(source.query_scalar::<u64>("SELECT COUNT(*) FROM src"), 0);
+        utc(&mut archive);
+        assert_eq!(archive.checksum("arch"), original, "row for row, in UTC");
+        // Counted once: "N rows moved (N copied)", not 2N copied.
+        let status = job.status();
+        let counts = &status["runs"][0]["counts"];
+        assert_eq!(counts["rows_copied"].as_u64(), Some(before.len() as u64), "{status}");
+        assert_eq!(counts["rows_deleted"].as_u64(), Some(before.len() as u64), "{status}");
+    }
+}
+
+/// A differing archive row in the repeated hour is a conflict, not an identical copy, even
+/// though its wall-clock text in New York equals the source row's.
+#[test]
+fn the_other_instant_of_the_repeated_hour_is_a_conflict() {
+    let main = common::sandbox();
+    let other = common::archive_sandbox();
+    let mut source = main.fresh_database("tz_conf_src");
+    let mut archive = other.fresh_database("tz_conf_arch");
+    create_timestamps(&mut source, "src", true);
+    create_timestamps(&mut archive, "arch", false);
+    // 05:30 UTC (01:30 EDT) and 06:30 UTC (01:30 EST) read the same in New York. The archive
+    // holds the second instant under the first one's key.
+    let first: i64 = source.query_scalar("SELECT id FROM src WHERE UNIX_TIMESTAMP(ts) = 1730611800.123456");
+    utc(&mut archive);
+    archive.exec(&format!(
+        "INSERT INTO arch VALUES ({first}, FROM_UNIXTIME(1730615400.123456), FROM_UNIXTIME(1730611800), 'ü{}')",
+        first - 1
+    ));
+    let job = two_server_job(&source, &archive, "id > 0", "batch_rows = 5");
+    let output = run_two(&job, &archive, &[]);
+    assert_exit(&output, 3, "the other instant is a conflict");
+    let left: Vec<i64> = source.query_rows("SELECT id FROM src");
+    assert_eq!(left, vec![first], "only the conflicting row stays");
+}
+
+/// Case 9: a TIMESTAMP primary key on a server in a zone with daylight saving time. Keys
+/// round-tripped as local DATETIME, so the rows of the repeated hour were skipped on every run
+/// (exit 0). One server (New York) and two servers, single and composite keys.
+#[test]
+fn timestamp_keys_in_the_repeated_hour_are_all_archived() {
+    let main = common::sandbox();
+    let other = common::archive_sandbox();
+    for (key, composite) in [("ts", false), ("tenant, ts", true)] {
+        for two in [false, true] {
+            let what = format!("key ({key}), two servers: {two}");
+            let mut source = other.fresh_database("tzkey");
+            let create = format!(
+                "CREATE TABLE src (tenant INT NOT NULL, ts TIMESTAMP(6) NOT NULL, v INT NOT NULL,
+                 PRIMARY KEY ({key})) ENGINE=InnoDB"
+            );
+            source.exec(&create);
+            utc(&mut source);
+            for (i, instant) in dst_instants().iter().enumerate() {
+                let tenant = if composite { i % 2 } else { 0 };
+                source.exec(&format!(
+                    "INSERT INTO src VALUES ({tenant}, FROM_UNIXTIME({instant}), {i})"
+                ));
+            }
+            let rows = dst_instants().len() as u64;
+            let original = source.checksum("src");
+            let mut archive_db = if two { main.fresh_database("tzkey_arch") } else { other.fresh_database("tzkey_same") };
+            let job = if two {
+                archive_db.exec(&create.replace("src", "arch"));
+                two_server_job(&source, &archive_db, "v >= 0", "batch_rows = 4")
+            } else {
+                source.exec("CREATE TABLE arch LIKE src");
+                Job::new(&other, &source, "v >= 0", "batch_rows = 4")
+            };
+            let output = run_two(&job, &archive_db, &[]);
+            assert_success(&output, &what);
+            assert_eq!(source.query_scalar::<u64>("SELECT COUNT(*) FROM src"), 0, "{what}");
+            let archived = if two { &mut archive_db } else { &mut source };
+            utc(archived);
+            let table = "arch";
+            assert_eq!(archived.query_scalar::<u64>(&format!("SELECT COUNT(*) FROM {table}")), rows, "{what}");
+            assert_eq!(archived.checksum(table), original, "{what}");
+            let deleted: u64 = job
+                .events()
+                .iter()
+                .filter(|(t, _)| t == "BatchDeleted")
+                .map(|(_, f)| f["rows_deleted"].as_u64().unwrap())
+                .sum();
+            assert_eq!(deleted, rows, "{what}");
+        }
+    }
+}
+
+/// Case 4 across servers: a column whose character set or collation differs between the two
+/// servers is refused before any row moves (a double-encoded copy was accepted as identical).
+#[test]
+fn character_sets_must_match_across_servers() {
+    let main = common::sandbox();
+    let other = common::archive_sandbox();
+    for archive_column in [
+        "VARCHAR(20) CHARACTER SET latin1 NULL",
+        "VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
+        "VARCHAR(20) CHARACTER SET utf8mb3 NULL",
+    ] {
+        let mut source = main.fresh_database("cs_src");
+        let mut archive = other.fresh_database("cs_arch");
+        create_timestamps(&mut source, "src", true);
+        create_timestamps(&mut archive, "arch", false);
+        archive.exec(&format!("ALTER TABLE arch MODIFY note {archive_column}"));
+        let before = (source.checksum("src"), archive.checksum("arch"));
+        let job = two_server_job(&source, &archive, "id > 0", "");
+        for args in [&["--dry-run"][..], &[][..]] {
+            let output = run_two(&job, &archive, args);
+            assert_exit(&output, 64, archive_column);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains("column `note` has"), "{stderr}");
+        }
+        assert_eq!((source.checksum("src"), archive.checksum("arch")), before);
+        assert!(!job.wal_dir.exists());
+    }
+}
