@@ -149,9 +149,49 @@ fn exclusive_guard() -> RwLockWriteGuard<'static, ()> {
     guard
 }
 
-/// Connection settings of the sandbox server. Cheap to clone.
+/// Which of `tools/sandbox`'s two servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instance {
+    /// The main server, in the system's time zone.
+    Main,
+    /// The second server, in America/New_York, with a binary log: the two-server tests.
+    Archive,
+}
+
+impl Instance {
+    /// Its `ARCHIVER_SANDBOX_INSTANCE` name.
+    fn name(self) -> &'static str {
+        match self {
+            Instance::Main => "main",
+            Instance::Archive => "archive",
+        }
+    }
+
+    /// The suffix of its environment variables (`ARCHIVER_SANDBOX2_PORT`, ...).
+    fn suffix(self) -> &'static str {
+        match self {
+            Instance::Main => "",
+            Instance::Archive => "2",
+        }
+    }
+
+    /// Its port when nothing says otherwise (same defaults as tools/sandbox).
+    fn default_port(self) -> u16 {
+        match self {
+            Instance::Main => SANDBOX_PORT_DEFAULT,
+            Instance::Archive => ARCHIVE_SANDBOX_PORT_DEFAULT,
+        }
+    }
+}
+
+/// Port of the archive sandbox when `ARCHIVER_SANDBOX2_PORT` is unset (same as tools/sandbox).
+pub const ARCHIVE_SANDBOX_PORT_DEFAULT: u16 = 3417;
+
+/// Connection settings of a sandbox server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
+    /// Which server.
+    instance: Instance,
     /// TCP port on 127.0.0.1.
     port: u16,
     /// `mysql://archiver@127.0.0.1:PORT/archiver_test`, no password inside.
@@ -164,9 +204,29 @@ pub struct Sandbox {
 /// if it cannot be reached or started.
 pub fn sandbox() -> Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    started(
+        SANDBOX
+            .get_or_init(|| sandbox_from_env(Instance::Main))
+            .clone(),
+    )
+}
+
+/// Returns the second sandbox server (another `mariadbd`, another port, time zone
+/// America/New_York, a binary log), starting it if nothing answers on its port. The lifecycle
+/// lock is one for both servers.
+pub fn archive_sandbox() -> Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    started(
+        SANDBOX
+            .get_or_init(|| sandbox_from_env(Instance::Archive))
+            .clone(),
+    )
+}
+
+/// Starts `sandbox` if nothing answers on its port, unless a test holds the servers exclusively.
+fn started(sandbox: Sandbox) -> Sandbox {
     // Start (or check) once per process under a mutex, so parallel first calls do not race.
     static START: Mutex<()> = Mutex::new(());
-    let sandbox = SANDBOX.get_or_init(sandbox_from_env).clone();
     // While a test holds the server exclusively (it may have killed it on purpose), leave the
     // server alone: that test restarts it when done, and our TestDb waits for that.
     let quiet = match server_lifecycle_lock().try_read() {
@@ -186,16 +246,19 @@ pub fn sandbox() -> Sandbox {
 
 /// Reads the settings from the variables `tools/sandbox env` prints (exported by tools/test),
 /// falling back to running `tools/sandbox env` itself.
-fn sandbox_from_env() -> Sandbox {
+fn sandbox_from_env(instance: Instance) -> Sandbox {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (mut port, mut url, mut password) = (
-        var("ARCHIVER_SANDBOX_PORT"),
-        var("ARCHIVER_TEST_MYSQL_URL"),
-        var("ARCHIVER_TEST_PASSWORD"),
+    let s = instance.suffix();
+    let (port_var, url_var, password_var) = (
+        format!("ARCHIVER_SANDBOX{s}_PORT"),
+        format!("ARCHIVER_TEST_MYSQL_URL{s}"),
+        format!("ARCHIVER_TEST_PASSWORD{s}"),
     );
+    let (mut port, mut url, mut password) = (var(&port_var), var(&url_var), var(&password_var));
     if url.is_none() || password.is_none() || port.is_none() {
         let output = Command::new(repo_dir().join("tools/sandbox"))
             .arg("env")
+            .env("ARCHIVER_SANDBOX_INSTANCE", instance.name())
             .output()
             .unwrap_or_else(|e| panic!("cannot run tools/sandbox env: {e}"));
         assert!(
@@ -207,21 +270,23 @@ fn sandbox_from_env() -> Sandbox {
                 continue;
             };
             let value = Some(value.to_string());
-            match name {
-                "ARCHIVER_SANDBOX_PORT" if port.is_none() => port = value,
-                "ARCHIVER_TEST_MYSQL_URL" if url.is_none() => url = value,
-                "ARCHIVER_TEST_PASSWORD" if password.is_none() => password = value,
-                _ => {}
+            if name == port_var && port.is_none() {
+                port = value;
+            } else if name == url_var && url.is_none() {
+                url = value;
+            } else if name == password_var && password.is_none() {
+                password = value;
             }
         }
     }
     let port: u16 = match port {
         Some(p) => p
             .parse()
-            .unwrap_or_else(|_| panic!("ARCHIVER_SANDBOX_PORT={p} is not a port")),
-        None => SANDBOX_PORT_DEFAULT,
+            .unwrap_or_else(|_| panic!("{port_var}={p} is not a port")),
+        None => instance.default_port(),
     };
     Sandbox {
+        instance,
         port,
         url: url.unwrap_or_else(|| format!("mysql://archiver@127.0.0.1:{port}/{SANDBOX_DATABASE}")),
         password: password.unwrap_or_else(|| SANDBOX_PASSWORD_DEFAULT.to_string()),
@@ -324,7 +389,11 @@ impl Sandbox {
         let tool = repo_dir().join("tools/sandbox");
         let output = Command::new(&tool)
             .arg(subcommand)
-            .env("ARCHIVER_SANDBOX_PORT", self.port.to_string())
+            .env("ARCHIVER_SANDBOX_INSTANCE", self.instance.name())
+            .env(
+                format!("ARCHIVER_SANDBOX{}_PORT", self.instance.suffix()),
+                self.port.to_string(),
+            )
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
         assert!(

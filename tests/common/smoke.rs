@@ -182,3 +182,23 @@ fn job_toml_is_the_documented_config_and_parses() {
     assert_eq!(config["job"]["attempts_max"].as_integer(), Some(5));
     assert!(!text.contains(db.password()), "no password in the config");
 }
+
+#[test]
+fn the_archive_sandbox_is_another_server_in_another_time_zone() {
+    let main = super::sandbox();
+    let other = super::archive_sandbox();
+    let mut a = main.fresh_database("smoke_main");
+    let mut b = other.fresh_database("smoke_other");
+    let main_port: u16 = a.query_scalar("SELECT @@port");
+    let other_port: u16 = b.query_scalar("SELECT @@port");
+    assert_eq!((main_port, other_port), (main.port(), other.port()));
+    assert_ne!(main_port, other_port);
+    let zone: String = b.query_scalar("SELECT @@global.time_zone");
+    assert_eq!(zone, "America/New_York");
+    let log_bin: u8 = b.query_scalar("SELECT @@log_bin");
+    assert_eq!(log_bin, 1, "the archive sandbox writes a binary log");
+    // Named zones work on the main server too (time zone tables loaded).
+    a.exec("SET time_zone = 'Europe/Berlin'");
+    let offset: i64 = a.query_scalar("SELECT TIMESTAMPDIFF(HOUR, '2024-07-01 00:00:00', CONVERT_TZ('2024-07-01 00:00:00', 'UTC', 'Europe/Berlin'))");
+    assert_eq!(offset, 2);
+}

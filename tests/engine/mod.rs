@@ -9,6 +9,7 @@ mod cross;
 mod resume;
 mod schemas;
 mod torture;
+mod two_servers;
 
 use std::path::PathBuf;
 use std::process::Output;

@@ -9,13 +9,13 @@
 use super::*;
 
 /// A job moving `src` in `source` to `arch` in `archive`, each on its own server, with its own
-/// url (`[archive] url`).
+/// url (`[archive] url`). Both sandboxes have the same password, so one variable serves both.
 fn two_server_job(source: &TestDb, archive: &TestDb, predicate: &str, extra: &str) -> Job {
     let job = Job::new(source.sandbox(), source, predicate, extra);
     let text = std::fs::read_to_string(&job.config).unwrap().replace(
         "[archive]\n",
         &format!(
-            "[archive]\nurl = \"mysql://archiver@127.0.0.1:{}/{}\"\npassword_env = \"ARCHIVER_ARCHIVE_PASSWORD\"\n",
+            "[archive]\nurl = \"mysql://archiver@127.0.0.1:{}/{}\"\npassword_env = \"ARCHIVER_PASSWORD\"\n",
             archive.sandbox().port(),
             archive.name()
         ),
@@ -24,13 +24,11 @@ fn two_server_job(source: &TestDb, archive: &TestDb, predicate: &str, extra: &st
     job
 }
 
-/// Runs `archiver` for a two-server job: both passwords in the environment.
+/// Runs `archiver run ARGS` for a two-server job, after checking both servers share the
+/// password the job names.
 fn run_two(job: &Job, archive: &TestDb, args: &[&str]) -> Output {
-    job.command("run")
-        .args(args)
-        .env("ARCHIVER_ARCHIVE_PASSWORD", archive.password())
-        .output()
-        .expect("run archiver")
+    assert_eq!(archive.password(), common::sandbox().password());
+    job.archiver("run", args)
 }
 
 /// UTC instants around both daylight-saving changes of 2024 in New York: every 10 minutes
@@ -93,15 +91,27 @@ fn timestamps_keep_their_instant_between_servers_in_different_zones() {
         let job = two_server_job(&source, &archive, "id > 0", "batch_rows = 7");
         let output = run_two(&job, &archive, &[]);
         assert_success(&output, &format!("port {} -> {}", from.port(), to.port()));
-        assert_eq!(instants(&mut archive, "arch"), before, "every instant unchanged");
+        assert_eq!(
+            instants(&mut archive, "arch"),
+            before,
+            "every instant unchanged"
+        );
         assert_eq!(source.query_scalar::<u64>("SELECT COUNT(*) FROM src"), 0);
         utc(&mut archive);
         assert_eq!(archive.checksum("arch"), original, "row for row, in UTC");
         // Counted once: "N rows moved (N copied)", not 2N copied.
         let status = job.status();
         let counts = &status["runs"][0]["counts"];
-        assert_eq!(counts["rows_copied"].as_u64(), Some(before.len() as u64), "{status}");
-        assert_eq!(counts["rows_deleted"].as_u64(), Some(before.len() as u64), "{status}");
+        assert_eq!(
+            counts["rows_copied"].as_u64(),
+            Some(before.len() as u64),
+            "{status}"
+        );
+        assert_eq!(
+            counts["rows_deleted"].as_u64(),
+            Some(before.len() as u64),
+            "{status}"
+        );
     }
 }
 
@@ -117,7 +127,8 @@ fn the_other_instant_of_the_repeated_hour_is_a_conflict() {
     create_timestamps(&mut archive, "arch", false);
     // 05:30 UTC (01:30 EDT) and 06:30 UTC (01:30 EST) read the same in New York. The archive
     // holds the second instant under the first one's key.
-    let first: i64 = source.query_scalar("SELECT id FROM src WHERE UNIX_TIMESTAMP(ts) = 1730611800.123456");
+    let first: i64 =
+        source.query_scalar("SELECT id FROM src WHERE UNIX_TIMESTAMP(ts) = 1730611800.123456");
     utc(&mut archive);
     archive.exec(&format!(
         "INSERT INTO arch VALUES ({first}, FROM_UNIXTIME(1730615400.123456), FROM_UNIXTIME(1730611800), 'ü{}')",
@@ -155,7 +166,11 @@ fn timestamp_keys_in_the_repeated_hour_are_all_archived() {
             }
             let rows = dst_instants().len() as u64;
             let original = source.checksum("src");
-            let mut archive_db = if two { main.fresh_database("tzkey_arch") } else { other.fresh_database("tzkey_same") };
+            let mut archive_db = if two {
+                main.fresh_database("tzkey_arch")
+            } else {
+                other.fresh_database("tzkey_same")
+            };
             let job = if two {
                 archive_db.exec(&create.replace("src", "arch"));
                 two_server_job(&source, &archive_db, "v >= 0", "batch_rows = 4")
@@ -165,11 +180,19 @@ fn timestamp_keys_in_the_repeated_hour_are_all_archived() {
             };
             let output = run_two(&job, &archive_db, &[]);
             assert_success(&output, &what);
-            assert_eq!(source.query_scalar::<u64>("SELECT COUNT(*) FROM src"), 0, "{what}");
+            assert_eq!(
+                source.query_scalar::<u64>("SELECT COUNT(*) FROM src"),
+                0,
+                "{what}"
+            );
             let archived = if two { &mut archive_db } else { &mut source };
             utc(archived);
             let table = "arch";
-            assert_eq!(archived.query_scalar::<u64>(&format!("SELECT COUNT(*) FROM {table}")), rows, "{what}");
+            assert_eq!(
+                archived.query_scalar::<u64>(&format!("SELECT COUNT(*) FROM {table}")),
+                rows,
+                "{what}"
+            );
             assert_eq!(archived.checksum(table), original, "{what}");
             let deleted: u64 = job
                 .events()
@@ -209,4 +232,41 @@ fn character_sets_must_match_across_servers() {
         assert_eq!((source.checksum("src"), archive.checksum("arch")), before);
         assert!(!job.wal_dir.exists());
     }
+}
+
+/// Smaller case: `binlog_format=STATEMENT` was found only at the first batch (error 1665 under
+/// READ COMMITTED). The pre-flight refuses it, on either path, before any row moves.
+#[test]
+fn a_statement_format_binary_log_is_refused_before_any_row_moves() {
+    let other = common::archive_sandbox();
+    // A global setting: no other test may open a session on the servers meanwhile.
+    let server = other.exclusive();
+    let mut db = server.fresh_database("binlog");
+    db.exec("CREATE TABLE src (id INT PRIMARY KEY, v INT NOT NULL)");
+    db.exec("INSERT INTO src SELECT seq, seq FROM seq_1_to_50");
+    db.exec("CREATE TABLE arch LIKE src");
+    let original = db.checksum("src");
+    struct Restore<'a>(&'a mut TestDb);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            self.0.exec("SET GLOBAL binlog_format = 'MIXED'");
+        }
+    }
+    let job = Job::new(&server, &db, "v <= 20", "batch_rows = 7");
+    {
+        db.exec("SET GLOBAL binlog_format = 'STATEMENT'");
+        let guard = Restore(&mut db);
+        for args in [&["--dry-run"][..], &[][..]] {
+            let output = job.archiver("run", args);
+            assert_exit(&output, 64, "binlog_format=STATEMENT");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains("binlog_format=STATEMENT"), "{stderr}");
+        }
+        assert_eq!(guard.0.checksum("src"), original);
+        assert_eq!(guard.0.query_scalar::<u64>("SELECT COUNT(*) FROM arch"), 0);
+        assert!(!job.wal_dir.exists());
+    }
+    // With the binary log in MIXED format the same job runs.
+    assert_success(&job.archiver("run", &[]), "binlog_format=MIXED");
+    assert_moved(&mut db, "v <= 20", original, 20);
 }
