@@ -202,8 +202,10 @@ fn code_for(error: &anyhow::Error) -> u8 {
         }
         if let Some(mysql_async::Error::Server(server)) = cause.downcast_ref::<mysql_async::Error>()
         {
-            // Access denied: wrong user or password, a configuration problem.
-            if server.code == 1045 || server.code == 1044 {
+            // Access denied (wrong user or password, no access to the database) or an unknown
+            // database at connect: the job file names something the server does not grant or
+            // have, a configuration problem.
+            if matches!(server.code, 1044 | 1045 | 1049) {
                 return exit::CONFIG;
             }
         }

@@ -122,22 +122,42 @@ impl std::fmt::Display for TableName {
     }
 }
 
-/// A server connection, password resolved. `Debug` never shows the password.
+/// A server connection. `Debug` never shows the password.
+///
+/// The password is looked up when the job file is read but a missing one is only an error when
+/// a connection is opened ([`Endpoint::connect_opts`]): `status`, `replay` and `reset` never
+/// connect, so they work where the password is not available (an operator's shell, not cron's).
 #[derive(Clone)]
 pub struct Endpoint {
-    /// The URL as configured (holds no password).
+    /// The URL as configured (holds no password: one in the url is refused).
     pub url: String,
     /// Host, port and database, parsed from the URL.
     pub opts: mysql_async::Opts,
-    /// The password, if any.
-    pub password: Option<String>,
+    /// The password, or why it could not be read.
+    password: Password,
+}
+
+/// Where an endpoint's password stands after the job file was read.
+#[derive(Clone)]
+enum Password {
+    /// Neither `password_env` nor `password_file`: connect without one.
+    None,
+    /// Read from the environment or the password file.
+    Given(String),
+    /// Configured but unavailable; the message says which source and why.
+    Unavailable(String),
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let password = match &self.password {
+            Password::None => "none",
+            Password::Given(_) => "<hidden>",
+            Password::Unavailable(_) => "<unavailable>",
+        };
         f.debug_struct("Endpoint")
             .field("url", &self.url)
-            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("password", &password)
             .finish()
     }
 }
@@ -151,11 +171,17 @@ impl Endpoint {
         }
     }
 
-    /// Connection options with the password filled in.
-    pub fn connect_opts(&self) -> mysql_async::Opts {
-        mysql_async::OptsBuilder::from_opts(self.opts.clone())
-            .pass(self.password.clone())
-            .into()
+    /// Connection options with the password filled in; an error if the configured password
+    /// could not be read.
+    pub fn connect_opts(&self) -> Result<mysql_async::Opts, ConfigError> {
+        let password = match &self.password {
+            Password::None => None,
+            Password::Given(password) => Some(password.clone()),
+            Password::Unavailable(why) => return err(why.clone()),
+        };
+        Ok(mysql_async::OptsBuilder::from_opts(self.opts.clone())
+            .pass(password)
+            .into())
     }
 }
 
@@ -333,6 +359,62 @@ impl JobConfig {
     }
 }
 
+/// Query parameters of a url the job accepts: connection transport and timeouts that cannot
+/// change what the statements do. The driver knows more; see [`url_param_finding`].
+const URL_PARAMS_ALLOWED: [&str; 10] = [
+    "socket",
+    "prefer_socket",
+    "compression",
+    "tcp_keepalive",
+    "tcp_nodelay",
+    "max_allowed_packet",
+    "wait_timeout",
+    "stmt_cache_size",
+    "secure_auth",
+    "enable_cleartext_plugin",
+];
+
+/// Why a url query parameter is refused, or `None` if it is allowed.
+fn url_param_finding(section: &str, key: &str) -> Option<String> {
+    if URL_PARAMS_ALLOWED.contains(&key) {
+        return None;
+    }
+    let why = match key {
+        "require_ssl" | "verify_ca" | "verify_identity" | "built_in_roots" => {
+            "TLS is not supported by this build yet; reach the server over a network you trust or its Unix socket (?socket=PATH), and remove the parameter".to_string()
+        }
+        "client_found_rows" => {
+            "it changes the affected-row counts the server reports to the engine; remove it".to_string()
+        }
+        "pool_min" | "pool_max" | "inactive_connection_ttl" | "ttl_check_interval" | "conn_ttl"
+        | "abs_conn_ttl" | "abs_conn_ttl_jitter" | "reset_connection" => {
+            "it sets the driver's connection pool, which archiver does not use; remove it".to_string()
+        }
+        _ => format!(
+            "it is not a parameter archiver knows; the ones accepted are {}",
+            URL_PARAMS_ALLOWED.join(", ")
+        ),
+    };
+    Some(format!(
+        "[{section}] url parameter {key:?} is refused: {why}"
+    ))
+}
+
+/// `url` with any password in it replaced by `***`, for messages. Masks from the first `:`
+/// after the scheme up to the last `@`, so an unencoded `@` or `/` in a password is masked too.
+pub fn masked_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(at) => url.split_at(at + 3),
+        None => ("", url),
+    };
+    match (rest.find(':'), rest.rfind('@')) {
+        (Some(colon), Some(at)) if colon < at => {
+            format!("{scheme}{}:***{}", &rest[..colon], &rest[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn endpoint(
     section: &str,
     url: &str,
@@ -343,11 +425,43 @@ fn endpoint(
 ) -> Result<Endpoint, ConfigError> {
     if !url.starts_with("mysql://") {
         return err(format!(
-            "[{section}] url {url:?} must start with mysql:// (e.g. mysql://archiver@db1:3306/shop)"
+            "[{section}] url {:?} must start with mysql:// (e.g. mysql://archiver@db1:3306/shop)",
+            masked_url(url)
         ));
     }
-    let opts = mysql_async::Opts::from_url(url)
-        .map_err(|e| ConfigError(format!("[{section}] url is not a valid MySQL URL: {e}")))?;
+    // Refuse a password before anything else looks at (and might echo) the url.
+    let authority = url["mysql://".len()..]
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    if authority.contains('@') && authority[..authority.rfind('@').unwrap_or(0)].contains(':') {
+        return err(format!("[{section}] url contains a password; passwords never go in the job file: remove it from the url and set password_env or password_file"));
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        let findings: Vec<String> = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .filter_map(|pair| url_param_finding(section, pair.split('=').next().unwrap_or("")))
+            .collect();
+        if !findings.is_empty() {
+            return err(findings.join("; "));
+        }
+    }
+    // A url is operator input and the parser is the driver's: should it panic on some input,
+    // that is the same configuration error as any other bad url, never exit 101. (The panic
+    // seen in practice, `require_ssl=true` in a build without TLS, comes at connect time and is
+    // refused above.)
+    let parsed = std::panic::catch_unwind(|| mysql_async::Opts::from_url(url));
+    let opts = match parsed {
+        Ok(Ok(opts)) => opts,
+        Ok(Err(e)) => return err(format!("[{section}] url is not a valid MySQL URL: {e}")),
+        Err(_) => {
+            return err(format!(
+                "[{section}] url {:?} is not a valid MySQL URL; write it as mysql://USER@HOST:PORT/DATABASE",
+                masked_url(url)
+            ))
+        }
+    };
     if opts.pass().is_some() {
         return err(format!("[{section}] url contains a password; passwords never go in the job file: remove it from the url and set password_env or password_file"));
     }
@@ -362,26 +476,27 @@ fn endpoint(
                 "[{section}] sets both password_env and password_file; keep one"
             ))
         }
-        (Some(var), None) => Some(env(var).ok_or_else(|| {
-            ConfigError(format!(
-                "[{section}] password_env names {var}, which is not set in the environment"
-            ))
-        })?),
+        (Some(var), None) => match env(var) {
+            Some(password) => Password::Given(password),
+            None => Password::Unavailable(format!(
+                "[{section}] password_env names {var}, which is not set in the environment; export it, or use password_file"
+            )),
+        },
         (None, Some(file)) => {
             let path = if file.is_relative() {
                 base.join(file)
             } else {
                 file.clone()
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError(format!(
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Password::Given(text.lines().next().unwrap_or("").to_string()),
+                Err(e) => Password::Unavailable(format!(
                     "[{section}] cannot read password_file {}: {e}",
                     path.display()
-                ))
-            })?;
-            Some(text.lines().next().unwrap_or("").to_string())
+                )),
+            }
         }
-        (None, None) => None,
+        (None, None) => Password::None,
     };
     Ok(Endpoint {
         url: url.to_string(),
@@ -451,7 +566,8 @@ wal_dir = "wal"
         assert_eq!(config.batch_rows, 500);
         assert_eq!(config.attempts_max, ATTEMPTS_MAX_DEFAULT);
         assert_eq!(config.wal_dir, Path::new("/etc/archiver/wal"));
-        assert_eq!(config.source.password.as_deref(), Some("secret"));
+        let opts = config.source.connect_opts().unwrap();
+        assert_eq!(opts.pass(), Some("secret"));
         assert_eq!(config.source.server(), "127.0.0.1:3407");
         assert!(!format!("{config:?}").contains("secret"));
     }
@@ -482,11 +598,6 @@ wal_dir = "wal"
                 "batch_rows = 0",
                 "batch_rows = 0 is out of range",
             ),
-            (
-                "password_env = \"PW\"",
-                "password_env = \"NOPE\"",
-                "NOPE, which is not set",
-            ),
             ("archiver@127", "archiver:pw@127", "url contains a password"),
             (
                 "table = \"rewards\"",
@@ -508,14 +619,91 @@ wal_dir = "wal"
                 "postgres://archiver@",
                 "must start with mysql://",
             ),
+            (
+                "3407/shop",
+                "3407/shop?require_ssl=true",
+                "TLS is not supported by this build yet",
+            ),
+            (
+                "3407/shop",
+                "3407/shop?verify_ca=false&pool_max=3&sslmode=on",
+                "\"pool_max\" is refused: it sets the driver's connection pool",
+            ),
+            (
+                "3407/shop",
+                "3407/shop?sslmode=on",
+                "\"sslmode\" is refused: it is not a parameter archiver knows",
+            ),
+            (
+                "3407/shop",
+                "3407/shop?client_found_rows=true",
+                "affected-row counts",
+            ),
+            (
+                "3407/shop",
+                "3407/shop?compression=",
+                "not a valid MySQL URL",
+            ),
+            (
+                "3407/shop",
+                "3407/shop?tcp_nodelay=maybe",
+                "not a valid MySQL URL",
+            ),
+            ("127.0.0.1:3407", "127.0.0.1:port", "not a valid MySQL URL"),
         ];
         for (from, to, expected) in cases {
             let text = GOOD.replacen(from, to, 1);
-            let message = parse(&text).unwrap_err().0;
+            let message = match parse(&text) {
+                Ok(_) => panic!("{to}: accepted"),
+                Err(e) => e.0,
+            };
             assert!(
                 message.contains(expected),
                 "{to}: expected {expected:?} in {message:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_missing_password_is_an_error_only_when_connecting() {
+        let text = GOOD.replacen("password_env = \"PW\"", "password_env = \"NOPE\"", 1);
+        let config = parse(&text).expect("status, replay and reset need no password");
+        let message = config.source.connect_opts().unwrap_err().0;
+        assert!(message.contains("NOPE, which is not set"), "{message}");
+        let text = GOOD.replacen(
+            "password_env = \"PW\"",
+            "password_file = \"/nonexistent/pw\"",
+            1,
+        );
+        let config = parse(&text).expect("parsed without reading the file's absence as fatal");
+        let message = config.source.connect_opts().unwrap_err().0;
+        assert!(
+            message.contains("cannot read password_file /nonexistent/pw"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn urls_are_never_echoed_with_their_password() {
+        for (url, shown) in [
+            ("postgres://u:secret@h/db", "postgres://u:***@h/db"),
+            ("u:secret@h:3306/db", "u:***@h:3306/db"),
+            ("mysql2://u:s3/cr@t@h/db", "mysql2://u:***@h/db"),
+            ("postgres://u@h:5432/db", "postgres://u@h:5432/db"),
+            ("h:3306", "h:3306"),
+        ] {
+            assert_eq!(masked_url(url), shown, "{url}");
+        }
+        for url in [
+            "postgres://u:secret@h/db",
+            "mysql://u:secret@h/db?require_ssl=true",
+            "mysql://u:secret@h/db?compression=",
+            "mysql://u:secret@h:notaport/db",
+            "MYSQL://u:secret@h/db",
+        ] {
+            let text = GOOD.replacen("mysql://archiver@127.0.0.1:3407/shop", url, 1);
+            let message = parse(&text).unwrap_err().0;
+            assert!(!message.contains("secret"), "{url}: {message}");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Row, Value};
 
-use crate::config::Endpoint;
+use crate::config::{ConfigError, Endpoint};
 use crate::event::{ErrorClass, Key, KeyValue};
 use crate::sql::{self, Queries, Statement};
 
@@ -125,11 +125,33 @@ pub fn classify(error: &anyhow::Error) -> ErrorClass {
     }
 }
 
+/// A failed connect as the operator should read it: the server's refusals that only the job
+/// file or the server's grants can fix (no such database, access denied) are configuration
+/// errors naming what to do; anything else keeps the driver's error for classification.
+fn connect_error(error: mysql_async::Error, endpoint: &Endpoint) -> anyhow::Error {
+    let server = endpoint.server();
+    if let mysql_async::Error::Server(e) = &error {
+        let advice = match e.code {
+            1049 => Some("the url names a database the server does not have; fix the url or create the database"),
+            1044 | 1045 => Some("check the url's user, the password source, and the user's grants (README: minimal grants)"),
+            _ => None,
+        };
+        if let Some(advice) = advice {
+            return ConfigError(format!(
+                "cannot connect to {server}: {} (error {}); {advice}",
+                e.message, e.code
+            ))
+            .into();
+        }
+    }
+    anyhow::Error::new(error).context(format!("cannot connect to {server}"))
+}
+
 /// Opens a connection and sets the job's session options.
 pub async fn connect(endpoint: &Endpoint, lock_wait_timeout_s: u32) -> anyhow::Result<Conn> {
-    let mut conn = Conn::new(endpoint.connect_opts()).await.map_err(|e| {
-        anyhow::Error::new(e).context(format!("cannot connect to {}", endpoint.server()))
-    })?;
+    let mut conn = Conn::new(endpoint.connect_opts()?)
+        .await
+        .map_err(|e| connect_error(e, endpoint))?;
     for statement in sql::session_setup(lock_wait_timeout_s) {
         conn.query_drop(statement).await?;
     }

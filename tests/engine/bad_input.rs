@@ -96,6 +96,46 @@ const CASES: &[Case] = &[
         message: &["url contains a password"],
     },
     Case {
+        name: "missing database",
+        setup: &[],
+        edit: &[("\"\npassword_env", "_gone\"\npassword_env")],
+        env: &[],
+        code: 64,
+        message: &["cannot connect to 127.0.0.1:", "Unknown database"],
+    },
+    Case {
+        name: "TLS asked of a build without it",
+        setup: &[],
+        edit: &[("\"\npassword_env", "?require_ssl=true\"\npassword_env")],
+        env: &[],
+        code: 64,
+        message: &["url parameter \"require_ssl\" is refused", "TLS is not supported by this build yet"],
+    },
+    Case {
+        name: "url parameter the job does not know",
+        setup: &[],
+        edit: &[("\"\npassword_env", "?prefer_socket=false&ssl-mode=REQUIRED&pool_max=2\"\npassword_env")],
+        env: &[],
+        code: 64,
+        message: &["\"ssl-mode\" is refused: it is not a parameter", "\"pool_max\" is refused"],
+    },
+    Case {
+        name: "url of another scheme, with a password",
+        setup: &[],
+        edit: &[("mysql://archiver@", "postgres://archiver:archiver-pw@")],
+        env: &[],
+        code: 64,
+        message: &["must start with mysql://", "postgres://archiver:***@127.0.0.1:"],
+    },
+    Case {
+        name: "url that is not a url, with a password",
+        setup: &[],
+        edit: &[("mysql://archiver@127.0.0.1:", "mysql://archiver:archiver-pw@127.0.0.1:port")],
+        env: &[],
+        code: 64,
+        message: &["url contains a password"],
+    },
+    Case {
         name: "unreachable server",
         setup: &[],
         edit: &[("@127.0.0.1:", "@127.0.0.1:1"), ("[job]\n", "[job]\nreconnect_timeout_s = 1\n")],
@@ -126,39 +166,43 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             text = text.replacen(from, to, 1);
         }
         std::fs::write(&job.config, text).unwrap();
-        let mut command = job.command("run");
-        for (key, value) in case.env {
-            command.env(key, value);
-        }
-        let output = command.output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(case.code),
-            "{}: {stderr}",
-            case.name
-        );
-        for fragment in case.message {
+        // The dry run refuses what the run refuses, with the same code and message.
+        for args in [&["--dry-run"][..], &[][..]] {
+            let mut command = job.command("run");
+            command.args(args);
+            for (key, value) in case.env {
+                command.env(key, value);
+            }
+            let output = command.output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(case.code),
+                "{} {args:?}: {stderr}",
+                case.name
+            );
+            for fragment in case.message {
+                assert!(
+                    stderr.contains(fragment),
+                    "{}: expected {fragment:?} in {stderr}",
+                    case.name
+                );
+            }
+            // One line, or a refusal listing several findings, one indented line each.
+            let extra_lines = stderr.lines().skip(1).collect::<Vec<_>>();
             assert!(
-                stderr.contains(fragment),
-                "{}: expected {fragment:?} in {stderr}",
+                extra_lines.is_empty()
+                    || (stderr.contains("refused before any row moves")
+                        && extra_lines.iter().all(|l| l.starts_with("  - "))),
+                "{}: one line, or a list of findings: {stderr}",
+                case.name
+            );
+            assert!(
+                !stderr.contains("archiver-pw"),
+                "{}: password leaked: {stderr}",
                 case.name
             );
         }
-        // One line, or a refusal listing several findings, one indented line each.
-        let extra_lines = stderr.lines().skip(1).collect::<Vec<_>>();
-        assert!(
-            extra_lines.is_empty()
-                || (stderr.contains("refused before any row moves")
-                    && extra_lines.iter().all(|l| l.starts_with("  - "))),
-            "{}: one line, or a list of findings: {stderr}",
-            case.name
-        );
-        assert!(
-            !stderr.contains("archiver-pw"),
-            "{}: password leaked: {stderr}",
-            case.name
-        );
         assert_eq!(
             db.checksum("src"),
             source_before,
@@ -270,4 +314,85 @@ pub fn dir_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     files.sort();
     files
+}
+
+/// `status`, `replay` and `reset` never connect, so they work where the job's password is not
+/// available (an operator's shell rather than cron's environment); `run` still refuses, 64.
+#[test]
+fn status_replay_and_reset_need_no_password() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "nopw", 300);
+    // The archive refuses one row, so the log holds a parked batch for reset to act on.
+    db.exec(
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON arch FOR EACH ROW
+         IF NEW.code = 'c12' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'; END IF",
+    );
+    let job = Job::new(
+        &sandbox,
+        &db,
+        MIXED_PREDICATE,
+        "batch_rows = 20\nattempts_max = 1\n\n[safety]\nallow_triggers = [\"refuse_one\"]",
+    );
+    assert_exit(&job.archiver("run", &[]), 3, "run with a parked batch");
+    let source_before = db.checksum("src");
+    let archive_before = db.checksum("arch");
+    let wal_before = dir_bytes(&job.wal_dir);
+
+    let without_password = |args: &[&str]| {
+        job.command(args[0])
+            .args(&args[1..])
+            .env_remove("ARCHIVER_PASSWORD")
+            .output()
+            .unwrap()
+    };
+    let output = without_password(&["status", "--format", "json"]);
+    assert_success(&output, "status without a password");
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        status["problem_batches"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
+    let output = common::archiver_cmd()
+        .env_remove("ARCHIVER_PASSWORD")
+        .args(["replay", "--inspect", "--wal-dir"])
+        .arg(&job.wal_dir)
+        .output()
+        .unwrap();
+    assert_success(&output, "replay --inspect without a password");
+    assert_eq!(
+        dir_bytes(&job.wal_dir),
+        wal_before,
+        "status and inspect only read"
+    );
+
+    let output = without_password(&["reset", "--failed"]);
+    assert_success(&output, "reset without a password");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("reset 1 batch"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let events = job.events();
+    assert_eq!(
+        events.iter().filter(|(t, _)| t == "BatchReset").count(),
+        1,
+        "reset recorded in the WAL"
+    );
+
+    // A run needs the password: refused before anything moves, with the variable named.
+    let output = without_password(&["run"]);
+    assert_exit(&output, 64, "run without a password");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ARCHIVER_PASSWORD, which is not set"),
+        "{stderr}"
+    );
+    assert_eq!(db.checksum("src"), source_before);
+    assert_eq!(db.checksum("arch"), archive_before);
+    assert_eq!(
+        job.events().len(),
+        events.len(),
+        "a refused run appends nothing"
+    );
 }
