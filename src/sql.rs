@@ -66,6 +66,11 @@ pub const FOREIGN_KEYS_FROM: &str = "SELECT DISTINCT CONSTRAINT_NAME, REFERENCED
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL \
      ORDER BY CONSTRAINT_NAME";
 
+/// Stored functions not declared DETERMINISTIC that the job's user can see: schema, name.
+pub const NON_DETERMINISTIC_ROUTINES: &str = "SELECT ROUTINE_SCHEMA, ROUTINE_NAME \
+     FROM information_schema.ROUTINES \
+     WHERE ROUTINE_TYPE = 'FUNCTION' AND IS_DETERMINISTIC = 'NO'";
+
 /// Whether the server writes a binary log, and in which format.
 pub const BINLOG_SETTINGS: &str =
     "SELECT @@log_bin, @@SESSION.sql_log_bin, @@SESSION.binlog_format";

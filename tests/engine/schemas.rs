@@ -380,6 +380,39 @@ fn predicates_that_change_under_the_batch_are_refused() {
         let job = Job::new(&sandbox, &db, predicate, "");
         assert_refused(&job, &mut db, &["src", "arch"], &[fragment]);
     }
+    // A stored function not declared DETERMINISTIC is refused, however it is called.
+    for call in [
+        "coin_flip(tenant)",
+        "`Coin_Flip` (tenant)",
+        "{db}.coin_flip(tenant)",
+    ] {
+        let mut db = mixed_db(&sandbox, "pred_fn", 200);
+        db.exec(
+            "CREATE FUNCTION coin_flip(t INT) RETURNS INT NOT DETERMINISTIC NO SQL RETURN RAND() < 0.5",
+        );
+        let predicate = format!("tenant < 3 AND {}", call.replace("{db}", db.name()));
+        let job = Job::new(&sandbox, &db, &predicate, "");
+        assert_refused(
+            &job,
+            &mut db,
+            &["src", "arch"],
+            &[
+                "calls the stored function `",
+                "`coin_flip`, which is not declared DETERMINISTIC",
+            ],
+        );
+    }
+    // One declared DETERMINISTIC is trusted (the declaration is the operator's word).
+    let mut db = mixed_db(&sandbox, "pred_det", 200);
+    db.exec("CREATE FUNCTION tenant_is_old(t INT) RETURNS INT DETERMINISTIC NO SQL RETURN t < 3");
+    let predicate = "tenant_is_old(tenant) AND happened < '2024-01-02'";
+    let matching = count_matching(&mut db, predicate);
+    assert!(matching > 0);
+    let original = db.checksum("src");
+    let job = Job::new(&sandbox, &db, predicate, "");
+    assert_success(&job.archiver("run", &[]), "deterministic stored function");
+    assert_moved(&mut db, predicate, original, matching);
+
     // NOW() is pinned per run, and a string that mentions RAND() is no call: both accepted.
     let mut db = mixed_db(&sandbox, "pred_ok", 200);
     let predicate = "happened < NOW() AND COALESCE(label, 'RAND()') <> 'UUID()'";
