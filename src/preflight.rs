@@ -376,13 +376,16 @@ const NON_DETERMINISTIC_FUNCTIONS: &[&str] = &[
     "RANDOM_BYTES",
 ];
 
-/// A word of the predicate outside strings and comments: bare or backquoted, and whether an
-/// opening parenthesis follows it (a function call).
+/// A word of the predicate outside strings and comments: bare or backquoted, whether an
+/// opening parenthesis follows it (a function call), and whether a dot follows it (it
+/// qualifies a name: `t.col`, `db.t`) or precedes it (it is qualified).
 #[derive(Debug, PartialEq)]
 struct Word {
     text: String,
     quoted: bool,
     call: bool,
+    dot_after: bool,
+    dot_before: bool,
 }
 
 /// Splits SQL into words, skipping string literals and comments. Also reports user variables
@@ -391,12 +394,14 @@ fn words(sql: &str) -> Vec<Word> {
     let chars: Vec<char> = sql.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
-    let next_is_paren = |mut j: usize| {
+    let next_is = |mut j: usize, wanted: char| {
         while j < chars.len() && chars[j].is_whitespace() {
             j += 1;
         }
-        chars.get(j) == Some(&'(')
+        chars.get(j) == Some(&wanted)
     };
+    let previous_is_dot =
+        |start: usize| chars[..start].iter().rev().find(|c| !c.is_whitespace()) == Some(&'.');
     while i < chars.len() {
         let c = chars[i];
         match c {
@@ -417,6 +422,7 @@ fn words(sql: &str) -> Vec<Word> {
             }
             '`' => {
                 let mut text = String::new();
+                let start = i;
                 i += 1;
                 while i < chars.len() {
                     if chars[i] == '`' && chars.get(i + 1) == Some(&'`') {
@@ -433,7 +439,9 @@ fn words(sql: &str) -> Vec<Word> {
                 out.push(Word {
                     text,
                     quoted: true,
-                    call: next_is_paren(i),
+                    call: next_is(i, '('),
+                    dot_after: next_is(i, '.'),
+                    dot_before: previous_is_dot(start),
                 });
             }
             '#' => {
@@ -473,6 +481,8 @@ fn words(sql: &str) -> Vec<Word> {
                     text: chars[start..i].iter().collect(),
                     quoted: false,
                     call: false,
+                    dot_after: false,
+                    dot_before: false,
                 });
             }
             c if c.is_alphabetic() || c == '_' || c == '$' => {
@@ -486,7 +496,9 @@ fn words(sql: &str) -> Vec<Word> {
                 out.push(Word {
                     text,
                     quoted: false,
-                    call: next_is_paren(i),
+                    call: next_is(i, '('),
+                    dot_after: next_is(i, '.'),
+                    dot_before: previous_is_dot(start),
                 });
             }
             c if c.is_ascii_digit() => {
@@ -502,7 +514,16 @@ fn words(sql: &str) -> Vec<Word> {
 
 /// What is wrong with the predicate itself: non-deterministic functions, user variables,
 /// sequences, and (with the archive on the source server) the archive table named in it.
-pub fn predicate_findings(predicate: &str, archive: Option<&TableName>) -> Vec<String> {
+///
+/// A word spelled like the archive table is taken as the table, except when the source has a
+/// column of that name: then only where it can only be a table (after FROM or JOIN, qualifying
+/// a name as in `arch.col`, or qualified by the archive's schema), so that `archive = 0` on a
+/// column named like the table is no finding. `source_columns` may be empty (source unknown).
+pub fn predicate_findings(
+    predicate: &str,
+    archive: Option<&TableName>,
+    source_columns: &[String],
+) -> Vec<String> {
     let mut findings = Vec::new();
     let words = words(predicate);
     for (i, word) in words.iter().enumerate() {
@@ -532,7 +553,22 @@ pub fn predicate_findings(predicate: &str, archive: Option<&TableName>) -> Vec<S
             ));
         }
         if let Some(archive) = archive {
-            if word.text == archive.table {
+            let also_a_column = source_columns
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&archive.table));
+            let previous = i.checked_sub(1).and_then(|j| words.get(j));
+            let table_position = word.dot_after
+                || previous.is_some_and(|p| {
+                    ["FROM", "JOIN"].contains(&p.text.to_ascii_uppercase().as_str())
+                        || (word.dot_before && p.text == archive.schema)
+                });
+            // `other.arch` is another schema's table, or a column of another table.
+            let qualified_elsewhere =
+                word.dot_before && previous.is_none_or(|p| p.text != archive.schema);
+            if word.text == archive.table
+                && !qualified_elsewhere
+                && (!also_a_column || table_position)
+            {
                 findings.push(format!(
                     "[job] where names the archive table `{}`: every copy changes what the predicate selects, so a batch's copy and delete would disagree; select rows by the source's own columns",
                     archive.table
@@ -904,10 +940,6 @@ pub async fn check(
     let mut findings = Vec::new();
     findings.extend(wal_dir_findings(&config.wal_dir));
     let same_server = config.archive.is_none();
-    findings.extend(predicate_findings(
-        &config.predicate,
-        same_server.then_some(archive_name),
-    ));
     findings.extend(stored_function_findings(conn, &config.predicate).await?);
     findings.extend(binlog_finding(conn, &source_server).await?);
     let source = table_or_finding(
@@ -949,6 +981,15 @@ pub async fn check(
             .await?
         }
     };
+    let source_columns: Vec<String> = source
+        .iter()
+        .flat_map(|s| s.defined_columns.clone())
+        .collect();
+    findings.extend(predicate_findings(
+        &config.predicate,
+        same_server.then_some(archive_name),
+        &source_columns,
+    ));
     let (Some(source), Some(archive)) = (source, archive) else {
         return Err(Refusal::findings(findings).into());
     };
@@ -1241,14 +1282,39 @@ mod tests {
             ("archived = 0", &[]),
         ];
         for (predicate, expected) in cases {
-            let found = predicate_findings(predicate, Some(&archive));
+            let found = predicate_findings(predicate, Some(&archive), &[]);
             assert_eq!(found.len(), expected.len(), "{predicate}: {found:#?}");
             for (f, e) in found.iter().zip(expected.iter()) {
                 assert!(f.contains(e), "{predicate}: {f}");
             }
         }
         // With the archive on its own server, a table of that name on the source is another one.
-        assert!(predicate_findings("id IN (SELECT id FROM arch)", None).is_empty());
+        assert!(predicate_findings("id IN (SELECT id FROM arch)", None, &[]).is_empty());
+        assert!(
+            predicate_findings("id IN (SELECT id FROM other.arch)", Some(&archive), &[]).is_empty()
+        );
+        assert!(
+            predicate_findings("id IN (SELECT x.arch FROM t x)", Some(&archive), &[]).is_empty()
+        );
+        // A source column spelled like the archive table is a column, except where only a
+        // table can stand.
+        let columns = ["id".to_string(), "ARCH".to_string()];
+        for (predicate, refused) in [
+            ("arch = 0", false),
+            ("src.arch = 0 AND `arch` > 1", false),
+            ("id IN (SELECT id FROM arch)", true),
+            (
+                "id IN (SELECT 1 FROM src s JOIN `arch` x ON x.id = s.id)",
+                true,
+            ),
+            ("EXISTS (SELECT 1 FROM dual WHERE arch.id = 1)", true),
+            ("id IN (SELECT id FROM db.arch)", true),
+            ("id IN (SELECT id FROM other.arch)", false),
+            ("id IN (SELECT id FROM `db` . `arch`)", true),
+        ] {
+            let found = predicate_findings(predicate, Some(&archive), &columns);
+            assert_eq!(!found.is_empty(), refused, "{predicate}: {found:#?}");
+        }
     }
 
     #[test]

@@ -78,33 +78,49 @@ fn table_names_like_aliases_or_keywords_keep_differing_rows() {
         ("t", "a_t"),
         ("order", "select"),
         ("we`ird name", "a"),
+        ("my.table", "tâble ünï ☃"),
+        ("x", "arch.2024"),
     ] {
         let mut db = sandbox.fresh_database("alias");
         let (s, a) = (common::ident(source), common::ident(archive));
+        // Columns named like the tables and aliases too: `a` is the key, `select` and `a.b`
+        // hold values, `src` is compared like any other.
         db.exec(&format!(
-            "CREATE TABLE {s} (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL, n INT NULL)"
+            "CREATE TABLE {s} (`a` INT PRIMARY KEY, `select` VARCHAR(20) NOT NULL, `a.b` INT NULL, `src` CHAR(1) NULL)"
         ));
         db.exec(&format!(
-            "INSERT INTO {s} SELECT seq, CONCAT('v', seq), seq FROM seq_1_to_20"
+            "INSERT INTO {s} SELECT seq, CONCAT('v', seq), seq, 'x' FROM seq_1_to_20"
         ));
         db.exec(&format!("CREATE TABLE {a} LIKE {s}"));
         // Under key 3 the archive holds a different row; under key 4 an identical one.
         db.exec(&format!(
-            "INSERT INTO {a} VALUES (3, 'other', 3), (4, 'v4', 4)"
+            "INSERT INTO {a} VALUES (3, 'other', 3, 'x'), (4, 'v4', 4, 'x')"
         ));
         let original = db.checksum(source);
-        let job = job_for(&sandbox, &db, source, archive, "id <= 10", "batch_rows = 4");
+        // A name holding a dot is written quoted in the job file.
+        let config_name = |name: &str| match name.contains('.') {
+            true => common::ident(name),
+            false => name.to_string(),
+        };
+        let job = job_for(
+            &sandbox,
+            &db,
+            &config_name(source),
+            &config_name(archive),
+            "`a` <= 10",
+            "batch_rows = 4",
+        );
         let output = job.archiver("run", &[]);
         assert_exit(
             &output,
             3,
             &format!("{source} -> {archive}: conflict needs attention"),
         );
-        let left: Vec<i32> = db.query_rows(&format!("SELECT id FROM {s} WHERE id <= 10"));
+        let left: Vec<i32> = db.query_rows(&format!("SELECT `a` FROM {s} WHERE `a` <= 10"));
         assert_eq!(left, vec![3], "{source}: only the conflicting row stays");
-        let kept: String = db.query_scalar(&format!("SELECT v FROM {s} WHERE id = 3"));
+        let kept: String = db.query_scalar(&format!("SELECT `select` FROM {s} WHERE `a` = 3"));
         assert_eq!(kept, "v3");
-        let archived: String = db.query_scalar(&format!("SELECT v FROM {a} WHERE id = 3"));
+        let archived: String = db.query_scalar(&format!("SELECT `select` FROM {a} WHERE `a` = 3"));
         assert_eq!(
             archived, "other",
             "the archive's differing row is left as it was"
@@ -115,7 +131,7 @@ fn table_names_like_aliases_or_keywords_keep_differing_rows() {
         );
         // The rows outside the predicate are untouched; nothing was lost.
         assert_eq!(
-            db.query_scalar::<u64>(&format!("SELECT COUNT(*) FROM {s} WHERE id > 10")),
+            db.query_scalar::<u64>(&format!("SELECT COUNT(*) FROM {s} WHERE `a` > 10")),
             10
         );
         let union = db.checksum_union(source, archive);
