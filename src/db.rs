@@ -65,7 +65,8 @@ fn from_value(value: Value) -> anyhow::Result<KeyValue> {
         Value::Time(neg, d, h, i, s, us) => KeyValue::Time(neg, d, h, i, s, us),
         Value::NULL => anyhow::bail!("the server returned NULL for a primary key column"),
         Value::Float(_) | Value::Double(_) => {
-            anyhow::bail!("floating-point primary key columns are not supported")
+            // The pre-flight refuses such keys; reaching this is a bug, not bad input.
+            anyhow::bail!("floating-point primary key columns are not supported (the pre-flight should have refused this table)")
         }
     })
 }
@@ -349,14 +350,12 @@ async fn batch_statements(
 /// Most placeholders one prepared statement may carry (the protocol counts them in 16 bits).
 const PLACEHOLDERS_MAX: usize = 65_535;
 
-/// A row as the server sent it (binary protocol), in [`Queries::select_batch`] column order.
+/// A row as the server sent it (binary protocol), in [`Queries::select_batch`] column order:
+/// the copied columns, then the key as the statements compare it.
 pub type RowValues = Vec<Value>;
 
-fn key_of(row: &[Value], positions: &[usize]) -> anyhow::Result<Key> {
-    positions
-        .iter()
-        .map(|&i| from_value(row[i].clone()))
-        .collect()
+fn key_of(row: &[Value], positions: std::ops::Range<usize>) -> anyhow::Result<Key> {
+    row[positions].iter().cloned().map(from_value).collect()
 }
 
 /// Archive on another server, step 1: starts the source transaction and locks the batch's
@@ -385,9 +384,9 @@ async fn archived_rows(
     let positions = queries.key_positions();
     let keys = rows
         .iter()
-        .map(|row| key_of(row, &positions))
+        .map(|row| key_of(row, positions.clone()))
         .collect::<anyhow::Result<Vec<Key>>>()?;
-    let keys_per_statement = (PLACEHOLDERS_MAX / positions.len()).max(1);
+    let keys_per_statement = (PLACEHOLDERS_MAX / positions.len().max(1)).max(1);
     let mut by_key = std::collections::HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(keys_per_statement) {
         let statement = queries.select_archived(chunk);
@@ -396,7 +395,7 @@ async fn archived_rows(
             .await?;
         for row in archived {
             let row = row.unwrap();
-            by_key.insert(key_of(&row, &positions)?, row);
+            by_key.insert(key_of(&row, positions.clone())?, row);
         }
     }
     Ok(by_key)
@@ -433,14 +432,19 @@ async fn insert_missing(
     let present = archived_rows(archive, queries, rows).await?;
     let mut missing = Vec::new();
     for row in rows {
-        if !present.contains_key(&key_of(row, &positions)?) {
+        if !present.contains_key(&key_of(row, positions.clone())?) {
             missing.push(row);
         }
     }
     let rows_per_statement = (PLACEHOLDERS_MAX / queries.source.columns.len()).max(1);
     let mut copied = 0;
     for chunk in missing.chunks(rows_per_statement) {
-        let values: Vec<Value> = chunk.iter().copied().flatten().cloned().collect();
+        // The copied columns only; the key read after them is not the archive's to store.
+        let copied_columns = queries.source.columns.len();
+        let values: Vec<Value> = chunk
+            .iter()
+            .flat_map(|row| row[..copied_columns].iter().cloned())
+            .collect();
         archive
             .exec_drop(queries.insert_rows(chunk.len()), Params::Positional(values))
             .await?;
@@ -467,7 +471,7 @@ pub async fn delete_archived(
     let mut conflicts = Vec::new();
     let mut missing = Vec::new();
     for row in &locked {
-        let key = key_of(row, &positions)?;
+        let key = key_of(row, positions.clone())?;
         match by_key.get(&key) {
             Some(copy) if copy == row => identical.push(key),
             Some(_) => conflicts.push(key),
@@ -482,7 +486,7 @@ pub async fn delete_archived(
         }
         .into());
     }
-    let keys_per_statement = (PLACEHOLDERS_MAX / positions.len()).max(1);
+    let keys_per_statement = (PLACEHOLDERS_MAX / positions.len().max(1)).max(1);
     let mut deleted = 0;
     for chunk in identical.chunks(keys_per_statement) {
         let statement = queries.delete_keys(chunk);

@@ -132,6 +132,17 @@ impl TableInfo {
             columns: copied.clone().map(|c| c.name.clone()).collect(),
             key: self.key(),
             text_columns: copied.filter(|c| c.text).map(|c| c.name.clone()).collect(),
+            numeric_keys: self
+                .columns
+                .iter()
+                .filter(|c| {
+                    ["bit", "enum(", "set("]
+                        .iter()
+                        .any(|kind| c.column_type.starts_with(kind))
+                })
+                .map(|c| c.name.clone())
+                .filter(|c| self.key().contains(c))
+                .collect(),
         }
     }
 }
@@ -247,7 +258,16 @@ fn key_findings(info: &TableInfo, name: &TableName, role: &str) -> Vec<String> {
             "the primary key of {role} table {name} is on a column prefix ({}): two different rows can share a key, so a copy could collide with a different row; use a primary key on whole columns",
             primary.describe()
         )],
-        Some(_) => vec![],
+        Some(primary) => primary
+            .columns
+            .iter()
+            .filter_map(|(column, _)| info.columns.iter().find(|c| &c.name == column))
+            .filter(|c| c.column_type.starts_with("float") || c.column_type.starts_with("double"))
+            .map(|c| format!(
+                "the primary key of {role} table {name} includes the floating-point column `{}` ({}): a batch ends at a key read back from the server, and approximate values cannot be carried and compared exactly, so archiver refuses floating-point keys; key the table on exact types (INT, DECIMAL, ...)",
+                c.name, c.column_type
+            ))
+            .collect(),
     }
 }
 

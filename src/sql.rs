@@ -137,6 +137,12 @@ pub struct TableShape {
     /// Columns holding text (CHAR, VARCHAR, TEXT, ENUM, SET, JSON): compared byte for byte,
     /// because their collation may call `'a'` and `'A '` equal while the rows differ.
     pub text_columns: Vec<String>,
+    /// Key columns of type BIT, ENUM or SET, read as `col + 0`. The server sends their values
+    /// as bytes (a BIT's bits, an ENUM's member text) that do not compare back as the key: a
+    /// BIT compared with a string is converted through DECIMAL (an error in a strict DELETE, a
+    /// silent 0 in a SELECT that ends the run early), and `enum > 'text'` compares text while
+    /// the key orders by member index. As a number they compare and order exactly as the key.
+    pub numeric_keys: Vec<String>,
 }
 
 impl TableShape {
@@ -154,6 +160,19 @@ impl TableShape {
         self.key
             .iter()
             .map(|c| self.col(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The key columns as a select list, fully qualified, [`TableShape::numeric_keys`] read
+    /// as numbers: what every statement that returns keys returns.
+    fn key_select(&self) -> String {
+        self.key
+            .iter()
+            .map(|c| match self.numeric_keys.contains(c) {
+                true => format!("{} + 0", self.col(c)),
+                false => self.col(c),
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -177,18 +196,26 @@ impl TableShape {
             .join(", ")
     }
 
-    /// `key IN (...)` for `keys` keys, with one `?` per key column.
+    /// The condition "the key is one of `keys` keys", with one `?` per key column, key after
+    /// key. A single-column key is `key IN (?, ...)`; a composite key is an OR of
+    /// `(a = ? AND b = ?)` terms, never a row constructor `(a, b) IN ((?, ?), ...)`: MariaDB
+    /// 10.11 compares a row constructor's strings without converting them to the column's
+    /// character set, so `(g, k) IN ((1, 'å'))` on a latin1 `k` misses the row 'å' and
+    /// matches a row 'Ã¥' (the UTF-8 bytes of 'å' read as latin1). The optimizer turns either
+    /// form into the same primary-key ranges.
     fn key_in(&self, keys: usize) -> String {
-        let width = self.key.len();
-        let (target, tuple) = if width == 1 {
-            (self.col(&self.key[0]), "?".to_string())
-        } else {
-            (
-                format!("({})", self.key_list()),
-                format!("({})", vec!["?"; width].join(", ")),
-            )
-        };
-        format!("{target} IN ({})", vec![tuple; keys].join(", "))
+        if let [column] = self.key.as_slice() {
+            return format!("{} IN ({})", self.col(column), vec!["?"; keys].join(", "));
+        }
+        let one = format!(
+            "({})",
+            self.key
+                .iter()
+                .map(|c| format!("{} = ?", self.col(c)))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        format!("({})", vec![one; keys].join(" OR "))
     }
 }
 
@@ -303,7 +330,7 @@ impl Queries {
         Statement {
             sql: format!(
                 "SELECT {} FROM {} ORDER BY {desc} LIMIT 1",
-                self.source.key_list(),
+                self.source.key_select(),
                 self.source.name()
             ),
             params: vec![],
@@ -318,7 +345,7 @@ impl Queries {
         Statement {
             sql: format!(
                 "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {} LIMIT {rows}",
-                self.source.key_list(),
+                self.source.key_select(),
                 self.source.name(),
                 self.source.key_list()
             ),
@@ -335,7 +362,7 @@ impl Queries {
         Statement {
             sql: format!(
                 "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {} FOR UPDATE",
-                self.source.key_list(),
+                self.source.key_select(),
                 self.source.name(),
                 self.source.key_list()
             ),
@@ -415,7 +442,7 @@ impl Queries {
         Statement {
             sql: format!(
                 "SELECT {}, {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {}",
-                self.source.key_list(),
+                self.source.key_select(),
                 self.archive_match(false),
                 self.source.name(),
                 self.source.key_list()
@@ -428,29 +455,24 @@ impl Queries {
 /// Statements for an archive on another server, where copy and delete are separate
 /// transactions on separate connections and rows travel through the client.
 impl Queries {
-    /// Positions of the key columns within [`TableShape::columns`], in key order.
-    pub fn key_positions(&self) -> Vec<usize> {
-        self.source
-            .key
-            .iter()
-            .map(|k| {
-                self.source
-                    .columns
-                    .iter()
-                    .position(|c| c == k)
-                    .expect("key columns are copied columns")
-            })
-            .collect()
+    /// Positions of the key within a row of [`Queries::select_batch`] or
+    /// [`Queries::select_archived`]: the key columns as [`TableShape::key_select`] reads them,
+    /// after the copied columns.
+    pub fn key_positions(&self) -> std::ops::Range<usize> {
+        let copied = self.source.columns.len();
+        copied..copied + self.source.key.len()
     }
 
-    /// The batch's matching source rows, every copied column, in key order; `FOR UPDATE` when
-    /// `lock` (the rows then stay unchanged until the source transaction ends).
+    /// The batch's matching source rows, every copied column and then the key as
+    /// [`TableShape::key_select`] reads it ([`Queries::key_positions`]), in key order;
+    /// `FOR UPDATE` when `lock` (the rows then stay unchanged until the source transaction ends).
     pub fn select_batch(&self, lower: Option<&Key>, upper: &Key, lock: bool) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
-                "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {}{}",
+                "SELECT {}, {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {}{}",
                 self.source.column_list(),
+                self.source.key_select(),
                 self.source.name(),
                 self.source.key_list(),
                 if lock { " FOR UPDATE" } else { "" }
@@ -465,8 +487,9 @@ impl Queries {
     pub fn select_archived(&self, keys: &[Key]) -> Statement {
         Statement {
             sql: format!(
-                "SELECT {} FROM {} WHERE {}",
+                "SELECT {}, {} FROM {} WHERE {}",
                 self.archive.column_list(),
+                self.archive.key_select(),
                 self.archive.name(),
                 self.archive.key_in(keys.len())
             ),
@@ -512,6 +535,7 @@ mod tests {
             columns: vec!["a".into(), "b".into(), "note".into()],
             key: key.iter().map(|s| s.to_string()).collect(),
             text_columns: vec!["note".into()],
+            numeric_keys: vec![],
         }
     }
 
@@ -606,8 +630,12 @@ mod tests {
 
     #[test]
     fn cross_server_statements() {
-        let q = queries("s", "t", &["a", "b"]);
-        assert_eq!(q.key_positions(), vec![0, 1]);
+        let mut q = queries("s", "t", &["a", "b"]);
+        assert_eq!(
+            q.key_positions(),
+            3..5,
+            "the key is read after the copied columns"
+        );
         assert_eq!(
             q.insert_rows(2),
             "INSERT INTO `db`.`t` (`a`, `b`, `note`) VALUES (?, ?, ?), (?, ?, ?)"
@@ -619,20 +647,49 @@ mod tests {
         let st = q.delete_keys(&keys);
         assert_eq!(
             st.sql,
-            "DELETE FROM `db`.`s` WHERE (`db`.`s`.`a`, `db`.`s`.`b`) IN ((?, ?), (?, ?))"
+            "DELETE FROM `db`.`s` WHERE ((`db`.`s`.`a` = ? AND `db`.`s`.`b` = ?) OR \
+             (`db`.`s`.`a` = ? AND `db`.`s`.`b` = ?))"
         );
         assert_eq!(st.params.len(), 4);
+        q.archive.numeric_keys = vec!["b".into()];
         let st = q.select_archived(&keys);
         assert_eq!(
             st.sql,
-            "SELECT `db`.`t`.`a`, `db`.`t`.`b`, `db`.`t`.`note` FROM `db`.`t` WHERE \
-             (`db`.`t`.`a`, `db`.`t`.`b`) IN ((?, ?), (?, ?))"
+            "SELECT `db`.`t`.`a`, `db`.`t`.`b`, `db`.`t`.`note`, `db`.`t`.`a`, `db`.`t`.`b` + 0 \
+             FROM `db`.`t` WHERE ((`db`.`t`.`a` = ? AND `db`.`t`.`b` = ?) OR \
+             (`db`.`t`.`a` = ? AND `db`.`t`.`b` = ?))"
         );
         let single = queries("s", "t", &["a"]);
         assert_eq!(
             single.delete_keys(&[vec![KeyValue::Int(1)]]).sql,
             "DELETE FROM `db`.`s` WHERE `db`.`s`.`a` IN (?)"
         );
+        // No statement compares a row constructor: MariaDB skips the charset conversion there.
+        for sql in all_statements(&q)
+            .iter()
+            .chain([&st.sql, &q.delete_keys(&keys).sql])
+        {
+            assert!(!sql.contains(") IN (("), "{sql}");
+        }
+    }
+
+    /// Keys of BIT, ENUM and SET columns are read as numbers by every statement that returns
+    /// keys, and compared as they are.
+    #[test]
+    fn numeric_keys_are_read_as_numbers() {
+        let mut q = queries("s", "t", &["a", "b"]);
+        q.source.numeric_keys = vec!["b".into()];
+        let upper = vec![KeyValue::Int(9), KeyValue::UInt(3)];
+        for sql in [
+            q.key_bound().sql,
+            q.plan(None, &upper, 10).sql,
+            q.lock_batch(None, &upper).sql,
+            q.leftovers(None, &upper).sql,
+            q.select_batch(None, &upper, true).sql,
+        ] {
+            assert!(sql.contains("`db`.`s`.`a`, `db`.`s`.`b` + 0"), "{sql}");
+            assert!(!sql.contains("`a` + 0"), "{sql}");
+        }
     }
 
     #[test]

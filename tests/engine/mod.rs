@@ -6,6 +6,7 @@
 mod bad_input;
 mod concurrent;
 mod cross;
+mod key_types;
 mod resume;
 mod schemas;
 mod torture;
