@@ -654,7 +654,9 @@ pub fn row_expr_sql(database: &str, table: &str) -> String {
            CONCAT('COALESCE(',
                   IF(DATA_TYPE IN ('char','varchar','tinytext','text','mediumtext','longtext',
                                    'enum','set','binary','varbinary','tinyblob','blob',
-                                   'mediumblob','longblob'),
+                                   'mediumblob','longblob','geometry','point','linestring',
+                                   'polygon','multipoint','multilinestring','multipolygon',
+                                   'geometrycollection'),
                      CONCAT('HEX(`', REPLACE(COLUMN_NAME, '`', '``'), '`)'),
                      CONCAT('CAST(`', REPLACE(COLUMN_NAME, '`', '``'), '` AS CHAR)')),
                   ', ''NULL'')')
