@@ -177,6 +177,18 @@ impl TableShape {
             .join(", ")
     }
 
+    /// One digest per text column of its stored bytes: `MD5(CAST(col AS BINARY))`. Rows travel
+    /// between servers as utf8mb4 text, and a byte the column's character set does not define
+    /// (stored by a non-strict client, e.g. 0xE9 in an ascii column) reads as '?' on both
+    /// sides: equal text, different bytes. The digests make such a copy differ (a conflict,
+    /// reported) instead of passing as identical. Empty when the table has no text column.
+    fn text_digests(&self) -> String {
+        self.text_columns
+            .iter()
+            .map(|c| format!(", MD5(CAST({} AS BINARY))", self.col(c)))
+            .collect()
+    }
+
     /// The copied columns, fully qualified, comma-separated.
     fn column_list(&self) -> String {
         self.columns
@@ -463,16 +475,18 @@ impl Queries {
         copied..copied + self.source.key.len()
     }
 
-    /// The batch's matching source rows, every copied column and then the key as
-    /// [`TableShape::key_select`] reads it ([`Queries::key_positions`]), in key order;
+    /// The batch's matching source rows, every copied column, then the key as
+    /// [`TableShape::key_select`] reads it ([`Queries::key_positions`]), then the digests of
+    /// [`TableShape::text_digests`], in key order;
     /// `FOR UPDATE` when `lock` (the rows then stay unchanged until the source transaction ends).
     pub fn select_batch(&self, lower: Option<&Key>, upper: &Key, lock: bool) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
-                "SELECT {}, {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {}{}",
+                "SELECT {}, {}{} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {}{}",
                 self.source.column_list(),
                 self.source.key_select(),
+                self.source.text_digests(),
                 self.source.name(),
                 self.source.key_list(),
                 if lock { " FOR UPDATE" } else { "" }
@@ -487,9 +501,10 @@ impl Queries {
     pub fn select_archived(&self, keys: &[Key]) -> Statement {
         Statement {
             sql: format!(
-                "SELECT {}, {} FROM {} WHERE {}",
+                "SELECT {}, {}{} FROM {} WHERE {}",
                 self.archive.column_list(),
                 self.archive.key_select(),
+                self.archive.text_digests(),
                 self.archive.name(),
                 self.archive.key_in(keys.len())
             ),
@@ -655,8 +670,8 @@ mod tests {
         let st = q.select_archived(&keys);
         assert_eq!(
             st.sql,
-            "SELECT `db`.`t`.`a`, `db`.`t`.`b`, `db`.`t`.`note`, `db`.`t`.`a`, `db`.`t`.`b` + 0 \
-             FROM `db`.`t` WHERE ((`db`.`t`.`a` = ? AND `db`.`t`.`b` = ?) OR \
+            "SELECT `db`.`t`.`a`, `db`.`t`.`b`, `db`.`t`.`note`, `db`.`t`.`a`, `db`.`t`.`b` + 0, \
+             MD5(CAST(`db`.`t`.`note` AS BINARY)) FROM `db`.`t` WHERE ((`db`.`t`.`a` = ? AND `db`.`t`.`b` = ?) OR \
              (`db`.`t`.`a` = ? AND `db`.`t`.`b` = ?))"
         );
         let single = queries("s", "t", &["a"]);

@@ -234,6 +234,69 @@ fn character_sets_must_match_across_servers() {
     }
 }
 
+/// Case 4, the bytes themselves: a byte the column's character set does not define (0xE9 in
+/// an ascii column, stored by a non-strict client) travels between servers as '?', and the
+/// copy read back as '?' too: equal text, different bytes. On two servers the row is now a
+/// conflict (the source row kept, bytes intact, exit 3); on one server the copy is made by the
+/// server, byte for byte, and the row moves.
+#[test]
+fn bytes_a_character_set_does_not_define_are_never_altered_in_transit() {
+    let main = common::sandbox();
+    let other = common::archive_sandbox();
+    let create = |db: &mut TestDb, name: &str| {
+        db.exec(&format!(
+            "CREATE TABLE {name} (id INT PRIMARY KEY, code VARCHAR(10) CHARACTER SET ascii NULL,
+             note TEXT CHARACTER SET latin1 NULL)"
+        ));
+    };
+    for two_servers in [true, false] {
+        let mut source = main.fresh_database("bytes_src");
+        create(&mut source, "src");
+        source.exec("SET SESSION sql_mode = ''");
+        source.exec(
+            "INSERT INTO src VALUES (1, 'plain', 'fine'), (2, _binary x'41E942', 'ascii?'),
+             (3, 'ok', _binary x'E9FF81'), (4, NULL, NULL)",
+        );
+        let original = source.checksum("src");
+        let (job, mut archive) = if two_servers {
+            let mut archive = other.fresh_database("bytes_arch");
+            create(&mut archive, "arch");
+            (
+                two_server_job(&source, &archive, "id > 0", ""),
+                Some(archive),
+            )
+        } else {
+            create(&mut source, "arch");
+            (Job::new(&main, &source, "id > 0", ""), None)
+        };
+        let output = job.archiver("run", &[]);
+        if two_servers {
+            assert_exit(&output, 3, "the altered copy is a conflict");
+            let kept: Vec<(i64, String)> =
+                source.query_rows("SELECT id, HEX(code) FROM src ORDER BY id");
+            assert_eq!(
+                kept,
+                vec![(2, "41E942".to_string())],
+                "only row 2 stays, bytes intact"
+            );
+            let conflicts: Vec<_> = job
+                .events()
+                .into_iter()
+                .filter(|(t, _)| t == "ConflictFound")
+                .collect();
+            assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+            let archive = archive.as_mut().unwrap();
+            // Latin-1 bytes (every one defined) arrive exactly.
+            let note: String = archive.query_scalar("SELECT HEX(note) FROM arch WHERE id = 3");
+            assert_eq!(note, "E9FF81");
+        } else {
+            assert_success(&output, "one server copies bytes as they are");
+            assert_eq!(source.query_scalar::<u64>("SELECT COUNT(*) FROM src"), 0);
+            assert_eq!(source.checksum("arch"), original, "byte for byte");
+        }
+    }
+}
+
 /// Smaller case: `binlog_format=STATEMENT` was found only at the first batch (error 1665 under
 /// READ COMMITTED). The pre-flight refuses it, on either path, before any row moves.
 #[test]
