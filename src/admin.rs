@@ -16,7 +16,9 @@ use crate::wal::{RecoveryMode, WalOptions, WalWriter};
 
 /// The state of the job's log, or a fresh state when it has none yet.
 fn job_state(config: &JobConfig) -> anyhow::Result<State> {
-    if !config.wal_dir.exists() {
+    // Not a directory (absent, or a file): no log to read; the pre-flight reports a wal_dir
+    // that cannot become one, with every other finding.
+    if !config.wal_dir.is_dir() {
         return Ok(State::new());
     }
     let state = engine::read_log(&config.wal_dir)?;

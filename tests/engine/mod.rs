@@ -8,6 +8,7 @@ mod concurrent;
 mod cross;
 mod key_types;
 mod resume;
+mod schema_refusals;
 mod schemas;
 mod torture;
 mod two_servers;
