@@ -199,16 +199,7 @@ fn move_every_key_type(archive_server: Option<&Sandbox>, composite: bool) {
             Some(server) => {
                 let mut archive = server.fresh_database("keys_arch");
                 create(&mut archive, "arch", key_type, composite, &[]);
-                let job = Job::new(&sandbox, &source, PREDICATE, "batch_rows = 2");
-                let text = std::fs::read_to_string(&job.config).unwrap().replace(
-                    "[archive]\n",
-                    &format!(
-                        "[archive]\nurl = \"mysql://archiver@127.0.0.1:{}/{}\"\npassword_env = \"ARCHIVER_PASSWORD\"\n",
-                        server.port(),
-                        archive.name()
-                    ),
-                );
-                std::fs::write(&job.config, text).unwrap();
+                let job = two_server_job(&source, &archive, PREDICATE, "batch_rows = 2");
                 (job, Some(archive))
             }
         };
@@ -243,13 +234,11 @@ fn move_every_key_type(archive_server: Option<&Sandbox>, composite: bool) {
                 assert_eq!(kept.2 + archived.2, original.2, "{what}: sum of row CRCs");
             }
         }
-        let deleted: u64 = job
-            .events()
-            .iter()
-            .filter(|(t, _)| t == "BatchDeleted")
-            .map(|(_, f)| f["rows_deleted"].as_u64().unwrap())
-            .sum();
-        assert_eq!(deleted, matching, "{what}: the WAL counts every row once");
+        assert_eq!(
+            job.rows_deleted(),
+            matching,
+            "{what}: the WAL counts every row once"
+        );
     }
 }
 
@@ -356,25 +345,19 @@ fn every_column_type_copies_exactly() {
             ));
         }
         let original = source.checksum("src");
-        let job = Job::new(&sandbox, &source, "id > 0", "batch_rows = 3");
-        let mut archive = match &archive_server {
+        let (job, mut archive) = match &archive_server {
             None => {
                 table(&mut source, "arch");
-                None
+                (
+                    Job::new(&sandbox, &source, "id > 0", "batch_rows = 3"),
+                    None,
+                )
             }
             Some(server) => {
                 let mut archive = server.fresh_database("coltypes_arch");
                 table(&mut archive, "arch");
-                let text = std::fs::read_to_string(&job.config).unwrap().replace(
-                    "[archive]\n",
-                    &format!(
-                        "[archive]\nurl = \"mysql://archiver@127.0.0.1:{}/{}\"\npassword_env = \"ARCHIVER_PASSWORD\"\n",
-                        server.port(),
-                        archive.name()
-                    ),
-                );
-                std::fs::write(&job.config, text).unwrap();
-                Some(archive)
+                let job = two_server_job(&source, &archive, "id > 0", "batch_rows = 3");
+                (job, Some(archive))
             }
         };
         assert_success(&job.archiver("run", &[]), what);

@@ -187,6 +187,66 @@ impl Job {
     }
 }
 
+/// A job moving `src` in `source` to `arch` in `archive`, each on its own server, with its own
+/// url (`[archive] url`). Both sandboxes have the same password, so one variable serves both.
+pub fn two_server_job(source: &TestDb, archive: &TestDb, predicate: &str, extra: &str) -> Job {
+    let job = Job::new(source.sandbox(), source, predicate, extra);
+    let text = std::fs::read_to_string(&job.config).unwrap().replace(
+        "[archive]\n",
+        &format!(
+            "[archive]\nurl = \"mysql://archiver@127.0.0.1:{}/{}\"\npassword_env = \"ARCHIVER_PASSWORD\"\n",
+            archive.sandbox().port(),
+            archive.name()
+        ),
+    );
+    std::fs::write(&job.config, text).unwrap();
+    job
+}
+
+impl Job {
+    /// Rows deleted from the source, summed over the `BatchDeleted` records of the WAL.
+    pub fn rows_deleted(&self) -> u64 {
+        self.events()
+            .iter()
+            .filter(|(t, _)| t == "BatchDeleted")
+            .map(|(_, f)| f["rows_deleted"].as_u64().unwrap())
+            .sum()
+    }
+}
+
+/// Asserts a refusal: exit 64 for both `run --dry-run` and `run`, every fragment in stderr, no
+/// WAL written, and every listed table unchanged.
+pub fn assert_refused(job: &Job, db: &mut TestDb, tables: &[&str], fragments: &[&str]) {
+    assert_refused_with(job, db, tables, fragments, &[]);
+}
+
+/// [`assert_refused`] with extra environment for the commands.
+pub fn assert_refused_with(
+    job: &Job,
+    db: &mut TestDb,
+    tables: &[&str],
+    fragments: &[&str],
+    env: &[(&str, &str)],
+) {
+    let before: Vec<_> = tables.iter().map(|t| db.checksum(t)).collect();
+    for args in [&["--dry-run"][..], &[][..]] {
+        let mut command = job.command("run");
+        command.args(args).envs(env.iter().copied());
+        let output = command.output().unwrap();
+        assert_exit(&output, 64, &format!("run {args:?}"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for fragment in fragments {
+            assert!(
+                stderr.contains(fragment),
+                "{args:?}: expected {fragment:?} in {stderr}"
+            );
+        }
+    }
+    let after: Vec<_> = tables.iter().map(|t| db.checksum(t)).collect();
+    assert_eq!(before, after, "a refused job changed a table");
+    assert!(!job.wal_dir.exists(), "a refused job wrote a WAL");
+}
+
 /// A row lock held by another session until dropped: a transaction on its own connection,
 /// driven from its own thread.
 pub struct RowLock {
@@ -295,12 +355,7 @@ fn end_to_end_composite_key_all_types() {
 
     // The WAL tells the same story, decoded from its bytes.
     let events = job.events();
-    let deleted: u64 = events
-        .iter()
-        .filter(|(t, _)| t == "BatchDeleted")
-        .map(|(_, f)| f["rows_deleted"].as_u64().unwrap())
-        .sum();
-    assert_eq!(deleted, matching);
+    assert_eq!(job.rows_deleted(), matching);
     assert_eq!(events.first().map(|e| e.0.as_str()), Some("LogCreated"));
     assert_eq!(events.last().map(|e| e.0.as_str()), Some("RunFinished"));
     let planned = events.iter().filter(|(t, _)| t == "BatchPlanned").count() as u64;

@@ -8,39 +8,6 @@
 
 use super::*;
 
-/// Asserts a refusal: exit 64 for both `run --dry-run` and `run`, every fragment in stderr, no
-/// WAL written, and every listed table unchanged.
-fn assert_refused(job: &Job, db: &mut TestDb, tables: &[&str], fragments: &[&str]) {
-    assert_refused_with(job, db, tables, fragments, &[]);
-}
-
-/// [`assert_refused`] with extra environment for the commands.
-fn assert_refused_with(
-    job: &Job,
-    db: &mut TestDb,
-    tables: &[&str],
-    fragments: &[&str],
-    env: &[(&str, &str)],
-) {
-    let before: Vec<_> = tables.iter().map(|t| db.checksum(t)).collect();
-    for args in [&["--dry-run"][..], &[][..]] {
-        let mut command = job.command("run");
-        command.args(args).envs(env.iter().copied());
-        let output = command.output().unwrap();
-        assert_exit(&output, 64, &format!("run {args:?}"));
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        for fragment in fragments {
-            assert!(
-                stderr.contains(fragment),
-                "{args:?}: expected {fragment:?} in {stderr}"
-            );
-        }
-    }
-    let after: Vec<_> = tables.iter().map(|t| db.checksum(t)).collect();
-    assert_eq!(before, after, "a refused job changed a table");
-    assert!(!job.wal_dir.exists(), "a refused job wrote a WAL");
-}
-
 /// `src` (id, v) with ids 1..=`rows`, and `arch` like it.
 fn simple_tables(db: &mut TestDb, rows: u32) {
     db.exec("CREATE TABLE src (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL, n INT NULL)");

@@ -46,26 +46,6 @@ fn events_of(job: &Job, kind: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Asserts a refusal: exit 64 for both `run --dry-run` and `run`, every fragment named, no WAL
-/// written, and every listed table unchanged.
-fn assert_refused(job: &Job, db: &mut TestDb, tables: &[&str], fragments: &[&str]) {
-    let before: Vec<_> = tables.iter().map(|t| db.checksum(t)).collect();
-    for args in [&["--dry-run"][..], &[][..]] {
-        let output = job.archiver("run", args);
-        assert_exit(&output, 64, &format!("run {args:?}"));
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        for fragment in fragments {
-            assert!(
-                stderr.contains(fragment),
-                "{args:?}: expected {fragment:?} in {stderr}"
-            );
-        }
-    }
-    let after: Vec<_> = tables.iter().map(|t| db.checksum(t)).collect();
-    assert_eq!(before, after, "a refused job changed a table");
-    assert!(!job.wal_dir.exists(), "a refused job wrote a WAL");
-}
-
 /// Regression (case 1): the delete's identity subquery aliased the archive `AS a`; with a
 /// source table named `a`, the source columns it named resolved to the alias, the archive was
 /// compared with itself, and a source row whose archive row differs was deleted (exit 0).
