@@ -856,6 +856,27 @@ async fn binlog_finding(conn: &mut Conn, server: &str) -> anyhow::Result<Option<
     })
 }
 
+/// Whether two connections reach the same server, whatever their urls say (`localhost` and
+/// `127.0.0.1`, a DNS alias, a socket): a user-level lock taken on the first is seen held on the
+/// second only if they share a server. Takes no privilege and writes nothing.
+async fn reach_the_same_server(conn: &mut Conn, other: &mut Conn) -> anyhow::Result<bool> {
+    let name = format!(
+        "archiver-identity-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let taken: Option<Option<i64>> = conn.exec_first(sql::IDENTITY_LOCK, (&name,)).await?;
+    if taken.flatten() != Some(1) {
+        anyhow::bail!("could not take the user-level lock {name} for the same-server check");
+    }
+    let holder: mysql_async::Result<Option<Option<u64>>> =
+        other.exec_first(sql::IDENTITY_HOLDER, (&name,)).await;
+    conn.exec_drop(sql::IDENTITY_RELEASE, (&name,)).await?;
+    Ok(holder?.flatten().is_some())
+}
+
 /// `EXPLAIN`s a statement: the server checks its syntax, names and privileges without running
 /// it. Returns a finding when it fails.
 async fn explain(
@@ -977,7 +998,18 @@ pub async fn check(
         .map_or_else(|| source_server.clone(), Endpoint::server);
     let mut findings = Vec::new();
     findings.extend(wal_dir_findings(&config.wal_dir));
-    let same_server = config.archive.is_none();
+    let same_server = match archive_conn.as_deref_mut() {
+        None => true,
+        Some(archive_conn) => {
+            let same = reach_the_same_server(conn, archive_conn).await?;
+            if same && source_name == archive_name {
+                findings.push(format!(
+                    "[archive] url reaches the same server as [source] url ({archive_server} and {source_server}) and names the same table {source_name}: the archive would be the source table itself, every row would look archived already and be deleted; name a different archive table, or remove [archive] url to archive on the source server"
+                ));
+            }
+            same
+        }
+    };
     findings.extend(stored_function_findings(conn, &config.predicate).await?);
     findings.extend(binlog_finding(conn, &source_server).await?);
     let source = table_or_finding(

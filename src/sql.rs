@@ -71,6 +71,16 @@ pub const NON_DETERMINISTIC_ROUTINES: &str = "SELECT ROUTINE_SCHEMA, ROUTINE_NAM
      FROM information_schema.ROUTINES \
      WHERE ROUTINE_TYPE = 'FUNCTION' AND IS_DETERMINISTIC = 'NO'";
 
+/// Takes a user-level lock without waiting: the first half of the same-server check (a lock
+/// is server-wide and needs no privilege). Parameter: the lock's name.
+pub const IDENTITY_LOCK: &str = "SELECT GET_LOCK(?, 0)";
+
+/// The connection holding a user-level lock, NULL if none holds it here. Parameter: the name.
+pub const IDENTITY_HOLDER: &str = "SELECT IS_USED_LOCK(?)";
+
+/// Releases the lock of [`IDENTITY_LOCK`]. Parameter: the name.
+pub const IDENTITY_RELEASE: &str = "DO RELEASE_LOCK(?)";
+
 /// Whether the server writes a binary log, and in which format.
 pub const BINLOG_SETTINGS: &str =
     "SELECT @@log_bin, @@SESSION.sql_log_bin, @@SESSION.binlog_format";

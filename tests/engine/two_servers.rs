@@ -311,3 +311,68 @@ fn a_statement_format_binary_log_is_refused_before_any_row_moves() {
     assert_success(&job.archiver("run", &[]), "binlog_format=MIXED");
     assert_moved(&mut db, "v <= 20", original, 20);
 }
+
+/// An `[archive] url` that reaches the source's own server under another name (`localhost`
+/// for `127.0.0.1`) and names the source table: the "archive" was the source itself, every row
+/// looked archived already, and the rows were deleted with exit 0. Recognised by the server,
+/// not by the url: refused. The same server with another table works on the two-step path, and
+/// a predicate naming that table is refused as on one server.
+#[test]
+fn an_archive_url_that_reaches_the_source_server_is_recognised() {
+    let main = common::sandbox();
+    let mut db = main.fresh_database("self");
+    db.exec("CREATE TABLE src (id INT PRIMARY KEY, v VARCHAR(10) NOT NULL)");
+    db.exec("INSERT INTO src SELECT seq, CONCAT('v', seq) FROM seq_1_to_30");
+    let database = db.name().to_string();
+    let as_localhost = |job: &Job, archive_table: &str| {
+        let text = std::fs::read_to_string(&job.config).unwrap().replace(
+            "[archive]\ntable = \"arch\"\n",
+            &format!(
+                "[archive]\nurl = \"mysql://archiver@localhost:{}/{}\"\npassword_env = \"ARCHIVER_PASSWORD\"\ntable = \"{archive_table}\"\n",
+                main.port(),
+                database
+            ),
+        );
+        assert!(text.contains("localhost"), "{text}");
+        std::fs::write(&job.config, text).unwrap();
+    };
+    let job = Job::new(&main, &db, "id <= 20", "");
+    as_localhost(&job, "src");
+    assert_refused(
+        &job,
+        &mut db,
+        &["src"],
+        &[
+            "reaches the same server as [source] url",
+            "the archive would be the source table itself",
+        ],
+    );
+
+    db.exec("CREATE TABLE arch LIKE src");
+    let job = Job::new(
+        &main,
+        &db,
+        "id <= 20 AND id NOT IN (SELECT id FROM arch)",
+        "",
+    );
+    as_localhost(&job, "arch");
+    assert_refused(
+        &job,
+        &mut db,
+        &["src", "arch"],
+        &["names the archive table `arch`"],
+    );
+
+    let original = db.checksum("src");
+    let job = Job::new(&main, &db, "id <= 20", "batch_rows = 6");
+    as_localhost(&job, "arch");
+    assert_success(
+        &job.archiver("run", &[]),
+        "same server, other table, two-step path",
+    );
+    assert_moved(&mut db, "id <= 20", original, 20);
+    assert!(
+        job.events().iter().any(|(t, _)| t == "BatchCopied"),
+        "the two-step path ran"
+    );
+}
