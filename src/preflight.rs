@@ -719,6 +719,11 @@ async fn read_table(
     let kind: Option<(String, String)> = conn.exec_first(sql::TABLE_KIND, args).await?;
     match kind {
         None => return Ok(None),
+        Some((kind, _)) if kind == "SYSTEM VERSIONED" => {
+            return Ok(Some(Err(format!(
+                "{name} is a system-versioned table: a DELETE keeps the row in its history, so a row archived from it would never leave it; archiver moves rows between plain InnoDB base tables"
+            ))))
+        }
         Some((kind, engine)) if kind != "BASE TABLE" || !engine.eq_ignore_ascii_case("InnoDB") => {
             return Ok(Some(Err(format!(
                 "{name} is a {kind} with engine {engine:?}; archiver needs InnoDB base tables (transactions and row locks)"

@@ -262,6 +262,63 @@ fn primary_keys_on_a_column_prefix_are_refused() {
     }
 }
 
+/// Tables a DELETE does not remove rows from, or without transactions, are refused on either
+/// side: a system-versioned table (the row stays in its history), a view, MyISAM and Aria. A
+/// partitioned InnoDB table is an ordinary table and moves.
+#[test]
+fn table_kinds_without_transactions_or_real_deletes_are_refused() {
+    let sandbox = common::sandbox();
+    for (source, archive, fragment) in [
+        (
+            "CREATE TABLE src (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING",
+            "CREATE TABLE arch (id INT PRIMARY KEY, v INT)",
+            "src is a system-versioned table",
+        ),
+        (
+            "CREATE TABLE src (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE arch (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING",
+            "arch is a system-versioned table",
+        ),
+        (
+            "CREATE TABLE src (id INT PRIMARY KEY, v INT) ENGINE=MyISAM",
+            "CREATE TABLE arch (id INT PRIMARY KEY, v INT)",
+            "engine \"MyISAM\"",
+        ),
+        (
+            "CREATE TABLE src (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE arch (id INT PRIMARY KEY, v INT) ENGINE=Aria",
+            "engine \"Aria\"",
+        ),
+        (
+            "CREATE TABLE base (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE arch (id INT PRIMARY KEY, v INT)",
+            "is a VIEW",
+        ),
+    ] {
+        let mut db = sandbox.fresh_database("kinds");
+        db.exec(source);
+        db.exec(archive);
+        let tables: &[&str] = if source.contains("base") {
+            db.exec("INSERT INTO base SELECT seq, seq FROM seq_1_to_10");
+            db.exec("CREATE VIEW src AS SELECT * FROM base");
+            &["base", "arch"]
+        } else {
+            db.exec("INSERT INTO src SELECT seq, seq FROM seq_1_to_10");
+            &["src", "arch"]
+        };
+        let job = Job::new(&sandbox, &db, "id < 5", "");
+        assert_refused(&job, &mut db, tables, &[fragment]);
+    }
+    let mut db = sandbox.fresh_database("partitioned");
+    db.exec("CREATE TABLE src (id INT PRIMARY KEY, v INT) PARTITION BY HASH (id) PARTITIONS 3");
+    db.exec("INSERT INTO src SELECT seq, seq FROM seq_1_to_30");
+    db.exec("CREATE TABLE arch (id INT PRIMARY KEY, v INT) PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (10), PARTITION p1 VALUES LESS THAN MAXVALUE)");
+    let original = db.checksum("src");
+    let job = Job::new(&sandbox, &db, "id <= 20", "batch_rows = 4");
+    assert_success(&job.archiver("run", &[]), "partitioned tables");
+    assert_moved(&mut db, "id <= 20", original, 20);
+}
+
 /// Cases 4 and 6: column definitions under which a copy is not the same value: another
 /// character set or collation, another generation expression or kind, another visibility.
 #[test]
