@@ -606,6 +606,47 @@ pub fn predicate_findings(
     findings
 }
 
+/// Modes of the server's global sql_mode that read the predicate's text differently from the
+/// job's sessions (which pin [`sql::SESSION_SQL_MODE`]): the same `where` would select other
+/// rows in the operator's client than in the job. Only a finding when the predicate holds the
+/// text the mode reads differently; `ORACLE` changes too much to tell, and always is one.
+pub fn sql_mode_findings(global_sql_mode: &str, predicate: &str) -> Vec<String> {
+    let modes: Vec<&str> = global_sql_mode.split(',').collect();
+    // The predicate with its '…' strings blanked out (a `||` inside a string is text).
+    let mut text_without_strings = String::new();
+    let mut in_string = false;
+    let mut previous = ' ';
+    for c in predicate.chars() {
+        if c == '\'' && previous != '\\' {
+            in_string = !in_string;
+        }
+        text_without_strings.push(if in_string { ' ' } else { c });
+        previous = c;
+    }
+    let mut findings = Vec::new();
+    let mut differs = |mode: &str, present: bool, what: &str| {
+        if modes.contains(&mode) && present {
+            findings.push(format!(
+                "the source server's global sql_mode has {mode}, under which {what} in [job] where reads differently than in the job's sessions (sql_mode {}); write the predicate in MariaDB's default SQL (backquotes for names, CONCAT() for concatenation)",
+                sql::SESSION_SQL_MODE
+            ));
+        }
+    };
+    differs(
+        "ANSI_QUOTES",
+        predicate.contains('"'),
+        "a double-quoted text",
+    );
+    differs("PIPES_AS_CONCAT", text_without_strings.contains("||"), "||");
+    differs(
+        "NO_BACKSLASH_ESCAPES",
+        predicate.contains('\\'),
+        "a backslash",
+    );
+    differs("ORACLE", true, "the whole text");
+    findings
+}
+
 /// Stored functions the predicate calls that are not declared DETERMINISTIC (names compared
 /// case-insensitively; a function of that name in any schema counts). A function declared
 /// DETERMINISTIC is trusted: MariaDB does not verify the declaration, and neither can we.
@@ -1016,6 +1057,11 @@ pub async fn check(
         }
     };
     findings.extend(stored_function_findings(conn, &config.predicate).await?);
+    let global_sql_mode: Option<String> = conn.query_first(sql::GLOBAL_SQL_MODE).await?;
+    findings.extend(sql_mode_findings(
+        &global_sql_mode.unwrap_or_default(),
+        &config.predicate,
+    ));
     findings.extend(binlog_finding(conn, &source_server).await?);
     let source = table_or_finding(
         conn,
@@ -1400,6 +1446,24 @@ mod tests {
         ] {
             let found = predicate_findings(predicate, Some(&archive), &columns);
             assert_eq!(!found.is_empty(), refused, "{predicate}: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn predicates_read_differently_under_the_servers_sql_mode_are_found() {
+        let default = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
+        let ansi = "REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI";
+        for (mode, predicate, expected) in [
+            (default, "\"status\" = 'done' AND a || b", 0),
+            (ansi, "status = 'done'", 0),
+            (ansi, "\"status\" = 'done'", 1),
+            (ansi, "a || b", 1),
+            (ansi, "note = 'a||b'", 0),
+            ("NO_BACKSLASH_ESCAPES", "note LIKE 'a\\_%'", 1),
+            ("PIPES_AS_CONCAT,ANSI_QUOTES,ORACLE", "id < 5", 1),
+        ] {
+            let found = sql_mode_findings(mode, predicate);
+            assert_eq!(found.len(), expected, "{mode} / {predicate}: {found:#?}");
         }
     }
 

@@ -81,6 +81,9 @@ pub const IDENTITY_HOLDER: &str = "SELECT IS_USED_LOCK(?)";
 /// Releases the lock of [`IDENTITY_LOCK`]. Parameter: the name.
 pub const IDENTITY_RELEASE: &str = "DO RELEASE_LOCK(?)";
 
+/// The server's global sql_mode: how the operator's own sessions read SQL text.
+pub const GLOBAL_SQL_MODE: &str = "SELECT @@GLOBAL.sql_mode";
+
 /// Whether the server writes a binary log, and in which format.
 pub const BINLOG_SETTINGS: &str =
     "SELECT @@log_bin, @@SESSION.sql_log_bin, @@SESSION.binlog_format";

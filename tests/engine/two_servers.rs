@@ -312,6 +312,43 @@ fn a_statement_format_binary_log_is_refused_before_any_row_moves() {
     assert_moved(&mut db, "v <= 20", original, 20);
 }
 
+/// A server whose global sql_mode reads the predicate differently (ANSI_QUOTES: "v" is a
+/// column there, a string in the job's pinned sessions, where `"v" < "w"` is true for every
+/// row) is refused when the predicate holds such text, and accepted when it does not.
+#[test]
+fn a_predicate_the_servers_sql_mode_reads_differently_is_refused() {
+    let other = common::archive_sandbox();
+    // A global setting: no other test may open a session on the servers meanwhile.
+    let server = other.exclusive();
+    let mut db = server.fresh_database("sqlmode");
+    db.exec("CREATE TABLE src (id INT PRIMARY KEY, v INT NOT NULL, w INT NOT NULL)");
+    db.exec("INSERT INTO src SELECT seq, seq, 10 FROM seq_1_to_50");
+    db.exec("CREATE TABLE arch LIKE src");
+    let global: String = db.query_scalar("SELECT @@GLOBAL.sql_mode");
+    struct Restore<'a>(&'a mut TestDb, String);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            self.0.exec(&format!("SET GLOBAL sql_mode = '{}'", self.1));
+        }
+    }
+    db.exec("SET GLOBAL sql_mode = 'ANSI'");
+    let guard = Restore(&mut db, global);
+    let refused = Job::new(&server, guard.0, "\"v\" < \"w\"", "");
+    assert_refused(
+        &refused,
+        guard.0,
+        &["src", "arch"],
+        &["global sql_mode has ANSI_QUOTES"],
+    );
+    let original = guard.0.checksum("src");
+    let job = Job::new(&server, guard.0, "v < w", "batch_rows = 3");
+    assert_success(
+        &job.archiver("run", &[]),
+        "no text the mode reads differently",
+    );
+    assert_moved(guard.0, "v < w", original, 9);
+}
+
 /// An `[archive] url` that reaches the source's own server under another name (`localhost`
 /// for `127.0.0.1`) and names the source table: the "archive" was the source itself, every row
 /// looked archived already, and the rows were deleted with exit 0. Recognised by the server,
