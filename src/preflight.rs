@@ -923,6 +923,18 @@ async fn reach_the_same_server(conn: &mut Conn, other: &mut Conn) -> anyhow::Res
     Ok(holder?.flatten().is_some())
 }
 
+/// Whether two names on one server are one table: exactly equal, or equal but for letter case
+/// where the server stores names in lower case (`lower_case_table_names` 1 or 2).
+pub fn same_table(a: &TableName, b: &TableName, lower_case_table_names: u32) -> bool {
+    match lower_case_table_names {
+        0 => a == b,
+        _ => {
+            a.schema.to_lowercase() == b.schema.to_lowercase()
+                && a.table.to_lowercase() == b.table.to_lowercase()
+        }
+    }
+}
+
 /// `EXPLAIN`s a statement: the server checks its syntax, names and privileges without running
 /// it. Returns a finding when it fails.
 async fn explain(
@@ -1046,16 +1058,20 @@ pub async fn check(
     findings.extend(wal_dir_findings(&config.wal_dir));
     let same_server = match archive_conn.as_deref_mut() {
         None => true,
-        Some(archive_conn) => {
-            let same = reach_the_same_server(conn, archive_conn).await?;
-            if same && source_name == archive_name {
-                findings.push(format!(
-                    "[archive] url reaches the same server as [source] url ({archive_server} and {source_server}) and names the same table {source_name}: the archive would be the source table itself, every row would look archived already and be deleted; name a different archive table, or remove [archive] url to archive on the source server"
-                ));
-            }
-            same
-        }
+        Some(archive_conn) => reach_the_same_server(conn, archive_conn).await?,
     };
+    if same_server {
+        let lower_case: Option<u32> = conn.query_first(sql::LOWER_CASE_TABLE_NAMES).await?;
+        if same_table(source_name, archive_name, lower_case.unwrap_or(0)) {
+            findings.push(format!(
+                "the archive table {archive_name} is the source table {source_name} ({}): the archive would be the source itself, every row would look archived already and be deleted; name a different archive table",
+                match config.archive {
+                    Some(_) => format!("[archive] url reaches the same server, {archive_server} and {source_server}"),
+                    None => "the server compares table names without regard to case (lower_case_table_names)".to_string(),
+                }
+            ));
+        }
+    }
     findings.extend(stored_function_findings(conn, &config.predicate).await?);
     let global_sql_mode: Option<String> = conn.query_first(sql::GLOBAL_SQL_MODE).await?;
     findings.extend(sql_mode_findings(
@@ -1465,6 +1481,16 @@ mod tests {
             let found = sql_mode_findings(mode, predicate);
             assert_eq!(found.len(), expected, "{mode} / {predicate}: {found:#?}");
         }
+    }
+
+    #[test]
+    fn one_table_under_two_spellings_is_found_where_the_server_ignores_case() {
+        let (lower, upper) = (name("orders"), name("Orders"));
+        assert!(!same_table(&lower, &upper, 0));
+        assert!(same_table(&lower, &upper, 1));
+        assert!(same_table(&lower, &upper, 2));
+        assert!(same_table(&lower, &lower, 0));
+        assert!(!same_table(&lower, &name("orders_archive"), 1));
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub const IDENTITY_HOLDER: &str = "SELECT IS_USED_LOCK(?)";
 /// Releases the lock of [`IDENTITY_LOCK`]. Parameter: the name.
 pub const IDENTITY_RELEASE: &str = "DO RELEASE_LOCK(?)";
 
+/// How the server compares table names: 0 as written, 1 and 2 without regard to case.
+pub const LOWER_CASE_TABLE_NAMES: &str = "SELECT @@lower_case_table_names";
+
 /// The server's global sql_mode: how the operator's own sessions read SQL text.
 pub const GLOBAL_SQL_MODE: &str = "SELECT @@GLOBAL.sql_mode";
 

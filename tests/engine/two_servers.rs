@@ -380,8 +380,8 @@ fn an_archive_url_that_reaches_the_source_server_is_recognised() {
         &mut db,
         &["src"],
         &[
-            "reaches the same server as [source] url",
-            "the archive would be the source table itself",
+            "is the source table",
+            "[archive] url reaches the same server",
         ],
     );
 
