@@ -542,3 +542,52 @@ fn a_wal_dir_that_cannot_be_a_directory_is_refused() {
         assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
     }
 }
+
+/// A foreign key of the source to itself (a parent row in the same table): cascading is refused
+/// like any other; allowed with RESTRICT, a batch that would delete a parent whose child stays
+/// is parked, rows without children move, and nothing is lost.
+#[test]
+fn a_foreign_key_of_the_source_to_itself_is_treated_like_any_other() {
+    let sandbox = common::sandbox();
+    for rule in ["CASCADE", "RESTRICT"] {
+        let mut db = sandbox.fresh_database("fk_self");
+        db.exec(&format!(
+            "CREATE TABLE src (id INT PRIMARY KEY, parent INT NULL, v INT NOT NULL,
+             CONSTRAINT tree FOREIGN KEY (parent) REFERENCES src (id) ON DELETE {rule})"
+        ));
+        // Rows 1..=30; row 25 (kept: outside the predicate) is a child of row 3.
+        db.exec("INSERT INTO src SELECT seq, NULL, seq FROM seq_1_to_30");
+        db.exec("UPDATE src SET parent = 3 WHERE id = 25");
+        db.exec("CREATE TABLE arch (id INT PRIMARY KEY, parent INT NULL, v INT NOT NULL)");
+        let job = Job::new(&sandbox, &db, "v <= 20", "batch_rows = 5");
+        assert_refused(&job, &mut db, &["src", "arch"], &["foreign key `tree`"]);
+        if rule == "CASCADE" {
+            continue;
+        }
+        let original = db.checksum("src");
+        let job = Job::new(
+            &sandbox,
+            &db,
+            "v <= 20",
+            &with_safety("batch_rows = 5", "allow_foreign_keys = [\"tree\"]"),
+        );
+        assert_exit(
+            &job.archiver("run", &[]),
+            3,
+            "a parent with a child parks its batch",
+        );
+        let left: Vec<i32> = db.query_rows("SELECT id FROM src WHERE v <= 20 ORDER BY id");
+        assert_eq!(
+            left,
+            vec![1, 2, 3, 4, 5],
+            "only the batch holding row 3 stays"
+        );
+        assert_eq!(
+            db.checksum_union("src", "arch"),
+            original,
+            "nothing lost or doubled"
+        );
+        let parent: Option<i32> = db.query_scalar("SELECT parent FROM src WHERE id = 25");
+        assert_eq!(parent, Some(3), "the child row unchanged");
+    }
+}
