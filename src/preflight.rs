@@ -890,16 +890,28 @@ async fn read_table(
     })))
 }
 
-/// A server that writes a STATEMENT-format binary log refuses InnoDB writes under READ
-/// COMMITTED (error 1665), and the batch statements would not replicate deterministically.
-async fn binlog_finding(conn: &mut Conn, server: &str) -> anyhow::Result<Option<String>> {
+/// What about a server would make the batch statements fail or replicate differently:
+/// - a STATEMENT-format binary log: InnoDB refuses the batch statements under READ COMMITTED
+///   (error 1665), and they would not replicate deterministically;
+/// - `read_only`: the server is most likely a replica; archiver writes to both servers, and a
+///   user with SUPER or READ_ONLY ADMIN would write to the replica past the setting.
+async fn server_findings(conn: &mut Conn, server: &str) -> anyhow::Result<Vec<String>> {
+    let mut findings = Vec::new();
     let row: Option<(i64, i64, String)> = conn.query_first(sql::BINLOG_SETTINGS).await?;
-    Ok(match row {
-        Some((1, 1, format)) if format.eq_ignore_ascii_case("STATEMENT") => Some(format!(
-            "server {server} writes its binary log with binlog_format=STATEMENT, in which InnoDB refuses the batch statements under READ COMMITTED (error 1665) and they would not replicate deterministically; set binlog_format=ROW (or MIXED) on the server"
-        )),
-        _ => None,
-    })
+    if let Some((1, 1, format)) = row {
+        if format.eq_ignore_ascii_case("STATEMENT") {
+            findings.push(format!(
+                "server {server} writes its binary log with binlog_format=STATEMENT, in which InnoDB refuses the batch statements under READ COMMITTED (error 1665) and they would not replicate deterministically; set binlog_format=ROW (or MIXED) on the server"
+            ));
+        }
+    }
+    let read_only: Option<String> = conn.query_first(sql::SERVER_READ_ONLY).await?;
+    if read_only.is_some_and(|r| r != "0" && !r.eq_ignore_ascii_case("OFF")) {
+        findings.push(format!(
+            "server {server} is read_only (a replica?): archiver deletes from the source and inserts into the archive, which must happen on the primary; point the url at the primary"
+        ));
+    }
+    Ok(findings)
 }
 
 /// Whether two connections reach the same server, whatever their urls say (`localhost` and
@@ -1078,7 +1090,7 @@ pub async fn check(
         &global_sql_mode.unwrap_or_default(),
         &config.predicate,
     ));
-    findings.extend(binlog_finding(conn, &source_server).await?);
+    findings.extend(server_findings(conn, &source_server).await?);
     let source = table_or_finding(
         conn,
         source_name,
@@ -1095,7 +1107,7 @@ pub async fn check(
     );
     let archive = match archive_conn.as_deref_mut() {
         Some(archive_conn) => {
-            findings.extend(binlog_finding(archive_conn, &archive_server).await?);
+            findings.extend(server_findings(archive_conn, &archive_server).await?);
             table_or_finding(
                 archive_conn,
                 archive_name,

@@ -87,6 +87,10 @@ pub const LOWER_CASE_TABLE_NAMES: &str = "SELECT @@lower_case_table_names";
 /// The server's global sql_mode: how the operator's own sessions read SQL text.
 pub const GLOBAL_SQL_MODE: &str = "SELECT @@GLOBAL.sql_mode";
 
+/// Whether the server refuses writes from ordinary users (`read_only`, usual on replicas), as
+/// text: '0'/'1' while it is a boolean (10.11), 'OFF'/'ON'/'NO_LOCK'/... where it is an enum.
+pub const SERVER_READ_ONLY: &str = "SELECT CAST(@@GLOBAL.read_only AS CHAR)";
+
 /// Whether the server writes a binary log, and in which format.
 pub const BINLOG_SETTINGS: &str =
     "SELECT @@log_bin, @@SESSION.sql_log_bin, @@SESSION.binlog_format";

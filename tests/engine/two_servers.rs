@@ -349,6 +349,58 @@ fn a_predicate_the_servers_sql_mode_reads_differently_is_refused() {
     assert_moved(guard.0, "v < w", original, 9);
 }
 
+/// A read_only server (a replica, most likely) as source or as archive is refused before any
+/// row moves: the sandbox user has SUPER and would write past the setting.
+#[test]
+fn a_read_only_server_is_refused_on_either_side() {
+    let main = common::sandbox();
+    let other = common::archive_sandbox();
+    // A global setting: no other test may open a session on the servers meanwhile.
+    let server = other.exclusive();
+    let mut on_main = main.fresh_database("ro_main");
+    let mut on_other = server.fresh_database("ro_other");
+    for db in [&mut on_main, &mut on_other] {
+        db.exec("CREATE TABLE src (id INT PRIMARY KEY, v INT NOT NULL)");
+        db.exec("INSERT INTO src SELECT seq, seq FROM seq_1_to_20");
+        db.exec("CREATE TABLE arch LIKE src");
+    }
+    struct Restore<'a>(&'a mut TestDb);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            self.0.exec("SET GLOBAL read_only = OFF");
+        }
+    }
+    on_other.exec("SET GLOBAL read_only = ON");
+    let guard = Restore(&mut on_other);
+    // The read-only server as the archive, then as the source.
+    let job = two_server_job(&on_main, guard.0, "id <= 10", "");
+    assert_refused(
+        &job,
+        &mut on_main,
+        &["src", "arch"],
+        &["is read_only (a replica?)"],
+    );
+    let job = two_server_job(guard.0, &on_main, "id <= 10", "");
+    assert_refused(
+        &job,
+        guard.0,
+        &["src", "arch"],
+        &["is read_only (a replica?)"],
+    );
+    let job = Job::new(&server, guard.0, "id <= 10", "");
+    assert_refused(
+        &job,
+        guard.0,
+        &["src", "arch"],
+        &["is read_only (a replica?)"],
+    );
+    drop(guard);
+    let original = on_other.checksum("src");
+    let job = Job::new(&server, &on_other, "id <= 10", "");
+    assert_success(&job.archiver("run", &[]), "writable again");
+    assert_moved(&mut on_other, "id <= 10", original, 10);
+}
+
 /// An `[archive] url` that reaches the source's own server under another name (`localhost`
 /// for `127.0.0.1`) and names the source table: the "archive" was the source itself, every row
 /// looked archived already, and the rows were deleted with exit 0. Recognised by the server,
