@@ -62,6 +62,19 @@ const KEY_TYPES: &[(&str, &[&str])] = &[
         // conversion to the column's character set matches it instead of 'å'.
         &["'a'", "'b '", "'ö'", "'å'", "'z'", "'Ã¥'"],
     ),
+    // Multi-byte character sets other than utf8mb4 travel converted between servers.
+    (
+        "VARCHAR(20) CHARACTER SET utf16 COLLATE utf16_bin",
+        &["'a'", "'日本'", "'😀'", "'z'", "'Ω'"],
+    ),
+    (
+        "VARCHAR(20) CHARACTER SET sjis",
+        &["'a'", "'日本'", "'ｱｲ'", "'表'", "'z'"],
+    ),
+    (
+        "CHAR(4) CHARACTER SET gbk",
+        &["'a'", "'中文'", "'汉'", "'z'"],
+    ),
     (
         "VARBINARY(8)",
         &[
