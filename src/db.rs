@@ -350,6 +350,19 @@ async fn batch_statements(
 /// Most placeholders one prepared statement may carry (the protocol counts them in 16 bits).
 const PLACEHOLDERS_MAX: usize = 65_535;
 
+/// Most keys one statement lists (`Queries::select_archived`, `Queries::delete_keys`). The
+/// optimizer turns each listed key into a range of the primary key, within
+/// `range_optimizer_max_mem_size` (8 MiB by default); past that it gives up and scans the whole
+/// table. Measured on MariaDB 10.11 with a two-column key: 20,000 keys still a range, 32,000 a
+/// scan of all 200,000 rows. A thousand keys per statement stay far below it.
+const KEYS_PER_STATEMENT_MAX: usize = 1_000;
+
+/// Keys of `width` columns one statement may list: within the placeholder limit and
+/// [`KEYS_PER_STATEMENT_MAX`].
+fn keys_per_statement(width: usize) -> usize {
+    (PLACEHOLDERS_MAX / width.max(1)).clamp(1, KEYS_PER_STATEMENT_MAX)
+}
+
 /// A row as the server sent it (binary protocol), in [`Queries::select_batch`] column order:
 /// the copied columns, then the key as the statements compare it.
 pub type RowValues = Vec<Value>;
@@ -386,9 +399,9 @@ async fn archived_rows(
         .iter()
         .map(|row| key_of(row, positions.clone()))
         .collect::<anyhow::Result<Vec<Key>>>()?;
-    let keys_per_statement = (PLACEHOLDERS_MAX / positions.len().max(1)).max(1);
+    let per_statement = keys_per_statement(positions.len());
     let mut by_key = std::collections::HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(keys_per_statement) {
+    for chunk in keys.chunks(per_statement) {
         let statement = queries.select_archived(chunk);
         let archived: Vec<Row> = archive
             .exec(statement.sql.as_str(), params(&statement))
@@ -486,9 +499,9 @@ pub async fn delete_archived(
         }
         .into());
     }
-    let keys_per_statement = (PLACEHOLDERS_MAX / positions.len().max(1)).max(1);
+    let per_statement = keys_per_statement(positions.len());
     let mut deleted = 0;
-    for chunk in identical.chunks(keys_per_statement) {
+    for chunk in identical.chunks(per_statement) {
         let statement = queries.delete_keys(chunk);
         source
             .exec_drop(statement.sql.as_str(), params(&statement))

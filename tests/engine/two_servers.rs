@@ -465,3 +465,54 @@ fn an_archive_url_that_reaches_the_source_server_is_recognised() {
         "the two-step path ran"
     );
 }
+
+/// Batches larger than one statement's key list (`KEYS_PER_STATEMENT_MAX`, 1,000 keys): the
+/// two-server path reads back and deletes in chunks, every row once, with identical archive
+/// copies planted across chunk borders counted as already archived and a differing one kept.
+#[test]
+fn batches_larger_than_one_key_list_move_in_chunks() {
+    let main = common::sandbox();
+    let other = common::archive_sandbox();
+    let mut source = main.fresh_database("chunks_src");
+    let mut archive = other.fresh_database("chunks_arch");
+    source.exec(
+        "CREATE TABLE src (g INT NOT NULL, k INT NOT NULL, v VARCHAR(20) NOT NULL,
+         PRIMARY KEY (g, k))",
+    );
+    source.exec("INSERT INTO src SELECT seq % 3, seq, CONCAT('v', seq) FROM seq_1_to_6000");
+    archive.exec(
+        "CREATE TABLE arch (g INT NOT NULL, k INT NOT NULL, v VARCHAR(20) NOT NULL,
+         PRIMARY KEY (g, k))",
+    );
+    // Identical copies around the first chunk border of the first batch, one differing row.
+    archive.exec("INSERT INTO arch SELECT seq % 3, seq, CONCAT('v', seq) FROM seq_995_to_1005");
+    archive.exec("INSERT INTO arch VALUES (0, 3000, 'different')");
+    let original = source.checksum("src");
+    let job = two_server_job(&source, &archive, "k <= 5000", "batch_rows = 2500");
+    assert_exit(&run_two(&job, &archive, &[]), 3, "one conflict");
+    let left: Vec<(i32, i32)> = source.query_rows("SELECT g, k FROM src WHERE k <= 5000");
+    assert_eq!(left, vec![(0, 3000)], "only the conflicting row stays");
+    assert_eq!(source.query_scalar::<u64>("SELECT COUNT(*) FROM src"), 1001);
+    assert_eq!(
+        archive.query_scalar::<u64>("SELECT COUNT(*) FROM arch"),
+        5000
+    );
+    assert_eq!(job.rows_deleted(), 4999);
+    let already: u64 = job
+        .events()
+        .iter()
+        .filter(|(t, _)| t == "BatchCopied")
+        .map(|(_, f)| f["rows_already"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        already, 12,
+        "11 identical copies and the differing row's key"
+    );
+    let kept = source.checksum("src");
+    let archived = archive.checksum("arch");
+    assert_eq!(
+        kept.0 + archived.0,
+        original.0 + 1,
+        "the archive's own row beside the source's"
+    );
+}
