@@ -237,29 +237,6 @@ pub struct RunFinished {
     pub finished_unix_us: i64,
 }
 
-/// Every record the engine writes. The discriminant is the WAL record type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// Record type 1.
-    LogCreated(LogCreated),
-    /// Record type 2.
-    RunStarted(RunStarted),
-    /// Record type 3.
-    BatchPlanned(BatchPlanned),
-    /// Record type 4.
-    BatchCopied(BatchCopied),
-    /// Record type 5.
-    BatchDeleted(BatchDeleted),
-    /// Record type 6.
-    ConflictFound(ConflictFound),
-    /// Record type 7.
-    BatchFailed(BatchFailed),
-    /// Record type 8.
-    BatchReset(BatchReset),
-    /// Record type 9.
-    RunFinished(RunFinished),
-}
-
 /// Why a record's payload could not be turned into an [`Event`].
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -316,89 +293,85 @@ fn decode<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
-impl Event {
-    /// The WAL record type of this event.
-    pub fn record_type(&self) -> u16 {
-        match self {
-            Event::LogCreated(_) => 1,
-            Event::RunStarted(_) => 2,
-            Event::BatchPlanned(_) => 3,
-            Event::BatchCopied(_) => 4,
-            Event::BatchDeleted(_) => 5,
-            Event::ConflictFound(_) => 6,
-            Event::BatchFailed(_) => 7,
-            Event::BatchReset(_) => 8,
-            Event::RunFinished(_) => 9,
+/// THE record-type table: each event's WAL record type number and name, written once. The
+/// enum, its numbers, its names, encoding, decoding and JSON all come from this list; a number
+/// never changes and is never reused (`wal-format.md`, "Record types").
+macro_rules! record_types {
+    ($($number:literal => $variant:ident),+ $(,)?) => {
+        /// Every record the engine writes. The discriminant is the WAL record type.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Event {
+            $(
+                #[doc = concat!("Record type ", stringify!($number), ".")]
+                $variant($variant),
+            )+
         }
-    }
 
+        /// Every known record type, with its name, in number order.
+        pub const RECORD_TYPES: &[(u16, &str)] = &[$(($number, stringify!($variant))),+];
+
+        impl Event {
+            /// The WAL record type of this event.
+            pub fn record_type(&self) -> u16 {
+                match self {
+                    $(Event::$variant(_) => $number,)+
+                }
+            }
+
+            /// The payload bytes of this event.
+            pub fn encode_payload(&self) -> Vec<u8> {
+                match self {
+                    $(Event::$variant(e) => encode(e),)+
+                }
+            }
+
+            /// Decodes a record's payload given its type. Never panics, never allocates more
+            /// than [`PAYLOAD_BYTES_MAX`] whatever the bytes say.
+            pub fn decode(record_type: u16, payload: &[u8]) -> Result<Event, DecodeError> {
+                let name = type_name(record_type).ok_or(DecodeError::UnknownType(record_type))?;
+                Ok(match record_type {
+                    $($number => Event::$variant(decode(record_type, name, payload)?),)+
+                    _ => unreachable!("type_name knows only the types of the table"),
+                })
+            }
+
+            /// The event as a JSON value (for `inspect --format json`).
+            pub fn to_json(&self) -> serde_json::Value {
+                let value = match self {
+                    $(Event::$variant(e) => serde_json::to_value(e),)+
+                };
+                value.expect("event converts to JSON")
+            }
+        }
+    };
+}
+
+record_types! {
+    1 => LogCreated,
+    2 => RunStarted,
+    3 => BatchPlanned,
+    4 => BatchCopied,
+    5 => BatchDeleted,
+    6 => ConflictFound,
+    7 => BatchFailed,
+    8 => BatchReset,
+    9 => RunFinished,
+}
+
+/// The largest record type this version knows.
+pub const RECORD_TYPE_MAX: u16 = RECORD_TYPES[RECORD_TYPES.len() - 1].0;
+
+impl Event {
     /// The event's name, as `inspect` prints it.
     pub fn name(&self) -> &'static str {
         type_name(self.record_type()).unwrap_or("Unknown")
-    }
-
-    /// The payload bytes of this event.
-    pub fn encode_payload(&self) -> Vec<u8> {
-        match self {
-            Event::LogCreated(e) => encode(e),
-            Event::RunStarted(e) => encode(e),
-            Event::BatchPlanned(e) => encode(e),
-            Event::BatchCopied(e) => encode(e),
-            Event::BatchDeleted(e) => encode(e),
-            Event::ConflictFound(e) => encode(e),
-            Event::BatchFailed(e) => encode(e),
-            Event::BatchReset(e) => encode(e),
-            Event::RunFinished(e) => encode(e),
-        }
-    }
-
-    /// Decodes a record's payload given its type. Never panics, never allocates more than
-    /// [`PAYLOAD_BYTES_MAX`] whatever the bytes say.
-    pub fn decode(record_type: u16, payload: &[u8]) -> Result<Event, DecodeError> {
-        let name = type_name(record_type).ok_or(DecodeError::UnknownType(record_type))?;
-        Ok(match record_type {
-            1 => Event::LogCreated(decode(record_type, name, payload)?),
-            2 => Event::RunStarted(decode(record_type, name, payload)?),
-            3 => Event::BatchPlanned(decode(record_type, name, payload)?),
-            4 => Event::BatchCopied(decode(record_type, name, payload)?),
-            5 => Event::BatchDeleted(decode(record_type, name, payload)?),
-            6 => Event::ConflictFound(decode(record_type, name, payload)?),
-            7 => Event::BatchFailed(decode(record_type, name, payload)?),
-            8 => Event::BatchReset(decode(record_type, name, payload)?),
-            9 => Event::RunFinished(decode(record_type, name, payload)?),
-            _ => unreachable!("type_name knows only the types matched above"),
-        })
-    }
-
-    /// The event as a JSON value (for `inspect --format json`).
-    pub fn to_json(&self) -> serde_json::Value {
-        let value = match self {
-            Event::LogCreated(e) => serde_json::to_value(e),
-            Event::RunStarted(e) => serde_json::to_value(e),
-            Event::BatchPlanned(e) => serde_json::to_value(e),
-            Event::BatchCopied(e) => serde_json::to_value(e),
-            Event::BatchDeleted(e) => serde_json::to_value(e),
-            Event::ConflictFound(e) => serde_json::to_value(e),
-            Event::BatchFailed(e) => serde_json::to_value(e),
-            Event::BatchReset(e) => serde_json::to_value(e),
-            Event::RunFinished(e) => serde_json::to_value(e),
-        };
-        value.expect("event converts to JSON")
     }
 }
 
 /// The name of a record type, or `None` for a type this version does not know.
 pub fn type_name(record_type: u16) -> Option<&'static str> {
-    Some(match record_type {
-        1 => "LogCreated",
-        2 => "RunStarted",
-        3 => "BatchPlanned",
-        4 => "BatchCopied",
-        5 => "BatchDeleted",
-        6 => "ConflictFound",
-        7 => "BatchFailed",
-        8 => "BatchReset",
-        9 => "RunFinished",
-        _ => return None,
-    })
+    RECORD_TYPES
+        .iter()
+        .find(|(number, _)| *number == record_type)
+        .map(|(_, name)| *name)
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::event::{type_name, Event};
+use crate::event::{type_name, Event, RECORD_TYPE_MAX};
 use crate::wal::format::segment_file_name;
 use crate::wal::scan::{scan_dir, Damage, DirScan, ScanItem, SegmentSummary};
 use crate::wal::{Record, RecoveryMode};
@@ -37,14 +37,14 @@ pub trait StateSink {
 #[derive(Debug, Default, Clone)]
 pub struct CountingSink {
     /// Events applied, by record type (index 0 unused).
-    pub by_type: [u64; 10],
+    pub by_type: [u64; RECORD_TYPE_MAX as usize + 1],
     /// LSN of the last event applied (0 = none).
     pub last_lsn: u64,
 }
 
 impl StateSink for CountingSink {
     fn apply(&mut self, lsn: u64, event: &Event) -> Result<(), String> {
-        self.by_type[usize::from(event.record_type()).min(9)] += 1;
+        self.by_type[usize::from(event.record_type().min(RECORD_TYPE_MAX))] += 1;
         self.last_lsn = lsn;
         Ok(())
     }
