@@ -28,8 +28,6 @@ use crate::wal::{self, WalOptions, WalWriter};
 const RETRY_DELAY_MS_MIN: u64 = 200;
 /// Longest delay before retrying a failed batch, in milliseconds.
 const RETRY_DELAY_MS_MAX: u64 = 10_000;
-/// Longest error message kept in a `BatchFailed` record, in bytes.
-const ERROR_MESSAGE_BYTES_MAX: usize = 2_000;
 
 /// Environment variable of the test-only crash hook: `EVENT[:N]` makes the process kill itself
 /// with SIGKILL right after the N-th (default first) event of that type this process appended
@@ -413,14 +411,7 @@ impl Runner<'_> {
             }
             Err(error) => {
                 let class = db::classify(&error);
-                let mut message = format!("{error:#}");
-                if message.len() > ERROR_MESSAGE_BYTES_MAX {
-                    let mut end = ERROR_MESSAGE_BYTES_MAX;
-                    while !message.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    message.truncate(end);
-                }
+                let message = crate::event::cut_message(&format!("{error:#}"));
                 let attempt = attempts + 1;
                 tracing::warn!("batch {batch_id} attempt {attempt} failed ({class:?}): {message}");
                 self.drop_conn();

@@ -12,6 +12,23 @@ use serde::{Deserialize, Serialize};
 /// written and by the decoder before anything is allocated.
 pub const PAYLOAD_BYTES_MAX: usize = 1 << 20;
 
+/// Longest error message a `BatchFailed` record carries and the state keeps, in bytes; a
+/// longer one is cut at a character boundary and ends in "…" ([`cut_message`]).
+pub const ERROR_MESSAGE_BYTES_MAX: usize = 2_000;
+
+/// `message` cut to [`ERROR_MESSAGE_BYTES_MAX`] bytes at a character boundary, with "…" when
+/// cut. Cutting a cut message again gives the same text.
+pub fn cut_message(message: &str) -> String {
+    if message.len() <= ERROR_MESSAGE_BYTES_MAX {
+        return message.to_string();
+    }
+    let mut end = ERROR_MESSAGE_BYTES_MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
 /// The fixed bincode configuration for record payloads. Never change it in place: a new
 /// encoding needs a new WAL format version.
 pub fn payload_config() -> impl bincode::config::Config {
@@ -374,4 +391,34 @@ pub fn type_name(record_type: u16) -> Option<&'static str> {
         .iter()
         .find(|(number, _)| *number == record_type)
         .map(|(_, name)| *name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_once_at_a_character_boundary() {
+        assert_eq!(cut_message("short"), "short");
+        let long = "é".repeat(ERROR_MESSAGE_BYTES_MAX);
+        let cut = cut_message(&long);
+        assert!(cut.len() <= ERROR_MESSAGE_BYTES_MAX + "…".len());
+        assert!(cut.ends_with('…'));
+        assert_eq!(cut_message(&cut), cut, "cutting again changes nothing");
+    }
+
+    #[test]
+    fn the_record_type_table_is_in_increasing_order_and_never_uses_zero() {
+        let mut previous = 0;
+        for (number, name) in RECORD_TYPES {
+            assert!(
+                *number > previous,
+                "{name}: numbers increase, 0 marks unused space"
+            );
+            assert_eq!(type_name(*number), Some(*name));
+            previous = *number;
+        }
+        assert_eq!(type_name(0), None);
+        assert_eq!(type_name(RECORD_TYPE_MAX + 1), None);
+    }
 }

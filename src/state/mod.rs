@@ -38,8 +38,7 @@ use crate::event::{
     Event, JobIdentity, Key, LogCreated, RunFinished, RunOutcome, RunStarted,
 };
 
-/// Longest error message kept per batch, in bytes; longer ones are cut at a character boundary.
-pub const ERROR_MESSAGE_BYTES_MAX: usize = 4096;
+pub use crate::event::ERROR_MESSAGE_BYTES_MAX;
 
 /// Most conflict records kept in memory; later ones are still counted (see
 /// [`State::conflicts_unstored`]). A conflicting row stays in the source, so every later run
@@ -528,17 +527,6 @@ fn lower_text(lower: Option<&Key>) -> String {
     }
 }
 
-fn truncate_message(message: &str) -> String {
-    if message.len() <= ERROR_MESSAGE_BYTES_MAX {
-        return message.to_string();
-    }
-    let mut end = ERROR_MESSAGE_BYTES_MAX;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
-}
-
 impl State {
     /// An empty state: nothing applied; the next action is [`Action::CreateLog`].
     pub fn new() -> State {
@@ -907,7 +895,7 @@ impl State {
             lsn,
             attempt: e.attempt,
             class: e.class,
-            message: truncate_message(&e.message),
+            message: crate::event::cut_message(&e.message),
         });
         let park = match e.class {
             ErrorClass::Batch => true,
