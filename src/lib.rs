@@ -3,14 +3,11 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules and the invariants they keep.
 
-pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod engine;
 pub mod event;
-pub mod inspect;
-pub mod preflight;
-pub mod sql;
+pub mod ops;
 pub mod state;
 pub mod wal;

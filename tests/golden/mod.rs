@@ -268,11 +268,11 @@ fn write_golden_log() {
         std::fs::write(torn.join(entry.file_name()), bytes).unwrap();
     }
     let mut out = Vec::new();
-    archiver::inspect::inspect(
+    archiver::ops::inspect::inspect(
         &torn,
         false,
         &mut out,
-        &mut archiver::inspect::CountingSink::default(),
+        &mut archiver::ops::inspect::CountingSink::default(),
     )
     .unwrap();
     let text = String::from_utf8(out)
@@ -323,14 +323,14 @@ fn the_committed_torn_log_recovers_to_all_but_the_last_event() {
 
     // inspect's report of it is pinned too.
     let mut out = Vec::new();
-    let verdict = archiver::inspect::inspect(
+    let verdict = archiver::ops::inspect::inspect(
         &torn,
         false,
         &mut out,
-        &mut archiver::inspect::CountingSink::default(),
+        &mut archiver::ops::inspect::CountingSink::default(),
     )
     .unwrap();
-    assert_eq!(verdict, archiver::inspect::InspectVerdict::TornTail);
+    assert_eq!(verdict, archiver::ops::inspect::InspectVerdict::TornTail);
     let text = String::from_utf8(out)
         .unwrap()
         .replace(&*torn.to_string_lossy(), "TORN");

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use archiver::inspect::InspectVerdict;
+use archiver::ops::inspect::InspectVerdict;
 use archiver::wal::format::SegmentHeader;
 use archiver::wal::{WalError, FRAME_OVERHEAD_BYTES, HEADER_BYTES};
 

@@ -30,8 +30,8 @@ fn exercise(dir: &Path, label: &str) -> bool {
     .unwrap();
     assert_eq!(scan.records, records);
     let mut out = Vec::new();
-    let mut sink = archiver::inspect::CountingSink::default();
-    let verdict = archiver::inspect::inspect(dir, true, &mut out, &mut sink);
+    let mut sink = archiver::ops::inspect::CountingSink::default();
+    let verdict = archiver::ops::inspect::inspect(dir, true, &mut out, &mut sink);
     if let Ok(v) = &verdict {
         let text = String::from_utf8(out).unwrap();
         let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();

@@ -59,7 +59,7 @@ fn prints_segments_records_and_state() {
     let (verdict, text) = super::inspect_text(&dir, false);
     assert_eq!(
         verdict,
-        archiver::inspect::InspectVerdict::Corrupt,
+        archiver::ops::inspect::InspectVerdict::Corrupt,
         "undecodable for replay"
     );
     assert!(text.contains("wal-0000000000000001.seg"), "{text}");
@@ -221,7 +221,7 @@ fn salvage_is_explicit_and_cuts_the_last_segment_at_the_first_bad_record() {
     bytes[at + 18] ^= 0x55;
     std::fs::write(&path, &bytes).unwrap();
     let (verdict, _) = super::inspect_text(&dir, false);
-    assert_eq!(verdict, archiver::inspect::InspectVerdict::Corrupt);
+    assert_eq!(verdict, archiver::ops::inspect::InspectVerdict::Corrupt);
     // Opening for write (what `run` does) refuses it: salvage is never automatic.
     assert!(open(&dir, small(1 << 20)).is_err());
 
@@ -234,6 +234,10 @@ fn salvage_is_explicit_and_cuts_the_last_segment_at_the_first_bad_record() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains(&format!("at offset {at}")), "{stdout}");
     let (verdict, text) = super::inspect_text(&dir, false);
-    assert_eq!(verdict, archiver::inspect::InspectVerdict::Clean, "{text}");
+    assert_eq!(
+        verdict,
+        archiver::ops::inspect::InspectVerdict::Clean,
+        "{text}"
+    );
     assert!(text.contains("verdict: clean: 3 records"), "{text}");
 }

@@ -14,7 +14,7 @@ mod torn_tail;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use archiver::inspect::{inspect, CountingSink, InspectVerdict};
+use archiver::ops::inspect::{inspect, CountingSink, InspectVerdict};
 use archiver::wal::{read_dir, OpenReport, RecoveryMode, WalError, WalOptions, WalWriter};
 
 /// A record as the tests compare them: (lsn, type, payload).

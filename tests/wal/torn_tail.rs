@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use archiver::inspect::InspectVerdict;
+use archiver::ops::inspect::InspectVerdict;
 use archiver::wal::{FRAME_OVERHEAD_BYTES, HEADER_BYTES};
 
 use super::{inspect_text, open, read_all, restore, seg, small, snapshot, write_records, Rec, Rng};

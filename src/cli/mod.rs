@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::admin::{self, ResetSelection};
 use crate::config::{ConfigError, JobConfig};
 use crate::db::Refusal;
 use crate::engine::{self, RunEnd, RunOptions, StopFlag};
+use crate::ops::{self, ResetSelection};
 use crate::wal::WalError;
 
 /// Exit codes, for schedulers. Documented in README.md; never renumber.
@@ -234,7 +234,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             let config = load(&config)?;
             let runtime = runtime()?;
             if dry_run {
-                return runtime.block_on(admin::dry_run(&config, &mut std::io::stdout().lock()));
+                return runtime.block_on(ops::dry_run(&config, &mut std::io::stdout().lock()));
             }
             let deadline = [
                 max_runtime.map(|d| Instant::now() + d),
@@ -254,7 +254,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                         exit::STOPPED
                     }
                     RunEnd::Attention => {
-                        admin::print_attention(&state);
+                        ops::print_attention(&state);
                         exit::ATTENTION
                     }
                 })
@@ -262,7 +262,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::Status { config, format } => {
             let config = load(&config)?;
-            admin::status(
+            ops::status(
                 &config,
                 format == Format::Json,
                 &mut std::io::stdout().lock(),
@@ -287,7 +287,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                     .into())
                 }
             };
-            admin::reset(&config, &selection, &mut std::io::stdout().lock())?;
+            ops::reset(&config, &selection, &mut std::io::stdout().lock())?;
             Ok(exit::DONE)
         }
         Command::Replay {
@@ -295,12 +295,12 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             wal_dir,
             ..
         } => {
-            admin::salvage(&wal_dir, &mut std::io::stdout().lock())?;
+            ops::salvage(&wal_dir, &mut std::io::stdout().lock())?;
             Ok(exit::DONE)
         }
         Command::Replay {
             wal_dir, format, ..
-        } => admin::inspect(
+        } => ops::inspect(
             &wal_dir,
             format == Format::Json,
             &mut std::io::stdout().lock(),

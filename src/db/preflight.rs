@@ -19,9 +19,9 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Value};
 
 use crate::config::{Endpoint, JobConfig, TableName};
+use crate::db::sql::{self, Queries, Statement, TableShape};
 use crate::db::{self, Refusal};
 use crate::event::KeyValue;
-use crate::sql::{self, Queries, Statement, TableShape};
 
 /// A column as the server defines it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

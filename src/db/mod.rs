@@ -1,15 +1,18 @@
 //! The MySQL/MariaDB side: connections and their session settings, batch planning and
 //! the batch transaction, and the classification of server errors. The statements themselves
-//! come from `crate::sql`.
+//! come from `crate::db::sql`.
 
 use std::time::{Duration, Instant};
+
+pub mod preflight;
+pub mod sql;
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Row, Value};
 
+use self::sql::{Queries, Statement};
 use crate::config::{ConfigError, Endpoint};
 use crate::event::{ErrorClass, Key, KeyValue};
-use crate::sql::{self, Queries, Statement};
 
 /// A refusal found before anything moved: the job as configured cannot run against these
 /// tables. The CLI exits with the configuration-error code.

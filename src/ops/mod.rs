@@ -2,15 +2,17 @@
 //! dry run, and the end-of-run attention report. Everything here but `reset` is read-only and
 //! takes no lock, so it works while a run is active.
 
+pub mod inspect;
+
 use std::io::Write;
 use std::path::Path;
 
+use self::inspect::{InspectVerdict, StateSink};
 use crate::cli::exit;
 use crate::config::JobConfig;
 use crate::db;
 use crate::engine::{self, now_unix_us};
 use crate::event::{BatchReset, Event};
-use crate::inspect::{self, InspectVerdict, StateSink};
 use crate::state::{BatchStatus, State};
 use crate::wal::{RecoveryMode, WalOptions, WalWriter};
 
@@ -230,7 +232,7 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
         Some(endpoint) => Some(db::connect(endpoint, config.lock_wait_timeout_s).await?),
         None => None,
     };
-    let queries = crate::preflight::check(&mut conn, archive_conn.as_mut(), config).await?;
+    let queries = crate::db::preflight::check(&mut conn, archive_conn.as_mut(), config).await?;
     writeln!(
         out,
         "job: {} -> {} where {}",
@@ -240,7 +242,7 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
     writeln!(
         out,
         "every session (both servers): {}",
-        crate::sql::session_setup(config.lock_wait_timeout_s).join("; ")
+        crate::db::sql::session_setup(config.lock_wait_timeout_s).join("; ")
     )?;
     writeln!(out, "next action: {}", state.next_action())?;
     let now = state

@@ -5,7 +5,7 @@
 //! operator's (a table called `a`, a schema named like a table) can capture a reference.
 //! Values are never spliced in: key bounds travel as `?` parameters of prepared statements, in
 //! the order [`Statement::params`] gives. The job's `where` predicate is operator-written SQL
-//! and is inserted verbatim, in parentheses; pre-flight (`crate::preflight`) validates it and
+//! and is inserted verbatim, in parentheses; pre-flight (`crate::db::preflight`) validates it and
 //! every batch statement with `EXPLAIN` before the first row moves, and prepared statements
 //! refuse a second statement smuggled into it.
 

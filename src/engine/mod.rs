@@ -19,8 +19,8 @@ use mysql_async::Conn;
 
 use crate::config::JobConfig;
 use crate::db;
+use crate::db::sql::Queries;
 use crate::event::*;
-use crate::sql::Queries;
 use crate::state::{Action, State, Step};
 use crate::wal::{self, WalOptions, WalWriter};
 
@@ -459,7 +459,7 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> anyhow::Result<(Run
         }
         None => None,
     };
-    let queries = crate::preflight::check(&mut conn, archive_conn.as_mut(), config).await?;
+    let queries = crate::db::preflight::check(&mut conn, archive_conn.as_mut(), config).await?;
     // Pre-flight passed: only now may anything be written.
     let (wal, state) = open_log(&config.wal_dir)?;
     check_identity(&state, config)?;
