@@ -2,35 +2,19 @@
 //! into calls of the engine, the operator commands and the WAL inspector, and the documented
 //! exit codes.
 
-use std::path::{Path, PathBuf};
+pub mod exit;
+mod signals;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConfigError, JobConfig};
-use crate::db::Refusal;
-use crate::engine::{self, RunEnd, RunOptions, StopFlag};
+use crate::engine::{self, shutdown, RunEnd};
+use crate::error::Error;
 use crate::ops::{self, ResetSelection};
-use crate::wal::WalError;
-
-/// Exit codes, for schedulers. Documented in README.md; never renumber.
-pub mod exit {
-    /// Done: everything that matched is archived; nothing needs attention.
-    pub const DONE: u8 = 0;
-    /// An error stopped the job (server unreachable, corrupt WAL, fatal SQL error). The next
-    /// run resumes where it stopped.
-    pub const ERROR: u8 = 1;
-    /// Stopped early (signal, `--max-runtime`, `--until`) with work left; the next run resumes.
-    pub const STOPPED: u8 = 2;
-    /// Done, but attention is needed: conflicts were found or batches are parked.
-    pub const ATTENTION: u8 = 3;
-    /// The job file or the tables it names are wrong; nothing was changed.
-    pub const CONFIG: u8 = 64;
-    /// Another process holds this job's WAL lock (a run is active); nothing was changed.
-    pub const LOCKED: u8 = 75;
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -140,19 +124,6 @@ fn parse_until(text: &str) -> Result<chrono::NaiveTime, String> {
         .map_err(|_| format!("{text:?} is not a time of day as HH:MM (e.g. 05:30)"))
 }
 
-/// The instant of the next `until` local time, today or tomorrow.
-fn deadline_at(until: chrono::NaiveTime) -> Instant {
-    let now = chrono::Local::now();
-    let today = now.date_naive().and_time(until);
-    let target = if today > now.naive_local() {
-        today
-    } else {
-        today + chrono::Duration::days(1)
-    };
-    let wait = (target - now.naive_local()).to_std().unwrap_or_default();
-    Instant::now() + wait
-}
-
 /// Parses the arguments, runs the command, prints an error once with its whole cause chain,
 /// and returns the exit code.
 pub fn main() -> ExitCode {
@@ -185,88 +156,39 @@ pub fn main() -> ExitCode {
     match dispatch(args.command) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("archiver: {error:#}");
-            ExitCode::from(code_for(&error))
+            eprintln!("archiver: {error}");
+            ExitCode::from(exit::for_error(&error))
         }
     }
 }
 
-/// The exit code an error stands for.
-fn code_for(error: &anyhow::Error) -> u8 {
-    for cause in error.chain() {
-        if cause.is::<ConfigError>() || cause.is::<Refusal>() {
-            return exit::CONFIG;
-        }
-        if let Some(WalError::Locked { .. }) = cause.downcast_ref::<WalError>() {
-            return exit::LOCKED;
-        }
-        if let Some(mysql_async::Error::Server(server)) = cause.downcast_ref::<mysql_async::Error>()
-        {
-            // Access denied (wrong user or password, no access to the database) or an unknown
-            // database at connect: the job file names something the server does not grant or
-            // have, a configuration problem.
-            if matches!(server.code, 1044 | 1045 | 1049) {
-                return exit::CONFIG;
-            }
-        }
-    }
-    exit::ERROR
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
 
-fn load(path: &Path) -> anyhow::Result<JobConfig> {
-    Ok(JobConfig::load(path)?)
-}
-
-fn dispatch(command: Command) -> anyhow::Result<u8> {
+/// Runs one command; `Ok` holds the exit code of an outcome.
+fn dispatch(command: Command) -> Result<u8, Error> {
+    let stdout = &mut std::io::stdout().lock();
     match command {
         Command::Run {
             config,
-            dry_run,
+            dry_run: true,
+            ..
+        } => {
+            let config = JobConfig::load(&config)?;
+            runtime()?.block_on(ops::dry_run(&config, stdout))?;
+            Ok(exit::DONE)
+        }
+        Command::Run {
+            config,
             max_runtime,
             until,
-        } => {
-            let config = load(&config)?;
-            let runtime = runtime()?;
-            if dry_run {
-                return runtime.block_on(ops::dry_run(&config, &mut std::io::stdout().lock()));
-            }
-            let deadline = [
-                max_runtime.map(|d| Instant::now() + d),
-                until.map(deadline_at),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let stop = Arc::new(StopFlag::default());
-            runtime.block_on(async {
-                spawn_signal_handler(stop.clone());
-                let (end, state) = engine::run(&config, RunOptions { deadline, stop }).await?;
-                Ok(match end {
-                    RunEnd::Done => exit::DONE,
-                    RunEnd::Stopped => {
-                        eprintln!("archiver: stopped early with work left; the next run resumes");
-                        exit::STOPPED
-                    }
-                    RunEnd::Attention => {
-                        ops::print_attention(&state);
-                        exit::ATTENTION
-                    }
-                })
-            })
-        }
+            ..
+        } => run(&JobConfig::load(&config)?, max_runtime, until),
         Command::Status { config, format } => {
-            let config = load(&config)?;
-            ops::status(
-                &config,
-                format == Format::Json,
-                &mut std::io::stdout().lock(),
-            )?;
+            ops::status(&JobConfig::load(&config)?, format == Format::Json, stdout)?;
             Ok(exit::DONE)
         }
         Command::Reset {
@@ -275,19 +197,8 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             failed,
             error_like,
         } => {
-            let config = load(&config)?;
-            let selection = match (batch, failed, error_like) {
-                (Some(id), _, _) => ResetSelection::Batch(id),
-                (None, true, _) => ResetSelection::Failed,
-                (None, false, Some(pattern)) => ResetSelection::ErrorLike(pattern),
-                (None, false, None) => {
-                    return Err(ConfigError(
-                        "reset needs one of --batch N, --failed, --error-like PATTERN".into(),
-                    )
-                    .into())
-                }
-            };
-            ops::reset(&config, &selection, &mut std::io::stdout().lock())?;
+            let selection = reset_selection(batch, failed, error_like)?;
+            ops::reset(&JobConfig::load(&config)?, &selection, stdout)?;
             Ok(exit::DONE)
         }
         Command::Replay {
@@ -295,62 +206,84 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             wal_dir,
             ..
         } => {
-            ops::salvage(&wal_dir, &mut std::io::stdout().lock())?;
+            ops::salvage(&wal_dir, stdout)?;
             Ok(exit::DONE)
         }
         Command::Replay {
             wal_dir, format, ..
-        } => ops::inspect(
-            &wal_dir,
-            format == Format::Json,
-            &mut std::io::stdout().lock(),
-        ),
-        Command::Debug {
-            command:
-                DebugCommand::WalAppend {
-                    wal_dir,
-                    records,
-                    payload_bytes,
-                    sync_every,
-                    segment_bytes,
-                },
         } => {
-            crate::wal::stress::append_loop(
-                &wal_dir,
-                records,
-                payload_bytes,
-                sync_every,
-                segment_bytes,
-                &mut std::io::stdout().lock(),
-            )?;
-            Ok(exit::DONE)
+            let verdict = ops::inspect_log(&wal_dir, format == Format::Json, stdout)?;
+            Ok(exit::for_inspect(verdict))
         }
+        Command::Debug { command } => debug(command, stdout),
     }
 }
 
-/// First SIGINT/SIGTERM: finish the current batch and stop. Second: stop at once, which is
-/// safe because the WAL and the batch transaction make any stopping point resumable.
-fn spawn_signal_handler(stop: Arc<StopFlag>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    tokio::spawn(async move {
-        let (Ok(mut interrupt), Ok(mut terminate)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            tracing::warn!("cannot install signal handlers; signals stop the job at once");
-            return;
-        };
-        for _ in 0..2 {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            if stop.requested() {
-                eprintln!("archiver: second signal, stopping now; the next run resumes");
-                std::process::exit(exit::STOPPED.into());
-            }
-            eprintln!("archiver: signal received, finishing the current batch (send again to stop at once)");
-            stop.request();
+/// `archiver run`: the engine, with signals and the time window as its stop requests.
+fn run(
+    config: &JobConfig,
+    max_runtime: Option<Duration>,
+    until: Option<chrono::NaiveTime>,
+) -> Result<u8, Error> {
+    let deadline = [
+        max_runtime.map(signals::deadline_after),
+        until.map(signals::deadline_at),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    runtime()?.block_on(async {
+        let (trigger, shutdown) = shutdown::channel();
+        signals::spawn_signal_handler(trigger.clone());
+        if let Some(deadline) = deadline {
+            signals::spawn_deadline(deadline, trigger);
         }
-    });
+        let (end, state) = engine::run(config, shutdown).await?;
+        match end {
+            RunEnd::Done => {}
+            RunEnd::Stopped => {
+                eprintln!("archiver: stopped early with work left; the next run resumes");
+            }
+            RunEnd::Attention => {
+                for line in ops::attention_lines(&state) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        Ok(exit::for_run(end))
+    })
+}
+
+fn reset_selection(
+    batch: Option<u64>,
+    failed: bool,
+    error_like: Option<String>,
+) -> Result<ResetSelection, ConfigError> {
+    match (batch, failed, error_like) {
+        (Some(id), _, _) => Ok(ResetSelection::Batch(id)),
+        (None, true, _) => Ok(ResetSelection::Failed),
+        (None, false, Some(pattern)) => Ok(ResetSelection::ErrorLike(pattern)),
+        (None, false, None) => Err(ConfigError(
+            "reset needs one of --batch N, --failed, --error-like PATTERN".into(),
+        )),
+    }
+}
+
+fn debug(command: DebugCommand, out: &mut dyn std::io::Write) -> Result<u8, Error> {
+    let DebugCommand::WalAppend {
+        wal_dir,
+        records,
+        payload_bytes,
+        sync_every,
+        segment_bytes,
+    } = command;
+    crate::wal::stress::append_loop(
+        &wal_dir,
+        records,
+        payload_bytes,
+        sync_every,
+        segment_bytes,
+        out,
+    )?;
+    Ok(exit::DONE)
 }

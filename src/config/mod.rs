@@ -4,6 +4,10 @@
 //! Two layers, as in ripgrep: [`RawConfig`] mirrors the file exactly (unknown keys are errors),
 //! and [`JobConfig`] is the validated form the rest of the program uses.
 
+mod refusal;
+
+pub use refusal::Refusal;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;

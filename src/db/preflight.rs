@@ -18,9 +18,10 @@ use std::path::Path;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Value};
 
+use crate::config::Refusal;
 use crate::config::{Endpoint, JobConfig, TableName};
+use crate::db;
 use crate::db::sql::{self, Queries, Statement, TableShape};
-use crate::db::{self, Refusal};
 use crate::event::KeyValue;
 
 /// A column as the server defines it.
@@ -650,7 +651,7 @@ pub fn sql_mode_findings(global_sql_mode: &str, predicate: &str) -> Vec<String> 
 /// Stored functions the predicate calls that are not declared DETERMINISTIC (names compared
 /// case-insensitively; a function of that name in any schema counts). A function declared
 /// DETERMINISTIC is trusted: MariaDB does not verify the declaration, and neither can we.
-async fn stored_function_findings(conn: &mut Conn, predicate: &str) -> anyhow::Result<Vec<String>> {
+async fn stored_function_findings(conn: &mut Conn, predicate: &str) -> db::DbResult<Vec<String>> {
     let called: Vec<String> = words(predicate)
         .into_iter()
         .filter(|w| w.call)
@@ -755,7 +756,7 @@ pub fn defined_columns(create_table: &str) -> Vec<String> {
 async fn read_table(
     conn: &mut Conn,
     name: &TableName,
-) -> anyhow::Result<Option<Result<TableInfo, String>>> {
+) -> db::DbResult<Option<Result<TableInfo, String>>> {
     let args = (name.schema.as_str(), name.table.as_str());
     let kind: Option<(String, String)> = conn.exec_first(sql::TABLE_KIND, args).await?;
     match kind {
@@ -895,7 +896,7 @@ async fn read_table(
 ///   (error 1665), and they would not replicate deterministically;
 /// - `read_only`: the server is most likely a replica; archiver writes to both servers, and a
 ///   user with SUPER or READ_ONLY ADMIN would write to the replica past the setting.
-async fn server_findings(conn: &mut Conn, server: &str) -> anyhow::Result<Vec<String>> {
+async fn server_findings(conn: &mut Conn, server: &str) -> db::DbResult<Vec<String>> {
     let mut findings = Vec::new();
     let row: Option<(i64, i64, String)> = conn.query_first(sql::BINLOG_SETTINGS).await?;
     if let Some((1, 1, format)) = row {
@@ -917,7 +918,7 @@ async fn server_findings(conn: &mut Conn, server: &str) -> anyhow::Result<Vec<St
 /// Whether two connections reach the same server, whatever their urls say (`localhost` and
 /// `127.0.0.1`, a DNS alias, a socket): a user-level lock taken on the first is seen held on the
 /// second only if they share a server. Takes no privilege and writes nothing.
-async fn reach_the_same_server(conn: &mut Conn, other: &mut Conn) -> anyhow::Result<bool> {
+async fn reach_the_same_server(conn: &mut Conn, other: &mut Conn) -> db::DbResult<bool> {
     let name = format!(
         "archiver-identity-{}-{}",
         std::process::id(),
@@ -927,7 +928,9 @@ async fn reach_the_same_server(conn: &mut Conn, other: &mut Conn) -> anyhow::Res
     );
     let taken: Option<Option<i64>> = conn.exec_first(sql::IDENTITY_LOCK, (&name,)).await?;
     if taken.flatten() != Some(1) {
-        anyhow::bail!("could not take the user-level lock {name} for the same-server check");
+        return Err(db::DbError::Unexpected(format!(
+            "could not take the user-level lock {name} for the same-server check"
+        )));
     }
     let holder: mysql_async::Result<Option<Option<u64>>> =
         other.exec_first(sql::IDENTITY_HOLDER, (&name,)).await;
@@ -1036,7 +1039,7 @@ async fn table_or_finding(
     server: &str,
     hint: String,
     findings: &mut Vec<String>,
-) -> anyhow::Result<Option<TableInfo>> {
+) -> db::DbResult<Option<TableInfo>> {
     Ok(match read_table(conn, name).await? {
         None => {
             findings.push(format!(
@@ -1059,7 +1062,7 @@ pub async fn check(
     conn: &mut Conn,
     mut archive_conn: Option<&mut Conn>,
     config: &JobConfig,
-) -> anyhow::Result<Queries> {
+) -> db::DbResult<Queries> {
     let (source_name, archive_name) = (&config.source_table, &config.archive_table);
     let source_server = config.source.server();
     let archive_server = config

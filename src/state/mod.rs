@@ -57,35 +57,64 @@ pub enum Step {
     Delete,
 }
 
-/// What the engine should do next, as answered by [`State::next_action`].
+/// What the engine should do next, as answered by [`State::next_action`]. Each action carries
+/// everything its execution needs (ids, key range, the run's pinned `NOW()`, rows per batch, the
+/// attempt number), so the engine executes it without looking the state up again and decides
+/// nothing the state machine should decide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// The log has no `LogCreated` record yet.
     CreateLog,
-    /// No run is open. The engine decides whether to start one.
-    StartRun,
-    /// Run this pending batch from this step (the lowest-id pending batch of any run).
-    ExecuteBatch {
-        /// The batch.
-        batch_id: u64,
-        /// Where it (re)starts.
-        step: Step,
-    },
-    /// Plan the open run's next batch: keys after `after` (exclusive; `None` = the start of the
-    /// table) up to `bound` (inclusive). Finding no row means the run is finished.
-    PlanNext {
-        /// The open run.
+    /// No run is open. The engine decides whether to start one; if it does, it is this run.
+    StartRun {
+        /// The id the new run takes.
         run_id: u64,
-        /// The run's cursor.
-        after: Option<Key>,
-        /// The run's key bound.
-        bound: Key,
     },
+    /// Run this pending batch from this step (the lowest-id pending batch of any run).
+    ExecuteBatch(BatchOrder),
+    /// Plan the open run's next batch. Finding no row means the run is finished.
+    PlanNext(PlanOrder),
     /// Nothing is left to plan or execute: the key bound is `None` or the cursor reached it.
     FinishRun {
         /// The open run.
         run_id: u64,
     },
+}
+
+/// A pending batch to execute, with everything its transaction needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOrder {
+    /// The batch.
+    pub batch_id: u64,
+    /// Where it (re)starts.
+    pub step: Step,
+    /// Exclusive lower key bound; `None` = the start of the table.
+    pub lower: Option<Key>,
+    /// Inclusive upper key bound.
+    pub upper: Key,
+    /// The `NOW()` of the run that planned the batch, microseconds since the Unix epoch: the
+    /// predicate means what it meant when the batch was planned.
+    pub now_unix_us: i64,
+    /// The attempt this execution is, from 1 (since the batch was planned or last reset); a
+    /// failure is recorded under this number.
+    pub attempt: u32,
+}
+
+/// The open run's next batch to plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOrder {
+    /// The open run.
+    pub run_id: u64,
+    /// The run's cursor: keys after it (exclusive; `None` = the start of the table).
+    pub after: Option<Key>,
+    /// The run's key bound (inclusive).
+    pub bound: Key,
+    /// Matching rows per batch, as the run recorded it.
+    pub rows: u32,
+    /// The run's pinned `NOW()`, microseconds since the Unix epoch.
+    pub now_unix_us: i64,
+    /// The id the planned batch takes.
+    pub batch_id: u64,
 }
 
 impl fmt::Display for Action {
@@ -94,38 +123,26 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::CreateLog => write!(f, "create the log"),
-            Action::StartRun => write!(f, "start a new run"),
-            Action::ExecuteBatch {
-                batch_id,
-                step: Step::Copy,
-            } => {
-                write!(f, "run batch {batch_id} from the copy step")
-            }
-            Action::ExecuteBatch {
-                batch_id,
-                step: Step::Delete,
-            } => {
-                write!(f, "resume batch {batch_id} at the delete step")
-            }
-            Action::PlanNext {
-                run_id,
-                after: None,
-                bound,
-            } => write!(
-                f,
-                "plan the first batch of run {run_id}, up to key {}",
-                key_text(bound)
-            ),
-            Action::PlanNext {
-                run_id,
-                after: Some(after),
-                bound,
-            } => write!(
-                f,
-                "plan the next batch of run {run_id} after key {}, up to key {}",
-                key_text(after),
-                key_text(bound)
-            ),
+            Action::StartRun { .. } => write!(f, "start a new run"),
+            Action::ExecuteBatch(order) => match order.step {
+                Step::Copy => write!(f, "run batch {} from the copy step", order.batch_id),
+                Step::Delete => write!(f, "resume batch {} at the delete step", order.batch_id),
+            },
+            Action::PlanNext(order) => match &order.after {
+                None => write!(
+                    f,
+                    "plan the first batch of run {}, up to key {}",
+                    order.run_id,
+                    key_text(&order.bound)
+                ),
+                Some(after) => write!(
+                    f,
+                    "plan the next batch of run {} after key {}, up to key {}",
+                    order.run_id,
+                    key_text(after),
+                    key_text(&order.bound)
+                ),
+            },
             Action::FinishRun { run_id } => write!(f, "finish run {run_id}"),
         }
     }
@@ -958,25 +975,31 @@ impl State {
             return Action::CreateLog;
         }
         let Some(run) = self.open_run() else {
-            return Action::StartRun;
+            return Action::StartRun {
+                run_id: self.next_run_id(),
+            };
         };
         if let Some(batch) = self.pending_batches().next() {
-            let step = batch.step().expect("a pending batch has a step");
-            return Action::ExecuteBatch {
+            let planned_by = self.run(batch.run_id).expect("a batch names a known run");
+            return Action::ExecuteBatch(BatchOrder {
                 batch_id: batch.batch_id,
-                step,
-            };
+                step: batch.step().expect("a pending batch has a step"),
+                lower: batch.lower.clone(),
+                upper: batch.upper.clone(),
+                now_unix_us: planned_by.now_unix_us,
+                attempt: batch.attempts.saturating_add(1),
+            });
         }
         match &run.key_bound {
-            None => Action::FinishRun { run_id: run.run_id },
-            Some(bound) if run.cursor.as_ref() == Some(bound) => {
-                Action::FinishRun { run_id: run.run_id }
-            }
-            Some(bound) => Action::PlanNext {
+            Some(bound) if run.cursor.as_ref() != Some(bound) => Action::PlanNext(PlanOrder {
                 run_id: run.run_id,
                 after: run.cursor.clone(),
                 bound: bound.clone(),
-            },
+                rows: run.batch_rows,
+                now_unix_us: run.now_unix_us,
+                batch_id: self.next_batch_id(),
+            }),
+            _ => Action::FinishRun { run_id: run.run_id },
         }
     }
 

@@ -114,15 +114,39 @@ fn replay(events: &[Event]) -> State {
     state
 }
 
+/// An expected action, compared with [`brief`]: the fields it carries besides its kind, ids,
+/// step and keys are checked by `actions_carry_what_their_execution_needs`.
 fn exec(batch_id: u64, step: Step) -> Action {
-    Action::ExecuteBatch { batch_id, step }
+    Action::ExecuteBatch(BatchOrder {
+        batch_id,
+        step,
+        lower: None,
+        upper: k(0),
+        now_unix_us: 0,
+        attempt: 0,
+    })
 }
 
 fn plan(run_id: u64, after: Option<u64>, bound: u64) -> Action {
-    Action::PlanNext {
+    Action::PlanNext(PlanOrder {
         run_id,
         after: after.map(k),
         bound: k(bound),
+        rows: 0,
+        now_unix_us: 0,
+        batch_id: 0,
+    })
+}
+
+fn start(run_id: u64) -> Action {
+    Action::StartRun { run_id }
+}
+
+/// What an action is, as the life tests compare it: its kind, ids, step and keys.
+fn brief(action: &Action) -> String {
+    match action {
+        Action::StartRun { run_id } => format!("start run {run_id}"),
+        other => other.to_string(),
     }
 }
 
@@ -131,7 +155,7 @@ use ErrorClass::{Batch as BatchClass, Fatal, Transient};
 /// A typical life: each event, then the action the state must answer.
 fn life() -> Vec<(Event, Action)> {
     vec![
-        (created(), Action::StartRun),
+        (created(), start(1)),
         (started(1, Some(100)), plan(1, None, 100)),
         (planned(1, 1, None, 10), exec(1, Step::Copy)),
         (copied(1), exec(1, Step::Delete)),
@@ -152,10 +176,10 @@ fn life() -> Vec<(Event, Action)> {
         // A fatal error leaves the batch pending: the engine stops, the next invocation retries.
         (failed(4, 2, Fatal), exec(4, Step::Delete)),
         (deleted(4), Action::FinishRun { run_id: 1 }),
-        (finished(1), Action::StartRun),
+        (finished(1), start(2)),
         // An empty source: nothing to plan.
         (started(2, None), Action::FinishRun { run_id: 2 }),
-        (finished(2), Action::StartRun),
+        (finished(2), start(3)),
         (started(3, Some(200)), plan(3, None, 200)),
         (planned(5, 3, None, 150), exec(5, Step::Copy)),
         // A batch-class error parks at once.
@@ -163,15 +187,15 @@ fn life() -> Vec<(Event, Action)> {
         (planned(6, 3, Some(150), 200), exec(6, Step::Copy)),
         (deleted(6), Action::FinishRun { run_id: 3 }),
         // A run finishes with a parked batch.
-        (finished(3), Action::StartRun),
+        (finished(3), start(4)),
         // Reset without an open run: a run must start before the batch runs again.
-        (reset(5), Action::StartRun),
+        (reset(5), start(4)),
         (started_with(4, Some(300), 5), exec(5, Step::Copy)),
         (copied(5), exec(5, Step::Delete)),
         (deleted(5), plan(4, None, 300)),
         (planned(7, 4, None, 300), exec(7, Step::Copy)),
         (deleted(7), Action::FinishRun { run_id: 4 }),
-        (finished(4), Action::StartRun),
+        (finished(4), start(5)),
     ]
 }
 
@@ -186,13 +210,82 @@ fn typical_life_answers_the_expected_action_after_each_event() {
     for (i, (event, expected)) in life().into_iter().enumerate() {
         state.apply(i as u64 + 1, &event).unwrap();
         assert_eq!(
-            state.next_action(),
-            expected,
+            brief(&state.next_action()),
+            brief(&expected),
             "after event {} ({event:?})",
             i + 1
         );
         check_invariants(&state);
     }
+}
+
+/// The engine executes an action without asking the state anything: the action carries the
+/// batch's key range, the attempt number, and the `NOW()` of the run that planned the batch
+/// (not of the run that executes it, for a reset batch of an earlier run).
+#[test]
+fn actions_carry_what_their_execution_needs() {
+    let later_run = Event::RunStarted(RunStarted {
+        run_id: 2,
+        now_unix_us: 9_000_000,
+        key_bound: Some(k(300)),
+        batch_rows: 250,
+        attempts_max: 3,
+        started_unix_us: 20_000_000,
+    });
+    let mut state = replay(&[created(), started(1, Some(100)), planned(1, 1, None, 10)]);
+    let order = BatchOrder {
+        batch_id: 1,
+        step: Step::Copy,
+        lower: None,
+        upper: k(10),
+        now_unix_us: 5_000_000,
+        attempt: 1,
+    };
+    assert_eq!(state.next_action(), Action::ExecuteBatch(order.clone()));
+    let mut lsn = 4;
+    for event in [
+        failed(1, 1, Transient),
+        failed(1, 2, BatchClass),
+        finished(1),
+        reset(1),
+        later_run,
+        copied(1),
+    ] {
+        state.apply(lsn, &event).unwrap();
+        lsn += 1;
+        if lsn == 5 {
+            assert_eq!(
+                state.next_action(),
+                Action::ExecuteBatch(BatchOrder {
+                    attempt: 2,
+                    ..order.clone()
+                })
+            );
+        }
+    }
+    assert_eq!(
+        state.next_action(),
+        Action::ExecuteBatch(BatchOrder {
+            step: Step::Delete,
+            attempt: 1,
+            ..order
+        }),
+        "a reset batch of run 1 keeps run 1's NOW() in run 2"
+    );
+    state.apply(lsn, &deleted(1)).unwrap();
+    assert_eq!(
+        state.next_action(),
+        Action::PlanNext(PlanOrder {
+            run_id: 2,
+            after: None,
+            bound: k(300),
+            rows: 250,
+            now_unix_us: 9_000_000,
+            batch_id: 2,
+        })
+    );
+    state.apply(lsn + 1, &finished(2)).unwrap();
+    assert_eq!(state.next_action(), Action::StartRun { run_id: 3 });
 }
 
 #[test]
@@ -299,7 +392,7 @@ fn a_parked_copied_batch_resumes_at_the_delete_step_after_reset() {
     assert_eq!(state.next_action(), Action::FinishRun { run_id: 1 });
     let mut state = state;
     state.apply(6, &reset(1)).unwrap();
-    assert_eq!(state.next_action(), exec(1, Step::Delete));
+    assert_eq!(brief(&state.next_action()), brief(&exec(1, Step::Delete)));
     // Attempts start again at 1 after a reset.
     state.apply(7, &failed(1, 1, Transient)).unwrap();
 }
@@ -782,7 +875,7 @@ fn long_error_messages_are_cut_at_a_character_boundary() {
 fn actions_read_as_sentences() {
     let cases = [
         (Action::CreateLog, "create the log"),
-        (Action::StartRun, "start a new run"),
+        (start(3), "start a new run"),
         (
             exec(412, Step::Delete),
             "resume batch 412 at the delete step",
@@ -1010,16 +1103,19 @@ fn check_invariants(state: &State) {
         sum.conflicts
     );
     match state.next_action() {
-        Action::ExecuteBatch { batch_id, step } => {
+        Action::ExecuteBatch(BatchOrder { batch_id, step, .. }) => {
             assert!(state.open_run().is_some());
             assert_eq!(state.pending.first(), Some(&batch_id));
             assert_eq!(state.batch(batch_id).unwrap().step(), Some(step));
         }
-        Action::PlanNext { run_id, .. } | Action::FinishRun { run_id } => {
+        Action::PlanNext(PlanOrder { run_id, .. }) | Action::FinishRun { run_id } => {
             assert!(state.pending.is_empty());
             assert_eq!(state.open_run().unwrap().run_id, run_id);
         }
-        Action::StartRun => assert!(state.open_run().is_none() && state.job().is_some()),
+        Action::StartRun { run_id } => {
+            assert!(state.open_run().is_none() && state.job().is_some());
+            assert_eq!(run_id, state.next_run_id());
+        }
         Action::CreateLog => assert!(state.job().is_none()),
     }
 }
@@ -1088,7 +1184,7 @@ fn drive(choices: &[u8]) -> (Vec<Event>, State) {
         if batch_events.is_empty() {
             match state.next_action() {
                 Action::CreateLog => batch_events.push(created()),
-                Action::StartRun => {
+                Action::StartRun { .. } => {
                     let bound = if c % 7 == 0 {
                         None
                     } else {
@@ -1097,8 +1193,13 @@ fn drive(choices: &[u8]) -> (Vec<Event>, State) {
                     attempts_max = 1 + u32::from(next() % 4);
                     batch_events.push(started_with(state.next_run_id(), bound, attempts_max));
                 }
-                Action::ExecuteBatch { batch_id, step } => {
-                    let attempt = state.batch(batch_id).unwrap().attempts + 1;
+                Action::ExecuteBatch(BatchOrder {
+                    batch_id,
+                    step,
+                    attempt,
+                    ..
+                }) => {
+                    assert_eq!(attempt, state.batch(batch_id).unwrap().attempts + 1);
                     match c % 8 {
                         0 => batch_events.push(failed(batch_id, attempt, Transient)),
                         1 => batch_events.push(failed(batch_id, attempt, Fatal)),
@@ -1112,11 +1213,12 @@ fn drive(choices: &[u8]) -> (Vec<Event>, State) {
                         }
                     }
                 }
-                Action::PlanNext {
+                Action::PlanNext(PlanOrder {
                     run_id,
                     after,
                     bound,
-                } => {
+                    ..
+                }) => {
                     let start = after.as_ref().map_or(0, |key| match key[0] {
                         KeyValue::UInt(v) => v,
                         _ => unreachable!(),
@@ -1266,7 +1368,7 @@ fn replay_speed() {
         elapsed,
         events.len() as f64 / elapsed.as_secs_f64()
     );
-    assert_eq!(state.next_action(), Action::StartRun);
+    assert!(matches!(state.next_action(), Action::StartRun { .. }));
 }
 
 /// A sample of the rendering: `cargo test --lib prints_a_sample -- --ignored --nocapture`.

@@ -1,0 +1,186 @@
+//! Planning and the batch with the archive on the source server: one transaction that locks,
+//! copies, deletes and sorts what is left.
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row};
+
+use super::sql::Queries;
+use super::{from_value, is_true, params, row_to_key, DbResult, NotCopied};
+use crate::event::Key;
+
+/// The largest primary key in the source, or `None` when it is empty.
+pub async fn key_bound(conn: &mut Conn, queries: &Queries) -> DbResult<Option<Key>> {
+    let statement = queries.key_bound();
+    let row: Option<Row> = conn
+        .exec_first(statement.sql.as_str(), params(&statement))
+        .await?;
+    row.map(row_to_key).transpose()
+}
+
+/// The next batch after `after`: its inclusive upper key and the matching rows seen, or `None`
+/// when no matching row is left up to `bound`.
+pub async fn plan(
+    conn: &mut Conn,
+    queries: &Queries,
+    after: Option<&Key>,
+    bound: &Key,
+    rows: u32,
+) -> DbResult<Option<(Key, u64)>> {
+    let statement = queries.plan(after, bound, rows);
+    let keys: Vec<Row> = conn
+        .exec(statement.sql.as_str(), params(&statement))
+        .await?;
+    let count = keys.len() as u64;
+    match keys.into_iter().last() {
+        None => Ok(None),
+        Some(row) => Ok(Some((row_to_key(row)?, count))),
+    }
+}
+
+/// What one batch transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchResult {
+    /// Rows inserted into the archive.
+    pub rows_copied: u64,
+    /// Rows whose identical copy the archive already held.
+    pub rows_already: u64,
+    /// Rows deleted from the source.
+    pub rows_deleted: u64,
+    /// Keys kept in the source because the archive holds a different row under them.
+    pub conflicts: Vec<Key>,
+}
+
+/// Sorts the rows a batch locked but did not delete: under a key the archive holds, a
+/// conflict; under a key the archive lacks, a failed copy ([`NotCopied`]). Rows that were not
+/// locked (they entered the range after the lock) are none of this batch's business.
+fn sort_leftovers(
+    locked: &std::collections::HashSet<Key>,
+    leftovers: Vec<(Key, bool)>,
+) -> Result<Vec<Key>, NotCopied> {
+    let mut conflicts = Vec::new();
+    let mut missing = Vec::new();
+    for (key, archived) in leftovers {
+        if !locked.contains(&key) {
+            continue;
+        }
+        if archived {
+            conflicts.push(key);
+        } else {
+            missing.push(key);
+        }
+    }
+    match missing.first() {
+        None => Ok(conflicts),
+        Some(first) => Err(NotCopied {
+            count: missing.len(),
+            first: crate::state::key_text(first),
+        }),
+    }
+}
+
+/// Runs one batch as one transaction on the source server: lock the batch's matching rows,
+/// copy those whose key the archive lacks, delete those with an identical archive copy, sort
+/// the locked rows left (conflicts, or a failed copy that fails the batch), commit.
+/// Idempotent: running it again after any crash moves nothing twice and loses nothing.
+pub async fn execute_batch(
+    conn: &mut Conn,
+    queries: &Queries,
+    lower: Option<&Key>,
+    upper: &Key,
+) -> DbResult<BatchResult> {
+    conn.query_drop("START TRANSACTION").await?;
+    let result = batch_statements(conn, queries, lower, upper).await;
+    match result {
+        Ok(result) => {
+            conn.query_drop("COMMIT").await?;
+            Ok(result)
+        }
+        Err(e) => {
+            // Best effort: if the connection is gone, the server rolls back on its own.
+            let _ = conn.query_drop("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+async fn batch_statements(
+    conn: &mut Conn,
+    queries: &Queries,
+    lower: Option<&Key>,
+    upper: &Key,
+) -> DbResult<BatchResult> {
+    let lock = queries.lock_batch(lower, upper);
+    let locked: Vec<Row> = conn.exec(lock.sql.as_str(), params(&lock)).await?;
+    let locked = locked
+        .into_iter()
+        .map(row_to_key)
+        .collect::<DbResult<std::collections::HashSet<Key>>>()?;
+    let copy = queries.copy_batch(lower, upper);
+    conn.exec_drop(copy.sql.as_str(), params(&copy)).await?;
+    let rows_copied = conn.affected_rows();
+    let delete = queries.delete_batch(lower, upper);
+    conn.exec_drop(delete.sql.as_str(), params(&delete)).await?;
+    let rows_deleted = conn.affected_rows();
+    // Always asked, never inferred from counts: a row that entered the range during the batch
+    // can make the counts agree while a locked row was kept.
+    let statement = queries.leftovers(lower, upper);
+    let rows: Vec<Row> = conn
+        .exec(statement.sql.as_str(), params(&statement))
+        .await?;
+    let leftovers = rows
+        .into_iter()
+        .map(|row| {
+            let mut values = row.unwrap();
+            let archived = values.pop().is_some_and(|flag| is_true(&flag));
+            let key = values
+                .into_iter()
+                .map(from_value)
+                .collect::<DbResult<Key>>()?;
+            Ok((key, archived))
+        })
+        .collect::<DbResult<Vec<_>>>()?;
+    let conflicts = sort_leftovers(&locked, leftovers)?;
+    let rows_already = rows_deleted.saturating_sub(rows_copied);
+    Ok(BatchResult {
+        rows_copied,
+        rows_already,
+        rows_deleted,
+        conflicts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::DbError;
+    use crate::event::{ErrorClass, KeyValue};
+
+    fn key(id: i64) -> Key {
+        vec![KeyValue::Int(id)]
+    }
+
+    /// The rows a batch left are judged by what the archive holds under their keys, never by
+    /// counts: a locked row under an archived key is a conflict, a locked row under a key the
+    /// archive lacks fails the batch, and a row that entered the range after the lock is none
+    /// of the batch's business.
+    #[test]
+    fn leftovers_are_sorted_by_what_the_archive_holds() {
+        let locked: std::collections::HashSet<Key> = [1, 2, 3].map(key).into_iter().collect();
+        let conflicts = sort_leftovers(&locked, vec![(key(2), true), (key(9), false)]).unwrap();
+        assert_eq!(conflicts, vec![key(2)]);
+        assert_eq!(sort_leftovers(&locked, vec![]).unwrap(), Vec::<Key>::new());
+        let error = sort_leftovers(
+            &locked,
+            vec![(key(1), true), (key(3), false), (key(2), false)],
+        )
+        .unwrap_err();
+        assert_eq!(error.count, 2);
+        assert!(error.to_string().contains("first: key (3)"), "{error}");
+        let classified = DbError::from(error).class();
+        assert_eq!(
+            classified,
+            ErrorClass::Batch,
+            "a failed copy parks the batch"
+        );
+    }
+}

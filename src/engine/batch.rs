@@ -1,0 +1,126 @@
+//! One batch, executed as its [`BatchOrder`] says and recorded in the journal: on the source
+//! server as one transaction, or in two steps with the archive on its own server. A failure
+//! the batch can survive is recorded (`BatchFailed`) and the run goes on; one that stops the
+//! run is recorded and returned.
+
+use super::backoff::Backoff;
+use super::{Engine, Halt};
+use crate::db::{self, BatchResult, DbError, DbResult};
+use crate::error::Error;
+use crate::event::{
+    cut_message, BatchCopied, BatchDeleted, BatchFailed, ConflictFound, ErrorClass, Event,
+};
+use crate::journal::Durability;
+use crate::state::{key_text, BatchOrder, Step};
+
+impl Engine<'_> {
+    /// Runs a batch once and records the outcome. `Err` only for what stops the run: an error
+    /// that is not the batch's (fatal SQL errors, the WAL), a server that stays unreachable,
+    /// a stop request while reconnecting. Failing to reach a server is not an attempt at the
+    /// batch.
+    pub(super) async fn execute(&mut self, order: BatchOrder) -> Result<(), Halt> {
+        // With the archive on the source server, copy and delete are one transaction, so both
+        // steps redo the whole (idempotent) batch; with its own server, Delete skips the copy.
+        let result = match self.config.archive {
+            None => {
+                let conn = self.servers.source(order.now_unix_us).await?;
+                let (lower, upper) = (order.lower.as_ref(), &order.upper);
+                db::execute_batch(conn, &self.queries, lower, upper).await
+            }
+            Some(_) => self.execute_cross(&order).await?,
+        };
+        match result {
+            Ok(result) => self.record_done(order.batch_id, &result),
+            Err(error) => self.record_failure(&order, error).await,
+        }
+    }
+
+    /// A batch with the archive on another server: lock the source rows (source transaction),
+    /// copy them into the archive and commit there (step Copy only), record `BatchCopied`
+    /// durably, then delete the locked rows whose committed archive copy is identical and
+    /// commit the source transaction. After a crash between the two commits, replay resumes
+    /// at step Delete, which copies nothing again. The inner result is the batch's.
+    async fn execute_cross(&mut self, order: &BatchOrder) -> Result<DbResult<BatchResult>, Halt> {
+        // On error both connections are dropped, which closes them and makes each server roll
+        // back its open transaction.
+        let (mut source, mut archive) = self.servers.take_both(order.now_unix_us).await?;
+        let (lower, upper) = (order.lower.as_ref(), &order.upper);
+        let locked = match db::lock_batch_rows(&mut source, &self.queries, lower, upper).await {
+            Ok(locked) => locked,
+            Err(error) => return Ok(Err(error)),
+        };
+        if order.step == Step::Copy {
+            let rows_copied = match db::copy_rows(&mut archive, &self.queries, &locked).await {
+                Ok(rows_copied) => rows_copied,
+                Err(error) => return Ok(Err(error)),
+            };
+            let rows_locked = u64::try_from(locked.len()).expect("a batch's rows fit in u64");
+            let event = Event::BatchCopied(BatchCopied {
+                batch_id: order.batch_id,
+                rows_copied,
+                rows_already: rows_locked.saturating_sub(rows_copied),
+            });
+            self.journal.append(event, Durability::Durable)?;
+        }
+        // The copy counts went into BatchCopied; BatchDeleted carries none, so that nothing
+        // is counted twice (wal-format.md, BatchDeleted).
+        let result = db::delete_archived(&mut source, &mut archive, &self.queries, locked).await;
+        if result.is_ok() {
+            self.servers.put_back(source, archive);
+        }
+        Ok(result)
+    }
+
+    /// Records a batch that went through: its conflicts, then `BatchDeleted`, both unsynced.
+    fn record_done(&mut self, batch_id: u64, result: &BatchResult) -> Result<(), Halt> {
+        for key in &result.conflicts {
+            tracing::warn!(
+                "conflict: the archive holds a different row under key {} (batch {batch_id}); the source row was kept",
+                key_text(key)
+            );
+            let event = Event::ConflictFound(ConflictFound {
+                batch_id,
+                key: key.clone(),
+            });
+            self.journal.append(event, Durability::Buffered)?;
+        }
+        let conflicts = u64::try_from(result.conflicts.len()).expect("conflicts fit in u64");
+        let event = Event::BatchDeleted(BatchDeleted {
+            batch_id,
+            rows_copied: result.rows_copied,
+            rows_already: result.rows_already,
+            rows_deleted: result.rows_deleted,
+            rows_conflicting: conflicts,
+        });
+        self.journal.append(event, Durability::Buffered)?;
+        Ok(())
+    }
+
+    /// Records a failed attempt durably. A fatal error stops the run (the next run retries the
+    /// batch); after a transient one, waits before the next attempt (a stop cuts the wait).
+    async fn record_failure(&mut self, order: &BatchOrder, error: DbError) -> Result<(), Halt> {
+        let (batch_id, attempt) = (order.batch_id, order.attempt);
+        let class = error.class();
+        let message = cut_message(&error.to_string());
+        tracing::warn!("batch {batch_id} attempt {attempt} failed ({class:?}): {message}");
+        self.servers.drop_all();
+        let event = Event::BatchFailed(BatchFailed {
+            batch_id,
+            attempt,
+            class,
+            message,
+        });
+        self.journal.append(event, Durability::Durable)?;
+        match class {
+            ErrorClass::Fatal => Err(Halt::Fail(Error::BatchStopped {
+                batch_id,
+                source: error,
+            })),
+            ErrorClass::Transient => {
+                self.shutdown.sleep(Backoff::RETRY.delay(attempt)).await;
+                Ok(())
+            }
+            ErrorClass::Batch => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! [`Servers`]: the engine's connections to the source server and, when the archive has its
+//! own (`[archive] url`), to the archive server. Reconnects patiently after a lost connection,
+//! within the job's reconnection window, and keeps the source session's `NOW()` pinned to the
+//! run being executed. Every wait listens to [`Shutdown`].
+
+use std::time::{Duration, Instant};
+
+use mysql_async::Conn;
+
+use super::backoff::Backoff;
+use super::shutdown::Shutdown;
+use super::Halt;
+use crate::config::{Endpoint, JobConfig};
+use crate::db::{self, DbError};
+use crate::event::ErrorClass;
+
+/// The connections of a run.
+pub struct Servers<'a> {
+    /// The job.
+    config: &'a JobConfig,
+    /// The source connection, once made.
+    source: Option<Conn>,
+    /// The `NOW()` the source session is pinned to, if any.
+    source_now_unix_us: Option<i64>,
+    /// The archive server's own connection, when the job has one.
+    archive: Option<Conn>,
+    /// Interrupts reconnecting.
+    shutdown: Shutdown,
+}
+
+/// Connects to `endpoint`, retrying transient failures with [`Backoff::RECONNECT`] for up to
+/// `window`; a stop request ends the wait with [`Halt::Stop`].
+pub async fn connect_patiently(
+    endpoint: &Endpoint,
+    lock_wait_timeout_s: u32,
+    window: Duration,
+    shutdown: &mut Shutdown,
+) -> Result<Conn, Halt> {
+    let start = Instant::now();
+    let mut failures = 0;
+    loop {
+        let error = match db::connect(endpoint, lock_wait_timeout_s).await {
+            Ok(conn) => return Ok(conn),
+            Err(error) if error.class() == ErrorClass::Transient => error,
+            Err(error) => return Err(error.into()),
+        };
+        if start.elapsed() >= window {
+            return Err(DbError::Unreachable(format!(
+                "{error} (gave up after {} s of reconnecting; the next run resumes)",
+                start.elapsed().as_secs()
+            ))
+            .into());
+        }
+        failures += 1;
+        let delay = Backoff::RECONNECT.delay(failures);
+        tracing::info!("{error}; retrying in {} ms", delay.as_millis());
+        if shutdown.sleep(delay).await {
+            return Err(Halt::Stop);
+        }
+    }
+}
+
+impl<'a> Servers<'a> {
+    /// Connections already made (at start, for the pre-flight).
+    pub fn new(
+        config: &'a JobConfig,
+        source: Conn,
+        archive: Option<Conn>,
+        shutdown: Shutdown,
+    ) -> Servers<'a> {
+        Servers {
+            config,
+            source: Some(source),
+            source_now_unix_us: None,
+            archive,
+            shutdown,
+        }
+    }
+
+    async fn reconnect(&mut self, endpoint: &Endpoint) -> Result<Conn, Halt> {
+        let window = Duration::from_secs(self.config.reconnect_timeout_s.into());
+        let lock_wait = self.config.lock_wait_timeout_s;
+        connect_patiently(endpoint, lock_wait, window, &mut self.shutdown).await
+    }
+
+    /// The source connection with its session's `NOW()` pinned to `now_unix_us`, reconnecting
+    /// when there is none.
+    pub async fn source(&mut self, now_unix_us: i64) -> Result<&mut Conn, Halt> {
+        if self.source.is_none() {
+            let conn = self.reconnect(&self.config.source).await?;
+            self.source = Some(conn);
+            self.source_now_unix_us = None;
+        }
+        let conn = self.source.as_mut().expect("connected above");
+        if self.source_now_unix_us != Some(now_unix_us) {
+            db::set_timestamp(conn, now_unix_us).await?;
+            self.source_now_unix_us = Some(now_unix_us);
+        }
+        Ok(conn)
+    }
+
+    /// Both connections, for the two-step batch, taken out so both can be used at once; give
+    /// them back with [`Servers::put_back`]. Dropping them instead closes them, which makes
+    /// each server roll back its open transaction.
+    pub async fn take_both(&mut self, now_unix_us: i64) -> Result<(Conn, Conn), Halt> {
+        self.source(now_unix_us).await?;
+        let archive = match self.archive.take() {
+            Some(conn) => conn,
+            None => {
+                let endpoint = self
+                    .config
+                    .archive
+                    .as_ref()
+                    .expect("the two-step batch runs only for a job with an archive url");
+                self.reconnect(endpoint).await?
+            }
+        };
+        let source = self.source.take().expect("connected above");
+        Ok((source, archive))
+    }
+
+    /// Gives back the connections of [`Servers::take_both`].
+    pub fn put_back(&mut self, source: Conn, archive: Conn) {
+        self.source = Some(source);
+        self.archive = Some(archive);
+    }
+
+    /// Closes every connection (after an error that may have broken them); the next use
+    /// reconnects.
+    pub fn drop_all(&mut self) {
+        self.source = None;
+        self.source_now_unix_us = None;
+        self.archive = None;
+    }
+}

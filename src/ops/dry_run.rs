@@ -1,0 +1,165 @@
+//! `archiver run --dry-run`: checks everything a run would check, prints the next step and the
+//! exact SQL of the next batch. Writes nothing anywhere: no WAL, no row.
+
+use std::io::Write;
+
+use mysql_async::Conn;
+
+use super::job_state;
+use crate::config::JobConfig;
+use crate::db::{self, sql, sql::Queries};
+use crate::engine::now_unix_us;
+use crate::error::Error;
+use crate::event::Key;
+use crate::state::{key_text, State};
+
+/// Connects, runs the pre-flight, and prints the plan.
+pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> Result<(), Error> {
+    let state = job_state(config)?;
+    let mut conn = db::connect(&config.source, config.lock_wait_timeout_s).await?;
+    let mut archive_conn = match &config.archive {
+        Some(endpoint) => Some(db::connect(endpoint, config.lock_wait_timeout_s).await?),
+        None => None,
+    };
+    let queries = db::preflight::check(&mut conn, archive_conn.as_mut(), config).await?;
+    writeln!(
+        out,
+        "job: {} -> {} where {}",
+        config.source_table, config.archive_table, config.predicate
+    )?;
+    writeln!(out, "pre-flight checks passed")?;
+    writeln!(
+        out,
+        "every session (both servers): {}",
+        sql::session_setup(config.lock_wait_timeout_s).join("; ")
+    )?;
+    writeln!(out, "next action: {}", state.next_action())?;
+    next_batch(config, &state, &mut conn, &queries, out).await
+}
+
+/// Plans the next batch as a run would (read-only) and prints its statements.
+async fn next_batch(
+    config: &JobConfig,
+    state: &State,
+    conn: &mut Conn,
+    queries: &Queries,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let open_run = state.open_run();
+    let now = open_run.map_or_else(now_unix_us, |run| run.now_unix_us);
+    db::set_timestamp(conn, now).await?;
+    let bound = match open_run {
+        Some(run) => run.key_bound.clone(),
+        None => db::key_bound(conn, queries).await?,
+    };
+    let Some(bound) = bound else {
+        writeln!(out, "the source table is empty; nothing to archive")?;
+        return Ok(());
+    };
+    let after = open_run.and_then(|run| run.cursor.clone());
+    let rows = open_run.map_or(config.batch_rows, |run| run.batch_rows);
+    let plan = queries.plan(after.as_ref(), &bound, rows);
+    let planned = db::plan(conn, queries, after.as_ref(), &bound, rows).await?;
+    writeln!(out, "key bound: {}", key_text(&bound))?;
+    writeln!(
+        out,
+        "\n-- plan the next batch (read-only)\n{};\n-- parameters: {:?}",
+        plan.sql, plan.params
+    )?;
+    let Some((upper, rows)) = planned else {
+        writeln!(
+            out,
+            "\nno matching row is left up to the bound; the run would finish"
+        )?;
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "\nnext batch: {} matching rows, keys after {} up to {}",
+        rows,
+        after.as_ref().map_or("the start".to_string(), key_text),
+        key_text(&upper)
+    )?;
+    match config.archive {
+        Some(_) => two_step_batch(queries, after.as_ref(), &upper, out)?,
+        None => one_transaction_batch(queries, after.as_ref(), &upper, out)?,
+    }
+    Ok(())
+}
+
+/// The statements of a batch with the archive on its own server.
+fn two_step_batch(
+    queries: &Queries,
+    lower: Option<&Key>,
+    upper: &Key,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let lock = queries.select_batch(lower, upper, true);
+    let archived = queries.select_archived(std::slice::from_ref(upper));
+    writeln!(
+        out,
+        "\n-- the batch, archive on its own server (READ COMMITTED)"
+    )?;
+    writeln!(
+        out,
+        "-- source: START TRANSACTION;\n{};\n-- parameters: {:?}",
+        lock.sql, lock.params
+    )?;
+    writeln!(
+        out,
+        "-- archive: START TRANSACTION; the rows under the locked keys (in chunks):\n{};\n-- parameters: {:?}",
+        archived.sql, archived.params
+    )?;
+    writeln!(
+        out,
+        "-- archive, the locked rows whose key it lacks (in chunks):\n{};\n-- archive: COMMIT;",
+        queries.insert_rows(1)
+    )?;
+    writeln!(
+        out,
+        "-- archive: the committed rows under the locked keys, read again (same statement);\n-- source, for the locked rows whose archive copy is identical in every column (a locked row\n-- with no archive row under its key fails the batch; one with a different row is a conflict):"
+    )?;
+    writeln!(
+        out,
+        "{};\n-- source: COMMIT;",
+        queries.delete_keys(std::slice::from_ref(upper)).sql
+    )
+}
+
+/// The statements of a batch with the archive on the source server: one transaction.
+fn one_transaction_batch(
+    queries: &Queries,
+    lower: Option<&Key>,
+    upper: &Key,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\n-- the batch transaction (READ COMMITTED)\nSTART TRANSACTION;"
+    )?;
+    for (what, statement) in [
+        (
+            "lock the batch's matching rows, return their keys",
+            queries.lock_batch(lower, upper),
+        ),
+        (
+            "copy the rows whose key the archive lacks",
+            queries.copy_batch(lower, upper),
+        ),
+        (
+            "delete the rows with an identical archive copy",
+            queries.delete_batch(lower, upper),
+        ),
+        (
+            "the locked rows left: conflicts, or a failed copy that fails the batch",
+            queries.leftovers(lower, upper),
+        ),
+    ] {
+        writeln!(
+            out,
+            "-- {what}\n{};\n-- parameters: {:?}",
+            statement.sql, statement.params
+        )?;
+    }
+    writeln!(out, "COMMIT;")
+}
