@@ -22,9 +22,9 @@ use crate::event::JobIdentity;
 use endpoint::endpoint;
 pub use endpoint::{masked_url, Endpoint};
 pub use limits::{
-    ATTEMPTS_MAX_DEFAULT, ATTEMPTS_MAX_LIMIT, BATCH_ROWS_DEFAULT, BATCH_ROWS_MAX,
-    LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX, RECONNECT_TIMEOUT_S_DEFAULT,
-    SLEEP_MS_MAX,
+    Limit, ATTEMPTS_MAX, ATTEMPTS_MAX_DEFAULT, ATTEMPTS_MAX_LIMIT, BATCH_ROWS, BATCH_ROWS_DEFAULT,
+    BATCH_ROWS_MAX, LOCK_WAIT_TIMEOUT_S, LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX,
+    RECONNECT_TIMEOUT_S_DEFAULT, SLEEP_MS, SLEEP_MS_MAX,
 };
 use names::table_name;
 pub use names::TableName;
@@ -134,31 +134,10 @@ impl JobConfig {
         if predicate.is_empty() {
             return err("[job] where is empty; give the predicate that selects the rows to archive, e.g. where = \"created_at < NOW() - INTERVAL 90 DAY\"");
         }
-        let batch_rows = raw.job.batch_rows.unwrap_or(BATCH_ROWS_DEFAULT);
-        if !(1..=BATCH_ROWS_MAX).contains(&batch_rows) {
-            return err(format!(
-                "[job] batch_rows = {batch_rows} is out of range; use 1 to {BATCH_ROWS_MAX}"
-            ));
-        }
-        let attempts_max = raw.job.attempts_max.unwrap_or(ATTEMPTS_MAX_DEFAULT);
-        if !(1..=ATTEMPTS_MAX_LIMIT).contains(&attempts_max) {
-            return err(format!(
-                "[job] attempts_max = {attempts_max} is out of range; use 1 to {ATTEMPTS_MAX_LIMIT}"
-            ));
-        }
-        let sleep_ms = raw.job.sleep_ms.unwrap_or(0);
-        if sleep_ms > SLEEP_MS_MAX {
-            return err(format!(
-                "[job] sleep_ms = {sleep_ms} is out of range; use 0 to {SLEEP_MS_MAX}"
-            ));
-        }
-        let lock_wait_timeout_s = raw
-            .job
-            .lock_wait_timeout_s
-            .unwrap_or(LOCK_WAIT_TIMEOUT_S_DEFAULT);
-        if !(1..=LOCK_WAIT_TIMEOUT_S_MAX).contains(&lock_wait_timeout_s) {
-            return err(format!("[job] lock_wait_timeout_s = {lock_wait_timeout_s} is out of range; use 1 to {LOCK_WAIT_TIMEOUT_S_MAX}"));
-        }
+        let batch_rows = BATCH_ROWS.value(raw.job.batch_rows)?;
+        let attempts_max = ATTEMPTS_MAX.value(raw.job.attempts_max)?;
+        let sleep_ms = SLEEP_MS.value(raw.job.sleep_ms)?;
+        let lock_wait_timeout_s = LOCK_WAIT_TIMEOUT_S.value(raw.job.lock_wait_timeout_s)?;
         let reconnect_timeout_s = raw
             .job
             .reconnect_timeout_s
@@ -321,6 +300,36 @@ wal_dir = "wal"
                 "not a valid MySQL URL",
             ),
             ("127.0.0.1:3407", "127.0.0.1:port", "not a valid MySQL URL"),
+            (
+                "batch_rows = 500",
+                "batch_rows = 100001",
+                "[job] batch_rows = 100001 is out of range; use 1 to 100000",
+            ),
+            (
+                "batch_rows = 500",
+                "attempts_max = 0",
+                "[job] attempts_max = 0 is out of range; use 1 to 100",
+            ),
+            (
+                "batch_rows = 500",
+                "attempts_max = 101",
+                "[job] attempts_max = 101 is out of range; use 1 to 100",
+            ),
+            (
+                "batch_rows = 500",
+                "sleep_ms = 60001",
+                "[job] sleep_ms = 60001 is out of range; use 0 to 60000",
+            ),
+            (
+                "batch_rows = 500",
+                "lock_wait_timeout_s = 0",
+                "[job] lock_wait_timeout_s = 0 is out of range; use 1 to 3600",
+            ),
+            (
+                "batch_rows = 500",
+                "lock_wait_timeout_s = 3601",
+                "[job] lock_wait_timeout_s = 3601 is out of range; use 1 to 3600",
+            ),
         ];
         for (from, to, expected) in cases {
             let text = GOOD.replacen(from, to, 1);
@@ -332,6 +341,35 @@ wal_dir = "wal"
                 message.contains(expected),
                 "{to}: expected {expected:?} in {message:?}"
             );
+        }
+    }
+
+    #[test]
+    fn limits_accept_their_bounds_and_default_when_absent() {
+        /// Reads the value a case checks.
+        type Field = fn(&JobConfig) -> u32;
+        let cases: &[(&str, Field, u32)] = &[
+            ("", |c| c.batch_rows, 1_000),
+            ("batch_rows = 1", |c| c.batch_rows, 1),
+            ("batch_rows = 100000", |c| c.batch_rows, 100_000),
+            ("", |c| c.attempts_max, 5),
+            ("attempts_max = 1", |c| c.attempts_max, 1),
+            ("attempts_max = 100", |c| c.attempts_max, 100),
+            ("", |c| c.sleep_ms, 0),
+            ("sleep_ms = 60000", |c| c.sleep_ms, 60_000),
+            ("", |c| c.lock_wait_timeout_s, 10),
+            ("lock_wait_timeout_s = 1", |c| c.lock_wait_timeout_s, 1),
+            (
+                "lock_wait_timeout_s = 3600",
+                |c| c.lock_wait_timeout_s,
+                3_600,
+            ),
+            ("", |c| c.reconnect_timeout_s, 120),
+        ];
+        for (line, field, expected) in cases {
+            let text = GOOD.replacen("batch_rows = 500", line, 1);
+            let config = parse(&text).unwrap_or_else(|e| panic!("{line}: {}", e.0));
+            assert_eq!(field(&config), *expected, "{line:?}");
         }
     }
 
