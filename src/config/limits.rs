@@ -72,10 +72,21 @@ pub const LOCK_WAIT_TIMEOUT_S: Limit = Limit {
     default: 10,
 };
 
+/// How long the engine keeps trying to reach an unreachable server before it stops, in
+/// seconds. A day at most: a job meant to run nightly that cannot reach its server for longer
+/// should stop and be seen, not wait into the next night's run.
+pub const RECONNECT_TIMEOUT_S: Limit = Limit {
+    key: "reconnect_timeout_s",
+    min: 1,
+    max: 86_400,
+    default: 120,
+};
+
 const _: () = assert!(BATCH_ROWS.default_in_range());
 const _: () = assert!(ATTEMPTS_MAX.default_in_range());
 const _: () = assert!(SLEEP_MS.default_in_range());
 const _: () = assert!(LOCK_WAIT_TIMEOUT_S.default_in_range());
+const _: () = assert!(RECONNECT_TIMEOUT_S.default_in_range());
 
 /// Largest allowed `batch_rows`.
 pub const BATCH_ROWS_MAX: u32 = BATCH_ROWS.max;
@@ -90,6 +101,8 @@ pub const LOCK_WAIT_TIMEOUT_S_DEFAULT: u32 = LOCK_WAIT_TIMEOUT_S.default;
 /// Largest allowed `lock_wait_timeout_s`.
 pub const LOCK_WAIT_TIMEOUT_S_MAX: u32 = LOCK_WAIT_TIMEOUT_S.max;
 /// Default time the engine keeps trying to reach an unreachable server before it stops.
-pub const RECONNECT_TIMEOUT_S_DEFAULT: u32 = 120;
+pub const RECONNECT_TIMEOUT_S_DEFAULT: u32 = RECONNECT_TIMEOUT_S.default;
+/// Largest allowed `reconnect_timeout_s`.
+pub const RECONNECT_TIMEOUT_S_MAX: u32 = RECONNECT_TIMEOUT_S.max;
 /// Largest allowed `sleep_ms` between batches.
 pub const SLEEP_MS_MAX: u32 = SLEEP_MS.max;

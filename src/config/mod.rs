@@ -24,7 +24,8 @@ pub use endpoint::{masked_url, Endpoint};
 pub use limits::{
     Limit, ATTEMPTS_MAX, ATTEMPTS_MAX_DEFAULT, ATTEMPTS_MAX_LIMIT, BATCH_ROWS, BATCH_ROWS_DEFAULT,
     BATCH_ROWS_MAX, LOCK_WAIT_TIMEOUT_S, LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX,
-    RECONNECT_TIMEOUT_S_DEFAULT, SLEEP_MS, SLEEP_MS_MAX,
+    RECONNECT_TIMEOUT_S, RECONNECT_TIMEOUT_S_DEFAULT, RECONNECT_TIMEOUT_S_MAX, SLEEP_MS,
+    SLEEP_MS_MAX,
 };
 use names::table_name;
 pub use names::TableName;
@@ -138,10 +139,7 @@ impl JobConfig {
         let attempts_max = ATTEMPTS_MAX.value(raw.job.attempts_max)?;
         let sleep_ms = SLEEP_MS.value(raw.job.sleep_ms)?;
         let lock_wait_timeout_s = LOCK_WAIT_TIMEOUT_S.value(raw.job.lock_wait_timeout_s)?;
-        let reconnect_timeout_s = raw
-            .job
-            .reconnect_timeout_s
-            .unwrap_or(RECONNECT_TIMEOUT_S_DEFAULT);
+        let reconnect_timeout_s = RECONNECT_TIMEOUT_S.value(raw.job.reconnect_timeout_s)?;
         let wal_dir = if raw.job.wal_dir.as_os_str().is_empty() {
             return err("[job] wal_dir is empty; name the directory that holds this job's log");
         } else if raw.job.wal_dir.is_relative() {
@@ -330,6 +328,16 @@ wal_dir = "wal"
                 "lock_wait_timeout_s = 3601",
                 "[job] lock_wait_timeout_s = 3601 is out of range; use 1 to 3600",
             ),
+            (
+                "batch_rows = 500",
+                "reconnect_timeout_s = 0",
+                "[job] reconnect_timeout_s = 0 is out of range; use 1 to 86400",
+            ),
+            (
+                "batch_rows = 500",
+                "reconnect_timeout_s = 86401",
+                "[job] reconnect_timeout_s = 86401 is out of range; use 1 to 86400",
+            ),
         ];
         for (from, to, expected) in cases {
             let text = GOOD.replacen(from, to, 1);
@@ -365,6 +373,12 @@ wal_dir = "wal"
                 3_600,
             ),
             ("", |c| c.reconnect_timeout_s, 120),
+            ("reconnect_timeout_s = 1", |c| c.reconnect_timeout_s, 1),
+            (
+                "reconnect_timeout_s = 86400",
+                |c| c.reconnect_timeout_s,
+                86_400,
+            ),
         ];
         for (line, field, expected) in cases {
             let text = GOOD.replacen("batch_rows = 500", line, 1);
