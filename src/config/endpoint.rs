@@ -1,9 +1,9 @@
 //! Server connections: the url checks (no password, only known query parameters), the
 //! password looked up from the environment or a file, and urls masked for messages.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::{err, ConfigError};
+use super::{err, ConfigError, Env};
 
 /// A server connection. `Debug` never shows the password.
 ///
@@ -124,14 +124,27 @@ pub fn masked_url(url: &str) -> String {
     }
 }
 
+/// The endpoint `[section]` configures: `url` checked and parsed, the password looked up.
 pub(super) fn endpoint(
     section: &str,
     url: &str,
-    password_env: &Option<String>,
-    password_file: &Option<PathBuf>,
+    password_env: Option<&str>,
+    password_file: Option<&Path>,
     base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: Env,
 ) -> Result<Endpoint, ConfigError> {
+    let opts = url_opts(section, url)?;
+    let password = password(section, password_env, password_file, base, env)?;
+    Ok(Endpoint {
+        url: url.to_string(),
+        opts,
+        password,
+    })
+}
+
+/// Checks `url` and parses it into connection options: a `mysql://` url with a user, no
+/// password and only the query parameters archiver accepts. No message echoes a password.
+fn url_opts(section: &str, url: &str) -> Result<mysql_async::Opts, ConfigError> {
     if !url.starts_with("mysql://") {
         return err(format!(
             "[{section}] url {:?} must start with mysql:// (e.g. mysql://archiver@db1:3306/shop)",
@@ -179,6 +192,18 @@ pub(super) fn endpoint(
             "[{section}] url names no user; write it as mysql://USER@HOST:PORT/DATABASE"
         ));
     }
+    Ok(opts)
+}
+
+/// Looks the password up in the environment or the password file (relative to `base`). Setting
+/// both is an error; one that cannot be read is not, until a connection needs it.
+fn password(
+    section: &str,
+    password_env: Option<&str>,
+    password_file: Option<&Path>,
+    base: &Path,
+    env: Env,
+) -> Result<Password, ConfigError> {
     let password = match (password_env, password_file) {
         (Some(_), Some(_)) => {
             return err(format!(
@@ -195,7 +220,7 @@ pub(super) fn endpoint(
             let path = if file.is_relative() {
                 base.join(file)
             } else {
-                file.clone()
+                file.to_path_buf()
             };
             match std::fs::read_to_string(&path) {
                 Ok(text) => Password::Given(text.lines().next().unwrap_or("").to_string()),
@@ -207,9 +232,5 @@ pub(super) fn endpoint(
         }
         (None, None) => Password::None,
     };
-    Ok(Endpoint {
-        url: url.to_string(),
-        opts,
-        password,
-    })
+    Ok(password)
 }

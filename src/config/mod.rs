@@ -2,13 +2,15 @@
 //! other than reading the file itself and the password source.
 //!
 //! Two layers, as in ripgrep: [`RawConfig`] mirrors the file exactly (unknown keys are errors),
-//! and [`JobConfig`] is the validated form the rest of the program uses.
+//! and [`JobConfig`] is the validated form the rest of the program uses, grouped by what each
+//! part configures.
 //!
 //! - `raw.rs`: the serde structs mirroring the file;
 //! - `endpoint.rs`: server urls and passwords ([`Endpoint`]);
 //! - `names.rs`: table names ([`TableName`]);
 //! - `limits.rs`: the range and default of every number the file sets;
-//! - this file: [`JobConfig`], reading and validating the file, and the job's identity.
+//! - this file: [`JobConfig`], reading and validating the file step by step, and the job's
+//!   identity.
 
 mod endpoint;
 mod limits;
@@ -36,31 +38,60 @@ pub use raw::{RawArchive, RawConfig, RawJob, RawSource, Safety};
 /// The validated job.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
-    /// Source server.
-    pub source: Endpoint,
-    /// Source table.
-    pub source_table: TableName,
-    /// Archive server, reached by its own connection; `None` when the archive table is reached
-    /// through the source connection (one transaction per batch).
-    pub archive: Option<Endpoint>,
-    /// Archive table.
-    pub archive_table: TableName,
-    /// The predicate, verbatim.
+    /// Where rows come from: the source server and table (`[source]`).
+    pub source: SourceConfig,
+    /// Where rows go: the archive table, and its server when it has its own (`[archive]`).
+    pub archive: ArchiveConfig,
+    /// The predicate selecting the rows to archive, verbatim but for surrounding whitespace.
     pub predicate: String,
-    /// Rows per batch.
-    pub batch_rows: u32,
+    /// How the work is cut into batches and paced.
+    pub batching: Batching,
+    /// How the job's database sessions wait for locks and for an unreachable server.
+    pub sessions: Sessions,
     /// WAL directory (relative paths are relative to the config file's directory).
     pub wal_dir: PathBuf,
+    /// Opt-ins for triggers and foreign keys.
+    pub safety: Safety,
+}
+
+/// `[source]`, validated.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Source server.
+    pub endpoint: Endpoint,
+    /// Source table; its schema is the url's database when the file names none.
+    pub table: TableName,
+}
+
+/// `[archive]`, validated.
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    /// Archive server, reached by its own connection; `None` when the archive table is reached
+    /// through the source connection (one transaction per batch).
+    pub endpoint: Option<Endpoint>,
+    /// Archive table; when the file names no schema, the database of the archive url, or of
+    /// the source url when the archive has none.
+    pub table: TableName,
+}
+
+/// Batch size and pacing, from `[job]`.
+#[derive(Debug, Clone)]
+pub struct Batching {
+    /// Rows per batch (`batch_rows`).
+    pub rows: u32,
     /// Attempts per batch before it is parked.
     pub attempts_max: u32,
     /// Pause between batches, in milliseconds.
     pub sleep_ms: u32,
+}
+
+/// Session settings, from `[job]`.
+#[derive(Debug, Clone)]
+pub struct Sessions {
     /// `innodb_lock_wait_timeout` for the job's sessions, in seconds.
     pub lock_wait_timeout_s: u32,
-    /// How long to keep reconnecting before stopping, in seconds.
+    /// How long to keep reconnecting to an unreachable server before stopping, in seconds.
     pub reconnect_timeout_s: u32,
-    /// Opt-ins for triggers and foreign keys.
-    pub safety: Safety,
 }
 
 /// A configuration problem; the CLI exits with the configuration-error code.
@@ -71,6 +102,9 @@ pub struct ConfigError(pub String);
 fn err<T>(message: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(message.into()))
 }
+
+/// Looks up an environment variable: the seam [`JobConfig::parse`] passes down to the steps.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 impl JobConfig {
     /// Reads, parses and validates the job file at `path`.
@@ -83,30 +117,80 @@ impl JobConfig {
     }
 
     /// Parses and validates `text`; `env` looks up environment variables (a seam for tests).
+    /// Relative paths in the file are taken relative to `base`. Sections are checked in the
+    /// file's order, and the first problem found is the one reported.
     pub fn parse(
         text: &str,
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<JobConfig, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            ConfigError(format!(
-                "invalid job file: {}",
-                e.to_string().trim_end().replace('\n', " ")
-            ))
-        })?;
-        let source = endpoint(
+        let raw = RawConfig::from_toml(text)?;
+        let source = SourceConfig::from_raw(&raw.source, base, env)?;
+        let archive = ArchiveConfig::from_raw(&raw.archive, &source, base, env)?;
+        let predicate = predicate(&raw.job.predicate)?;
+        let batching = Batching::from_raw(&raw.job)?;
+        let sessions = Sessions::from_raw(&raw.job)?;
+        let wal_dir = wal_dir(&raw.job.wal_dir, base)?;
+        Ok(JobConfig {
+            source,
+            archive,
+            predicate,
+            batching,
+            sessions,
+            wal_dir,
+            safety: raw.safety,
+        })
+    }
+
+    /// What this job moves where, as recorded in the first record of its log.
+    pub fn identity(&self) -> JobIdentity {
+        let source_server = self.source.endpoint.server();
+        let archive_server = self
+            .archive
+            .endpoint
+            .as_ref()
+            .map_or_else(|| source_server.clone(), Endpoint::server);
+        JobIdentity {
+            source_server,
+            source_schema: self.source.table.schema.clone(),
+            source_table: self.source.table.table.clone(),
+            archive_server,
+            archive_schema: self.archive.table.schema.clone(),
+            archive_table: self.archive.table.table.clone(),
+            predicate: self.predicate.clone(),
+        }
+    }
+}
+
+impl SourceConfig {
+    /// The source server and table; a table without a schema takes the url's database.
+    fn from_raw(raw: &RawSource, base: &Path, env: Env) -> Result<SourceConfig, ConfigError> {
+        let endpoint = endpoint(
             "source",
-            &raw.source.url,
-            &raw.source.password_env,
-            &raw.source.password_file,
+            &raw.url,
+            raw.password_env.as_deref(),
+            raw.password_file.as_deref(),
             base,
             env,
         )?;
-        let source_schema = source.opts.db_name().map(str::to_string);
-        let source_table = table_name("source", &raw.source.table, source_schema.as_deref())?;
-        let archive = match &raw.archive.url {
+        let table = table_name("source", &raw.table, endpoint.opts.db_name())?;
+        Ok(SourceConfig { endpoint, table })
+    }
+}
+
+impl ArchiveConfig {
+    /// The archive server, if it has its own url, and table; a table without a schema takes
+    /// the database of its url, or of the source url when it has none. Refuses the source
+    /// table itself on the source's server.
+    fn from_raw(
+        raw: &RawArchive,
+        source: &SourceConfig,
+        base: &Path,
+        env: Env,
+    ) -> Result<ArchiveConfig, ConfigError> {
+        let endpoint = match &raw.url {
             None => {
-                if raw.archive.password_env.is_some() || raw.archive.password_file.is_some() {
+                if raw.password_env.is_some() || raw.password_file.is_some() {
                     return err("[archive] sets a password but no url; without a url the archive is reached through the source connection, so remove the password key or add url");
                 }
                 None
@@ -114,71 +198,64 @@ impl JobConfig {
             Some(url) => Some(endpoint(
                 "archive",
                 url,
-                &raw.archive.password_env,
-                &raw.archive.password_file,
+                raw.password_env.as_deref(),
+                raw.password_file.as_deref(),
                 base,
                 env,
             )?),
         };
-        let archive_schema = archive.as_ref().map_or(source_schema.clone(), |a| {
-            a.opts.db_name().map(str::to_string)
-        });
-        let archive_table = table_name("archive", &raw.archive.table, archive_schema.as_deref())?;
-        let same_server = archive
+        let schema = endpoint.as_ref().unwrap_or(&source.endpoint).opts.db_name();
+        let table = table_name("archive", &raw.table, schema)?;
+        let same_server = endpoint
             .as_ref()
-            .is_none_or(|a| a.server() == source.server());
-        if same_server && archive_table == source_table {
+            .is_none_or(|a| a.server() == source.endpoint.server());
+        if same_server && table == source.table {
             return err(format!(
-                "[archive] table is the source table {source_table}; name a different table"
+                "[archive] table is the source table {}; name a different table",
+                source.table
             ));
         }
+        Ok(ArchiveConfig { endpoint, table })
+    }
+}
 
-        let predicate = raw.job.predicate.trim().to_string();
-        if predicate.is_empty() {
-            return err("[job] where is empty; give the predicate that selects the rows to archive, e.g. where = \"created_at < NOW() - INTERVAL 90 DAY\"");
-        }
-        let batch_rows = BATCH_ROWS.value(raw.job.batch_rows)?;
-        let attempts_max = ATTEMPTS_MAX.value(raw.job.attempts_max)?;
-        let sleep_ms = SLEEP_MS.value(raw.job.sleep_ms)?;
-        let lock_wait_timeout_s = LOCK_WAIT_TIMEOUT_S.value(raw.job.lock_wait_timeout_s)?;
-        let reconnect_timeout_s = RECONNECT_TIMEOUT_S.value(raw.job.reconnect_timeout_s)?;
-        let wal_dir = if raw.job.wal_dir.as_os_str().is_empty() {
-            return err("[job] wal_dir is empty; name the directory that holds this job's log");
-        } else if raw.job.wal_dir.is_relative() {
-            base.join(&raw.job.wal_dir)
-        } else {
-            raw.job.wal_dir.clone()
-        };
-        Ok(JobConfig {
-            source,
-            source_table,
-            archive,
-            archive_table,
-            predicate,
-            batch_rows,
-            wal_dir,
-            attempts_max,
-            sleep_ms,
-            lock_wait_timeout_s,
-            reconnect_timeout_s,
-            safety: raw.safety,
+impl Batching {
+    /// `batch_rows`, `attempts_max` and `sleep_ms`, each within its [`Limit`].
+    fn from_raw(raw: &RawJob) -> Result<Batching, ConfigError> {
+        Ok(Batching {
+            rows: BATCH_ROWS.value(raw.batch_rows)?,
+            attempts_max: ATTEMPTS_MAX.value(raw.attempts_max)?,
+            sleep_ms: SLEEP_MS.value(raw.sleep_ms)?,
         })
     }
+}
 
-    /// What this job moves where, as recorded in the first record of its log.
-    pub fn identity(&self) -> JobIdentity {
-        let archive_server = self
-            .archive
-            .as_ref()
-            .map_or_else(|| self.source.server(), Endpoint::server);
-        JobIdentity {
-            source_server: self.source.server(),
-            source_schema: self.source_table.schema.clone(),
-            source_table: self.source_table.table.clone(),
-            archive_server,
-            archive_schema: self.archive_table.schema.clone(),
-            archive_table: self.archive_table.table.clone(),
-            predicate: self.predicate.clone(),
-        }
+impl Sessions {
+    /// `lock_wait_timeout_s` and `reconnect_timeout_s`, each within its [`Limit`].
+    fn from_raw(raw: &RawJob) -> Result<Sessions, ConfigError> {
+        Ok(Sessions {
+            lock_wait_timeout_s: LOCK_WAIT_TIMEOUT_S.value(raw.lock_wait_timeout_s)?,
+            reconnect_timeout_s: RECONNECT_TIMEOUT_S.value(raw.reconnect_timeout_s)?,
+        })
+    }
+}
+
+/// `[job] where`, trimmed; an empty predicate is refused rather than read as "every row".
+fn predicate(raw: &str) -> Result<String, ConfigError> {
+    let predicate = raw.trim();
+    if predicate.is_empty() {
+        return err("[job] where is empty; give the predicate that selects the rows to archive, e.g. where = \"created_at < NOW() - INTERVAL 90 DAY\"");
+    }
+    Ok(predicate.to_string())
+}
+
+/// `[job] wal_dir`, relative to `base` unless absolute.
+fn wal_dir(raw: &Path, base: &Path) -> Result<PathBuf, ConfigError> {
+    if raw.as_os_str().is_empty() {
+        err("[job] wal_dir is empty; name the directory that holds this job's log")
+    } else if raw.is_relative() {
+        Ok(base.join(raw))
+    } else {
+        Ok(raw.to_path_buf())
     }
 }

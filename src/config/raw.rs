@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::ConfigError;
+
 /// The file as written. Every table rejects keys it does not know.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +20,18 @@ pub struct RawConfig {
     /// Opt-ins for schema objects the pre-flight refuses by default.
     #[serde(default)]
     pub safety: Safety,
+}
+
+impl RawConfig {
+    /// Parses the file's text; a TOML error becomes one line naming what is wrong and where.
+    pub fn from_toml(text: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            ConfigError(format!(
+                "invalid job file: {}",
+                e.to_string().trim_end().replace('\n', " ")
+            ))
+        })
+    }
 }
 
 /// `[source]`.

@@ -1,6 +1,8 @@
 //! The job file's validation, end to end through [`JobConfig::parse`]: data-driven tables of
 //! edits to one good file and what each must give.
 
+use std::path::Path;
+
 use super::*;
 
 const GOOD: &str = r#"
@@ -27,14 +29,14 @@ fn parse(text: &str) -> Result<JobConfig, ConfigError> {
 #[test]
 fn good_config_resolves_everything() {
     let config = parse(GOOD).unwrap();
-    assert_eq!(config.source_table.to_string(), "shop.rewards");
-    assert_eq!(config.archive_table.to_string(), "shop.rewards_archive");
-    assert_eq!(config.batch_rows, 500);
-    assert_eq!(config.attempts_max, ATTEMPTS_MAX_DEFAULT);
+    assert_eq!(config.source.table.to_string(), "shop.rewards");
+    assert_eq!(config.archive.table.to_string(), "shop.rewards_archive");
+    assert_eq!(config.batching.rows, 500);
+    assert_eq!(config.batching.attempts_max, ATTEMPTS_MAX_DEFAULT);
     assert_eq!(config.wal_dir, Path::new("/etc/archiver/wal"));
-    let opts = config.source.connect_opts().unwrap();
+    let opts = config.source.endpoint.connect_opts().unwrap();
     assert_eq!(opts.pass(), Some("secret"));
-    assert_eq!(config.source.server(), "127.0.0.1:3407");
+    assert_eq!(config.source.endpoint.server(), "127.0.0.1:3407");
     assert!(!format!("{config:?}").contains("secret"));
 }
 
@@ -45,9 +47,9 @@ fn archive_on_another_server_has_its_own_endpoint() {
         "[archive]\nurl = \"mysql://arch@10.0.0.2:3306/cold\"\npassword_env = \"PW\"\n",
     );
     let config = parse(&text).unwrap();
-    let archive = config.archive.as_ref().expect("own endpoint");
+    let archive = config.archive.endpoint.as_ref().expect("own endpoint");
     assert_eq!(archive.server(), "10.0.0.2:3306");
-    assert_eq!(config.archive_table.to_string(), "cold.rewards_archive");
+    assert_eq!(config.archive.table.to_string(), "cold.rewards_archive");
     assert_eq!(config.identity().archive_server, "10.0.0.2:3306");
 }
 
@@ -175,26 +177,34 @@ fn limits_accept_their_bounds_and_default_when_absent() {
     /// Reads the value a case checks.
     type Field = fn(&JobConfig) -> u32;
     let cases: &[(&str, Field, u32)] = &[
-        ("", |c| c.batch_rows, 1_000),
-        ("batch_rows = 1", |c| c.batch_rows, 1),
-        ("batch_rows = 100000", |c| c.batch_rows, 100_000),
-        ("", |c| c.attempts_max, 5),
-        ("attempts_max = 1", |c| c.attempts_max, 1),
-        ("attempts_max = 100", |c| c.attempts_max, 100),
-        ("", |c| c.sleep_ms, 0),
-        ("sleep_ms = 60000", |c| c.sleep_ms, 60_000),
-        ("", |c| c.lock_wait_timeout_s, 10),
-        ("lock_wait_timeout_s = 1", |c| c.lock_wait_timeout_s, 1),
+        ("", |c| c.batching.rows, 1_000),
+        ("batch_rows = 1", |c| c.batching.rows, 1),
+        ("batch_rows = 100000", |c| c.batching.rows, 100_000),
+        ("", |c| c.batching.attempts_max, 5),
+        ("attempts_max = 1", |c| c.batching.attempts_max, 1),
+        ("attempts_max = 100", |c| c.batching.attempts_max, 100),
+        ("", |c| c.batching.sleep_ms, 0),
+        ("sleep_ms = 60000", |c| c.batching.sleep_ms, 60_000),
+        ("", |c| c.sessions.lock_wait_timeout_s, 10),
+        (
+            "lock_wait_timeout_s = 1",
+            |c| c.sessions.lock_wait_timeout_s,
+            1,
+        ),
         (
             "lock_wait_timeout_s = 3600",
-            |c| c.lock_wait_timeout_s,
+            |c| c.sessions.lock_wait_timeout_s,
             3_600,
         ),
-        ("", |c| c.reconnect_timeout_s, 120),
-        ("reconnect_timeout_s = 1", |c| c.reconnect_timeout_s, 1),
+        ("", |c| c.sessions.reconnect_timeout_s, 120),
+        (
+            "reconnect_timeout_s = 1",
+            |c| c.sessions.reconnect_timeout_s,
+            1,
+        ),
         (
             "reconnect_timeout_s = 86400",
-            |c| c.reconnect_timeout_s,
+            |c| c.sessions.reconnect_timeout_s,
             86_400,
         ),
     ];
@@ -209,7 +219,7 @@ fn limits_accept_their_bounds_and_default_when_absent() {
 fn a_missing_password_is_an_error_only_when_connecting() {
     let text = GOOD.replacen("password_env = \"PW\"", "password_env = \"NOPE\"", 1);
     let config = parse(&text).expect("status, replay and reset need no password");
-    let message = config.source.connect_opts().unwrap_err().0;
+    let message = config.source.endpoint.connect_opts().unwrap_err().0;
     assert!(message.contains("NOPE, which is not set"), "{message}");
     let text = GOOD.replacen(
         "password_env = \"PW\"",
@@ -217,7 +227,7 @@ fn a_missing_password_is_an_error_only_when_connecting() {
         1,
     );
     let config = parse(&text).expect("parsed without reading the file's absence as fatal");
-    let message = config.source.connect_opts().unwrap_err().0;
+    let message = config.source.endpoint.connect_opts().unwrap_err().0;
     assert!(
         message.contains("cannot read password_file /nonexistent/pw"),
         "{message}"

@@ -203,11 +203,11 @@ impl Runner<'_> {
     /// The connection, reconnecting patiently when there is none.
     async fn conn(&mut self, now_unix_us: i64) -> anyhow::Result<&mut Conn> {
         if self.conn.is_none() {
-            let timeout = Duration::from_secs(self.config.reconnect_timeout_s.into());
+            let timeout = Duration::from_secs(self.config.sessions.reconnect_timeout_s.into());
             self.conn = Some(
                 db::connect_patiently(
-                    &self.config.source,
-                    self.config.lock_wait_timeout_s,
+                    &self.config.source.endpoint,
+                    self.config.sessions.lock_wait_timeout_s,
                     timeout,
                 )
                 .await?,
@@ -224,10 +224,11 @@ impl Runner<'_> {
 
     /// Connects to the archive server, if the job has one and is not connected.
     async fn ensure_archive_conn(&mut self) -> anyhow::Result<()> {
-        if let (Some(endpoint), None) = (&self.config.archive, &self.archive_conn) {
-            let timeout = Duration::from_secs(self.config.reconnect_timeout_s.into());
+        if let (Some(endpoint), None) = (&self.config.archive.endpoint, &self.archive_conn) {
+            let timeout = Duration::from_secs(self.config.sessions.reconnect_timeout_s.into());
             self.archive_conn = Some(
-                db::connect_patiently(endpoint, self.config.lock_wait_timeout_s, timeout).await?,
+                db::connect_patiently(endpoint, self.config.sessions.lock_wait_timeout_s, timeout)
+                    .await?,
             );
         }
         Ok(())
@@ -286,8 +287,8 @@ impl Runner<'_> {
                 run_id,
                 now_unix_us: now,
                 key_bound: bound,
-                batch_rows: self.config.batch_rows,
-                attempts_max: self.config.attempts_max,
+                batch_rows: self.config.batching.rows,
+                attempts_max: self.config.batching.attempts_max,
                 started_unix_us: now,
             }),
             true,
@@ -313,7 +314,7 @@ impl Runner<'_> {
         let rows = self
             .state
             .run(run_id)
-            .map_or(self.config.batch_rows, |r| r.batch_rows);
+            .map_or(self.config.batching.rows, |r| r.batch_rows);
         let queries = self.queries.clone();
         let planned = db::plan(
             self.conn(now).await?,
@@ -372,7 +373,7 @@ impl Runner<'_> {
         // Failing to reach a server is not an attempt at the batch: the main loop retries it.
         self.conn(now).await?;
         self.ensure_archive_conn().await?;
-        let result = match self.config.archive {
+        let result = match self.config.archive.endpoint {
             None => {
                 let conn = self.conn.as_mut().expect("connected above");
                 db::execute_batch(conn, &queries, lower.as_ref(), &upper).await
@@ -450,13 +451,17 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> anyhow::Result<(Run
     if !fresh {
         check_identity(&read_log(&config.wal_dir)?, config)?;
     }
-    let timeout = Duration::from_secs(config.reconnect_timeout_s.into());
-    let mut conn =
-        db::connect_patiently(&config.source, config.lock_wait_timeout_s, timeout).await?;
-    let mut archive_conn = match &config.archive {
-        Some(endpoint) => {
-            Some(db::connect_patiently(endpoint, config.lock_wait_timeout_s, timeout).await?)
-        }
+    let timeout = Duration::from_secs(config.sessions.reconnect_timeout_s.into());
+    let mut conn = db::connect_patiently(
+        &config.source.endpoint,
+        config.sessions.lock_wait_timeout_s,
+        timeout,
+    )
+    .await?;
+    let mut archive_conn = match &config.archive.endpoint {
+        Some(endpoint) => Some(
+            db::connect_patiently(endpoint, config.sessions.lock_wait_timeout_s, timeout).await?,
+        ),
         None => None,
     };
     let queries = crate::db::preflight::check(&mut conn, archive_conn.as_mut(), config).await?;
@@ -498,8 +503,9 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> anyhow::Result<(Run
                 after,
                 bound,
             } => {
-                if config.sleep_ms > 0 {
-                    tokio::time::sleep(Duration::from_millis(config.sleep_ms.into())).await;
+                if config.batching.sleep_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(config.batching.sleep_ms.into()))
+                        .await;
                 }
                 runner.plan_next(run_id, after, bound).await
             }

@@ -227,22 +227,23 @@ pub fn print_attention(state: &State) {
 /// next batch. Writes nothing anywhere: no WAL, no row.
 pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<u8> {
     let state = job_state(config)?;
-    let mut conn = db::connect(&config.source, config.lock_wait_timeout_s).await?;
-    let mut archive_conn = match &config.archive {
-        Some(endpoint) => Some(db::connect(endpoint, config.lock_wait_timeout_s).await?),
+    let mut conn =
+        db::connect(&config.source.endpoint, config.sessions.lock_wait_timeout_s).await?;
+    let mut archive_conn = match &config.archive.endpoint {
+        Some(endpoint) => Some(db::connect(endpoint, config.sessions.lock_wait_timeout_s).await?),
         None => None,
     };
     let queries = crate::db::preflight::check(&mut conn, archive_conn.as_mut(), config).await?;
     writeln!(
         out,
         "job: {} -> {} where {}",
-        config.source_table, config.archive_table, config.predicate
+        config.source.table, config.archive.table, config.predicate
     )?;
     writeln!(out, "pre-flight checks passed")?;
     writeln!(
         out,
         "every session (both servers): {}",
-        crate::db::sql::session_setup(config.lock_wait_timeout_s).join("; ")
+        crate::db::sql::session_setup(config.sessions.lock_wait_timeout_s).join("; ")
     )?;
     writeln!(out, "next action: {}", state.next_action())?;
     let now = state
@@ -258,13 +259,13 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
         return Ok(exit::DONE);
     };
     let after = state.open_run().and_then(|run| run.cursor.clone());
-    let plan = queries.plan(after.as_ref(), &bound, config.batch_rows);
+    let plan = queries.plan(after.as_ref(), &bound, config.batching.rows);
     let planned = db::plan(
         &mut conn,
         &queries,
         after.as_ref(),
         &bound,
-        config.batch_rows,
+        config.batching.rows,
     )
     .await?;
     writeln!(out, "key bound: {}", crate::state::key_text(&bound))?;
@@ -289,7 +290,7 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> anyhow::Result<
             .map_or("the start".to_string(), crate::state::key_text),
         crate::state::key_text(&upper)
     )?;
-    if config.archive.is_some() {
+    if config.archive.endpoint.is_some() {
         let (lower, upper) = (after.as_ref(), &upper);
         let lock = queries.select_batch(lower, upper, true);
         let archived = queries.select_archived(std::slice::from_ref(upper));
