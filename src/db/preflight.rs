@@ -1063,10 +1063,11 @@ pub async fn check(
     mut archive_conn: Option<&mut Conn>,
     config: &JobConfig,
 ) -> db::DbResult<Queries> {
-    let (source_name, archive_name) = (&config.source_table, &config.archive_table);
-    let source_server = config.source.server();
+    let (source_name, archive_name) = (&config.source.table, &config.archive.table);
+    let source_server = config.source.endpoint.server();
     let archive_server = config
         .archive
+        .endpoint
         .as_ref()
         .map_or_else(|| source_server.clone(), Endpoint::server);
     let mut findings = Vec::new();
@@ -1080,7 +1081,7 @@ pub async fn check(
         if same_table(source_name, archive_name, lower_case.unwrap_or(0)) {
             findings.push(format!(
                 "the archive table {archive_name} is the source table {source_name} ({}): the archive would be the source itself, every row would look archived already and be deleted; name a different archive table",
-                match config.archive {
+                match config.archive.endpoint {
                     Some(_) => format!("[archive] url reaches the same server, {archive_server} and {source_server}"),
                     None => "the server compares table names without regard to case (lower_case_table_names)".to_string(),
                 }

@@ -21,7 +21,7 @@ impl Engine<'_> {
     pub(super) async fn execute(&mut self, order: BatchOrder) -> Result<(), Halt> {
         // With the archive on the source server, copy and delete are one transaction, so both
         // steps redo the whole (idempotent) batch; with its own server, Delete skips the copy.
-        let result = match self.config.archive {
+        let result = match self.config.archive.endpoint {
             None => {
                 let conn = self.servers.source(order.now_unix_us).await?;
                 let (lower, upper) = (order.lower.as_ref(), &order.upper);

@@ -107,7 +107,7 @@ impl Engine<'_> {
             }
             Action::StartRun { run_id } => self.start_run(run_id).await?,
             Action::PlanNext(order) => {
-                let pause = std::time::Duration::from_millis(self.config.sleep_ms.into());
+                let pause = std::time::Duration::from_millis(self.config.batching.sleep_ms.into());
                 if !pause.is_zero() && self.shutdown.sleep(pause).await {
                     return Err(Halt::Stop);
                 }
@@ -126,8 +126,8 @@ impl Engine<'_> {
             run_id,
             now_unix_us: now,
             key_bound: bound,
-            batch_rows: self.config.batch_rows,
-            attempts_max: self.config.attempts_max,
+            batch_rows: self.config.batching.rows,
+            attempts_max: self.config.batching.attempts_max,
             started_unix_us: now,
         });
         self.journal.append(event, Durability::Durable)?;
@@ -245,14 +245,15 @@ fn unless_stopped<T>(result: Result<T, Halt>) -> Result<Option<T>, Error> {
 /// `None` if a stop was requested while connecting.
 async fn prepare(config: &JobConfig, mut shutdown: Shutdown) -> Result<Option<Engine<'_>>, Error> {
     check_existing_log(config)?;
-    let window = std::time::Duration::from_secs(config.reconnect_timeout_s.into());
-    let lock_wait = config.lock_wait_timeout_s;
-    let connecting = servers::connect_patiently(&config.source, lock_wait, window, &mut shutdown);
+    let window = std::time::Duration::from_secs(config.sessions.reconnect_timeout_s.into());
+    let lock_wait = config.sessions.lock_wait_timeout_s;
+    let connecting =
+        servers::connect_patiently(&config.source.endpoint, lock_wait, window, &mut shutdown);
     let Some(mut source) = unless_stopped(connecting.await)? else {
         return Ok(None);
     };
     let mut archive = None;
-    if let Some(endpoint) = &config.archive {
+    if let Some(endpoint) = &config.archive.endpoint {
         let connecting = servers::connect_patiently(endpoint, lock_wait, window, &mut shutdown);
         let Some(conn) = unless_stopped(connecting.await)? else {
             return Ok(None);

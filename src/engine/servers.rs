@@ -78,8 +78,8 @@ impl<'a> Servers<'a> {
     }
 
     async fn reconnect(&mut self, endpoint: &Endpoint) -> Result<Conn, Halt> {
-        let window = Duration::from_secs(self.config.reconnect_timeout_s.into());
-        let lock_wait = self.config.lock_wait_timeout_s;
+        let window = Duration::from_secs(self.config.sessions.reconnect_timeout_s.into());
+        let lock_wait = self.config.sessions.lock_wait_timeout_s;
         connect_patiently(endpoint, lock_wait, window, &mut self.shutdown).await
     }
 
@@ -87,7 +87,7 @@ impl<'a> Servers<'a> {
     /// when there is none.
     pub async fn source(&mut self, now_unix_us: i64) -> Result<&mut Conn, Halt> {
         if self.source.is_none() {
-            let conn = self.reconnect(&self.config.source).await?;
+            let conn = self.reconnect(&self.config.source.endpoint).await?;
             self.source = Some(conn);
             self.source_now_unix_us = None;
         }
@@ -110,6 +110,7 @@ impl<'a> Servers<'a> {
                 let endpoint = self
                     .config
                     .archive
+                    .endpoint
                     .as_ref()
                     .expect("the two-step batch runs only for a job with an archive url");
                 self.reconnect(endpoint).await?

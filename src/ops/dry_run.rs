@@ -16,22 +16,23 @@ use crate::state::{key_text, State};
 /// Connects, runs the pre-flight, and prints the plan.
 pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> Result<(), Error> {
     let state = job_state(config)?;
-    let mut conn = db::connect(&config.source, config.lock_wait_timeout_s).await?;
-    let mut archive_conn = match &config.archive {
-        Some(endpoint) => Some(db::connect(endpoint, config.lock_wait_timeout_s).await?),
+    let mut conn =
+        db::connect(&config.source.endpoint, config.sessions.lock_wait_timeout_s).await?;
+    let mut archive_conn = match &config.archive.endpoint {
+        Some(endpoint) => Some(db::connect(endpoint, config.sessions.lock_wait_timeout_s).await?),
         None => None,
     };
     let queries = db::preflight::check(&mut conn, archive_conn.as_mut(), config).await?;
     writeln!(
         out,
         "job: {} -> {} where {}",
-        config.source_table, config.archive_table, config.predicate
+        config.source.table, config.archive.table, config.predicate
     )?;
     writeln!(out, "pre-flight checks passed")?;
     writeln!(
         out,
         "every session (both servers): {}",
-        sql::session_setup(config.lock_wait_timeout_s).join("; ")
+        sql::session_setup(config.sessions.lock_wait_timeout_s).join("; ")
     )?;
     writeln!(out, "next action: {}", state.next_action())?;
     next_batch(config, &state, &mut conn, &queries, out).await
@@ -57,7 +58,7 @@ async fn next_batch(
         return Ok(());
     };
     let after = open_run.and_then(|run| run.cursor.clone());
-    let rows = open_run.map_or(config.batch_rows, |run| run.batch_rows);
+    let rows = open_run.map_or(config.batching.rows, |run| run.batch_rows);
     let plan = queries.plan(after.as_ref(), &bound, rows);
     let planned = db::plan(conn, queries, after.as_ref(), &bound, rows).await?;
     writeln!(out, "key bound: {}", key_text(&bound))?;
@@ -80,7 +81,7 @@ async fn next_batch(
         after.as_ref().map_or("the start".to_string(), key_text),
         key_text(&upper)
     )?;
-    match config.archive {
+    match config.archive.endpoint {
         Some(_) => two_step_batch(queries, after.as_ref(), &upper, out)?,
         None => one_transaction_batch(queries, after.as_ref(), &upper, out)?,
     }

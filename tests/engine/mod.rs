@@ -134,10 +134,9 @@ impl Job {
     /// Runs `archiver run` with the test-only crash hook set to `EVENT:N`, and checks that the
     /// hook killed it (SIGKILL) rather than the run ending some other way.
     pub fn run_until_crash_after(&self, event_nth: &str) -> Output {
-        assert!(
-            cfg!(feature = "crash-hook"),
-            "the crash tests need the binary's crash hook: run them with `--features crash-hook` (tools/test does)"
-        );
+        if !cfg!(feature = "crash-hook") {
+            panic!("the crash tests need the binary's crash hook: run them with `--features crash-hook` (tools/test does)");
+        }
         let output = self
             .command("run")
             .env("ARCHIVER_TEST_CRASH_AFTER", event_nth)

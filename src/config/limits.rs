@@ -1,0 +1,108 @@
+//! Limits on the numbers a job file sets: each `[job]` key's range and default, in one table,
+//! checked by one function, so a range and the message refusing a value outside it are written
+//! once.
+
+use super::{err, ConfigError};
+
+/// The accepted range and the default of one number in `[job]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The key in `[job]`, as the operator writes it and as messages name it.
+    pub key: &'static str,
+    /// Smallest accepted value.
+    pub min: u32,
+    /// Largest accepted value.
+    pub max: u32,
+    /// The value when the key is absent.
+    pub default: u32,
+}
+
+impl Limit {
+    /// Whether the default lies within the range: asserted for every limit at compile time.
+    const fn default_in_range(&self) -> bool {
+        self.min <= self.default && self.default <= self.max
+    }
+
+    /// The configured value, or the default when absent; an error naming the key and the range
+    /// when the value is out of range.
+    pub fn value(&self, configured: Option<u32>) -> Result<u32, ConfigError> {
+        let value = configured.unwrap_or(self.default);
+        if (self.min..=self.max).contains(&value) {
+            Ok(value)
+        } else {
+            err(format!(
+                "[job] {} = {value} is out of range; use {} to {}",
+                self.key, self.min, self.max
+            ))
+        }
+    }
+}
+
+/// Rows per batch. Each batch is one transaction: bigger batches hold locks longer than any
+/// nightly job should.
+pub const BATCH_ROWS: Limit = Limit {
+    key: "batch_rows",
+    min: 1,
+    max: 100_000,
+    default: 1_000,
+};
+
+/// Attempts a batch gets before it is parked.
+pub const ATTEMPTS_MAX: Limit = Limit {
+    key: "attempts_max",
+    min: 1,
+    max: 100,
+    default: 5,
+};
+
+/// Pause between batches, in milliseconds (throttling). A minute is already a crawl.
+pub const SLEEP_MS: Limit = Limit {
+    key: "sleep_ms",
+    min: 0,
+    max: 60_000,
+    default: 0,
+};
+
+/// `innodb_lock_wait_timeout` for the job's sessions, in seconds. InnoDB's own range tops out
+/// far higher; an archiving batch should never wait that long.
+pub const LOCK_WAIT_TIMEOUT_S: Limit = Limit {
+    key: "lock_wait_timeout_s",
+    min: 1,
+    max: 3_600,
+    default: 10,
+};
+
+/// How long the engine keeps trying to reach an unreachable server before it stops, in
+/// seconds. A day at most: a job meant to run nightly that cannot reach its server for longer
+/// should stop and be seen, not wait into the next night's run.
+pub const RECONNECT_TIMEOUT_S: Limit = Limit {
+    key: "reconnect_timeout_s",
+    min: 1,
+    max: 86_400,
+    default: 120,
+};
+
+const _: () = assert!(BATCH_ROWS.default_in_range());
+const _: () = assert!(ATTEMPTS_MAX.default_in_range());
+const _: () = assert!(SLEEP_MS.default_in_range());
+const _: () = assert!(LOCK_WAIT_TIMEOUT_S.default_in_range());
+const _: () = assert!(RECONNECT_TIMEOUT_S.default_in_range());
+
+/// Largest allowed `batch_rows`.
+pub const BATCH_ROWS_MAX: u32 = BATCH_ROWS.max;
+/// Default rows per batch.
+pub const BATCH_ROWS_DEFAULT: u32 = BATCH_ROWS.default;
+/// Largest allowed `attempts_max`.
+pub const ATTEMPTS_MAX_LIMIT: u32 = ATTEMPTS_MAX.max;
+/// Default attempts a batch gets before it is parked.
+pub const ATTEMPTS_MAX_DEFAULT: u32 = ATTEMPTS_MAX.default;
+/// Default `lock_wait_timeout_s`.
+pub const LOCK_WAIT_TIMEOUT_S_DEFAULT: u32 = LOCK_WAIT_TIMEOUT_S.default;
+/// Largest allowed `lock_wait_timeout_s`.
+pub const LOCK_WAIT_TIMEOUT_S_MAX: u32 = LOCK_WAIT_TIMEOUT_S.max;
+/// Default time the engine keeps trying to reach an unreachable server before it stops.
+pub const RECONNECT_TIMEOUT_S_DEFAULT: u32 = RECONNECT_TIMEOUT_S.default;
+/// Largest allowed `reconnect_timeout_s`.
+pub const RECONNECT_TIMEOUT_S_MAX: u32 = RECONNECT_TIMEOUT_S.max;
+/// Largest allowed `sleep_ms` between batches.
+pub const SLEEP_MS_MAX: u32 = SLEEP_MS.max;

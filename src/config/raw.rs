@@ -1,0 +1,99 @@
+//! The job file as written: serde structs mirroring the TOML tables key for key. Every table
+//! rejects keys it does not know, so a misspelt key is an error, never a silent default.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// The file as written. Every table rejects keys it does not know.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where rows come from.
+    pub source: RawSource,
+    /// Where rows go.
+    pub archive: RawArchive,
+    /// How the job runs.
+    pub job: RawJob,
+    /// Opt-ins for schema objects the pre-flight refuses by default.
+    #[serde(default)]
+    pub safety: Safety,
+}
+
+impl RawConfig {
+    /// Parses the file's text; a TOML error becomes one line naming what is wrong and where.
+    pub fn from_toml(text: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            ConfigError(format!(
+                "invalid job file: {}",
+                e.to_string().trim_end().replace('\n', " ")
+            ))
+        })
+    }
+}
+
+/// `[source]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// `mysql://user@host:port/database`, without a password.
+    pub url: String,
+    /// Name of the environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Path of a file whose first line is the password.
+    pub password_file: Option<PathBuf>,
+    /// `table` or `database.table`.
+    pub table: String,
+}
+
+/// `[archive]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArchive {
+    /// Absent: the archive table is on the source server, reached by the source connection.
+    pub url: Option<String>,
+    /// As for the source.
+    pub password_env: Option<String>,
+    /// As for the source.
+    pub password_file: Option<PathBuf>,
+    /// `table` or `database.table`.
+    pub table: String,
+}
+
+/// `[job]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    /// The SQL predicate selecting the rows to archive.
+    #[serde(rename = "where")]
+    pub predicate: String,
+    /// Rows per batch.
+    pub batch_rows: Option<u32>,
+    /// Directory of the job's write-ahead log.
+    pub wal_dir: PathBuf,
+    /// Attempts per batch before it is parked.
+    pub attempts_max: Option<u32>,
+    /// Pause between batches, in milliseconds (throttling).
+    pub sleep_ms: Option<u32>,
+    /// `innodb_lock_wait_timeout` for the job's sessions, in seconds.
+    pub lock_wait_timeout_s: Option<u32>,
+    /// How long to keep reconnecting to an unreachable server before stopping, in seconds.
+    pub reconnect_timeout_s: Option<u32>,
+}
+
+/// `[safety]`: schema objects the pre-flight refuses by default, allowed by name where the
+/// operator knows them to be harmless. Cascading foreign keys can never be allowed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Safety {
+    /// Triggers the batch statements may fire (DELETE on the source, INSERT/UPDATE on the
+    /// archive), by name.
+    #[serde(default)]
+    pub allow_triggers: Vec<String>,
+    /// Foreign keys the job may meet, by constraint name: those of the source table, and those
+    /// referencing it with ON DELETE RESTRICT/NO ACTION (a row with children parks its batch).
+    #[serde(default)]
+    pub allow_foreign_keys: Vec<String>,
+}

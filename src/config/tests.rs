@@ -1,0 +1,259 @@
+//! The job file's validation, end to end through [`JobConfig::parse`]: data-driven tables of
+//! edits to one good file and what each must give.
+
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+[source]
+url = "mysql://archiver@127.0.0.1:3407/shop"
+password_env = "PW"
+table = "rewards"
+
+[archive]
+table = "rewards_archive"
+
+[job]
+where = "created_at < '2025-06-01'"
+batch_rows = 500
+wal_dir = "wal"
+"#;
+
+fn parse(text: &str) -> Result<JobConfig, ConfigError> {
+    JobConfig::parse(text, Path::new("/etc/archiver"), &|name| {
+        (name == "PW").then(|| "secret".to_string())
+    })
+}
+
+#[test]
+fn good_config_resolves_everything() {
+    let config = parse(GOOD).unwrap();
+    assert_eq!(config.source.table.to_string(), "shop.rewards");
+    assert_eq!(config.archive.table.to_string(), "shop.rewards_archive");
+    assert_eq!(config.batching.rows, 500);
+    assert_eq!(config.batching.attempts_max, ATTEMPTS_MAX_DEFAULT);
+    assert_eq!(config.wal_dir, Path::new("/etc/archiver/wal"));
+    let opts = config.source.endpoint.connect_opts().unwrap();
+    assert_eq!(opts.pass(), Some("secret"));
+    assert_eq!(config.source.endpoint.server(), "127.0.0.1:3407");
+    assert!(!format!("{config:?}").contains("secret"));
+}
+
+#[test]
+fn archive_on_another_server_has_its_own_endpoint() {
+    let text = GOOD.replace(
+        "[archive]\n",
+        "[archive]\nurl = \"mysql://arch@10.0.0.2:3306/cold\"\npassword_env = \"PW\"\n",
+    );
+    let config = parse(&text).unwrap();
+    let archive = config.archive.endpoint.as_ref().expect("own endpoint");
+    assert_eq!(archive.server(), "10.0.0.2:3306");
+    assert_eq!(config.archive.table.to_string(), "cold.rewards_archive");
+    assert_eq!(config.identity().archive_server, "10.0.0.2:3306");
+}
+
+#[test]
+fn bad_configs_are_refused_with_the_reason() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "batch_rows = 500",
+            "batch_rows = 500\nbatchrows = 3",
+            "unknown field `batchrows`",
+        ),
+        (
+            "batch_rows = 500",
+            "batch_rows = 0",
+            "batch_rows = 0 is out of range",
+        ),
+        ("archiver@127", "archiver:pw@127", "url contains a password"),
+        (
+            "table = \"rewards\"",
+            "table = \"a.b.c\"",
+            "is not `table` or `database.table`",
+        ),
+        (
+            "where = \"created_at < '2025-06-01'\"",
+            "where = \"  \"",
+            "where is empty",
+        ),
+        (
+            "table = \"rewards_archive\"",
+            "table = \"rewards\"",
+            "is the source table",
+        ),
+        (
+            "mysql://archiver@",
+            "postgres://archiver@",
+            "must start with mysql://",
+        ),
+        (
+            "3407/shop",
+            "3407/shop?require_ssl=true",
+            "TLS is not supported by this build yet",
+        ),
+        (
+            "3407/shop",
+            "3407/shop?verify_ca=false&pool_max=3&sslmode=on",
+            "\"pool_max\" is refused: it sets the driver's connection pool",
+        ),
+        (
+            "3407/shop",
+            "3407/shop?sslmode=on",
+            "\"sslmode\" is refused: it is not a parameter archiver knows",
+        ),
+        (
+            "3407/shop",
+            "3407/shop?client_found_rows=true",
+            "affected-row counts",
+        ),
+        (
+            "3407/shop",
+            "3407/shop?compression=",
+            "not a valid MySQL URL",
+        ),
+        (
+            "3407/shop",
+            "3407/shop?tcp_nodelay=maybe",
+            "not a valid MySQL URL",
+        ),
+        ("127.0.0.1:3407", "127.0.0.1:port", "not a valid MySQL URL"),
+        (
+            "batch_rows = 500",
+            "batch_rows = 100001",
+            "[job] batch_rows = 100001 is out of range; use 1 to 100000",
+        ),
+        (
+            "batch_rows = 500",
+            "attempts_max = 0",
+            "[job] attempts_max = 0 is out of range; use 1 to 100",
+        ),
+        (
+            "batch_rows = 500",
+            "attempts_max = 101",
+            "[job] attempts_max = 101 is out of range; use 1 to 100",
+        ),
+        (
+            "batch_rows = 500",
+            "sleep_ms = 60001",
+            "[job] sleep_ms = 60001 is out of range; use 0 to 60000",
+        ),
+        (
+            "batch_rows = 500",
+            "lock_wait_timeout_s = 0",
+            "[job] lock_wait_timeout_s = 0 is out of range; use 1 to 3600",
+        ),
+        (
+            "batch_rows = 500",
+            "lock_wait_timeout_s = 3601",
+            "[job] lock_wait_timeout_s = 3601 is out of range; use 1 to 3600",
+        ),
+        (
+            "batch_rows = 500",
+            "reconnect_timeout_s = 0",
+            "[job] reconnect_timeout_s = 0 is out of range; use 1 to 86400",
+        ),
+        (
+            "batch_rows = 500",
+            "reconnect_timeout_s = 86401",
+            "[job] reconnect_timeout_s = 86401 is out of range; use 1 to 86400",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        let text = GOOD.replacen(from, to, 1);
+        let message = match parse(&text) {
+            Ok(_) => panic!("{to}: accepted"),
+            Err(e) => e.0,
+        };
+        assert!(
+            message.contains(expected),
+            "{to}: expected {expected:?} in {message:?}"
+        );
+    }
+}
+
+#[test]
+fn limits_accept_their_bounds_and_default_when_absent() {
+    /// Reads the value a case checks.
+    type Field = fn(&JobConfig) -> u32;
+    let cases: &[(&str, Field, u32)] = &[
+        ("", |c| c.batching.rows, 1_000),
+        ("batch_rows = 1", |c| c.batching.rows, 1),
+        ("batch_rows = 100000", |c| c.batching.rows, 100_000),
+        ("", |c| c.batching.attempts_max, 5),
+        ("attempts_max = 1", |c| c.batching.attempts_max, 1),
+        ("attempts_max = 100", |c| c.batching.attempts_max, 100),
+        ("", |c| c.batching.sleep_ms, 0),
+        ("sleep_ms = 60000", |c| c.batching.sleep_ms, 60_000),
+        ("", |c| c.sessions.lock_wait_timeout_s, 10),
+        (
+            "lock_wait_timeout_s = 1",
+            |c| c.sessions.lock_wait_timeout_s,
+            1,
+        ),
+        (
+            "lock_wait_timeout_s = 3600",
+            |c| c.sessions.lock_wait_timeout_s,
+            3_600,
+        ),
+        ("", |c| c.sessions.reconnect_timeout_s, 120),
+        (
+            "reconnect_timeout_s = 1",
+            |c| c.sessions.reconnect_timeout_s,
+            1,
+        ),
+        (
+            "reconnect_timeout_s = 86400",
+            |c| c.sessions.reconnect_timeout_s,
+            86_400,
+        ),
+    ];
+    for (line, field, expected) in cases {
+        let text = GOOD.replacen("batch_rows = 500", line, 1);
+        let config = parse(&text).unwrap_or_else(|e| panic!("{line}: {}", e.0));
+        assert_eq!(field(&config), *expected, "{line:?}");
+    }
+}
+
+#[test]
+fn a_missing_password_is_an_error_only_when_connecting() {
+    let text = GOOD.replacen("password_env = \"PW\"", "password_env = \"NOPE\"", 1);
+    let config = parse(&text).expect("status, replay and reset need no password");
+    let message = config.source.endpoint.connect_opts().unwrap_err().0;
+    assert!(message.contains("NOPE, which is not set"), "{message}");
+    let text = GOOD.replacen(
+        "password_env = \"PW\"",
+        "password_file = \"/nonexistent/pw\"",
+        1,
+    );
+    let config = parse(&text).expect("parsed without reading the file's absence as fatal");
+    let message = config.source.endpoint.connect_opts().unwrap_err().0;
+    assert!(
+        message.contains("cannot read password_file /nonexistent/pw"),
+        "{message}"
+    );
+}
+
+#[test]
+fn urls_are_never_echoed_with_their_password() {
+    for (url, shown) in [
+        ("postgres://u:secret@h/db", "postgres://u:***@h/db"),
+        ("u:secret@h:3306/db", "u:***@h:3306/db"),
+        ("mysql2://u:s3/cr@t@h/db", "mysql2://u:***@h/db"),
+        ("postgres://u@h:5432/db", "postgres://u@h:5432/db"),
+        ("h:3306", "h:3306"),
+    ] {
+        assert_eq!(masked_url(url), shown, "{url}");
+    }
+    for url in [
+        "postgres://u:secret@h/db",
+        "mysql://u:secret@h/db?require_ssl=true",
+        "mysql://u:secret@h/db?compression=",
+        "mysql://u:secret@h:notaport/db",
+        "MYSQL://u:secret@h/db",
+    ] {
+        let text = GOOD.replacen("mysql://archiver@127.0.0.1:3407/shop", url, 1);
+        let message = parse(&text).unwrap_err().0;
+        assert!(!message.contains("secret"), "{url}: {message}");
+    }
+}
