@@ -44,8 +44,10 @@ impl Backoff {
 
 const _: () = assert!(Backoff::RECONNECT.delay_ms_min <= Backoff::RECONNECT.delay_ms_max);
 const _: () = assert!(Backoff::RETRY.delay_ms_min <= Backoff::RETRY.delay_ms_max);
-// A reconnect window (at least 1 s, `config`) sees more than one attempt.
-const _: () = assert!(Backoff::RECONNECT.delay_ms_min < 1_000);
+// The shortest reconnect window the job file allows sees more than one attempt.
+const _: () = assert!(
+    Backoff::RECONNECT.delay_ms_min < crate::config::RECONNECT_TIMEOUT_S.min as u64 * 1_000
+);
 
 #[cfg(test)]
 mod tests {

@@ -34,6 +34,12 @@ use self::backoff::Backoff;
 use self::servers::Servers;
 pub use self::shutdown::{Shutdown, ShutdownTrigger};
 
+/// Most consecutive failures of a step that is not a batch (planning, starting or finishing a
+/// run) that are retried; then the run stops with the last error. Each retry reconnects within
+/// `reconnect_timeout_s`, so this bounds a server that accepts connections and keeps failing
+/// the same read (query killed, shutting down) without ever going away.
+const STEP_FAILURES_MAX: u32 = 20;
+
 /// How a run invocation ended; the CLI maps it to an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunEnd {
@@ -192,7 +198,7 @@ impl Engine<'_> {
             match self.step(action).await {
                 Ok(()) => failures = 0,
                 Err(Halt::Stop) => return Ok(ended(finished_a_run)),
-                Err(halt) if Self::retryable(&halt) => {
+                Err(halt) if Self::retryable(&halt) && failures < STEP_FAILURES_MAX => {
                     if let Halt::Fail(error) = &halt {
                         tracing::warn!("{error}; retrying");
                     }

@@ -10,6 +10,7 @@ mod key_types;
 mod resume;
 mod schema_refusals;
 mod schemas;
+mod shutdown;
 mod torture;
 mod two_servers;
 

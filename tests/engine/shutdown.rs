@@ -1,0 +1,122 @@
+//! A stop request (SIGTERM, SIGINT) cuts short every wait of the engine instead of waiting it
+//! out: reconnecting to a server that is not there, the pause between batches. Before issue 7,
+//! a first SIGTERM during an outage waited the whole reconnect window (120 s by default).
+
+use std::io::Read;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Far longer than any of these tests may take: a wait that is not cut short fails them.
+const WAIT_S: u32 = 600;
+
+/// Sends SIGTERM to `child` and returns its exit code and stderr; fails if it is still running
+/// after `limit` (a tenth of the wait it would otherwise sit out).
+fn terminate(mut child: Child, limit: Duration) -> (Option<i32>, String) {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running {limit:?} after SIGTERM: the wait was not cut short");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+/// The source server is unreachable from the start (nothing listens on the port) and the job
+/// allows 600 s of reconnecting: SIGTERM stops it at once with "stopped early", and nothing was
+/// written (the pre-flight never ran, so no WAL may exist).
+#[test]
+fn a_stop_while_reconnecting_does_not_wait_out_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let config = dir.path().join("job.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nurl = \"mysql://archiver@127.0.0.1:1/shop\"\ntable = \"src\"\n\n\
+             [archive]\ntable = \"arch\"\n\n\
+             [job]\nwhere = \"id < 10\"\nwal_dir = {:?}\nreconnect_timeout_s = {WAIT_S}\n",
+            wal_dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let child = common::archiver_cmd()
+        .args(["run", "-v", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Long enough to be in the reconnect loop (first retry after 100 ms).
+    std::thread::sleep(Duration::from_millis(1_500));
+    let (code, stderr) = terminate(child, Duration::from_secs(u64::from(WAIT_S / 10)));
+    assert_eq!(code, Some(2), "stopped early; stderr: {stderr}");
+    assert!(stderr.contains("retrying in"), "it was reconnecting: {stderr}");
+    assert!(stderr.contains("stopped early"), "{stderr}");
+    assert!(!wal_dir.exists(), "nothing written before the pre-flight");
+}
+
+/// A job pausing 60 s between batches (`sleep_ms`, its maximum): SIGTERM during the pause stops
+/// it at once, after exactly the batches it finished, every one recorded; the next run moves
+/// the rest.
+#[test]
+fn a_stop_during_the_pause_between_batches_does_not_wait_it_out() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "stoppause", 1_000);
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    let before = db.checksum_union("src", "arch");
+    let job = Job::new(
+        &sandbox,
+        &db,
+        MIXED_PREDICATE,
+        "batch_rows = 100\nsleep_ms = 60000",
+    );
+    let child = job
+        .command("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first pause comes before the first batch is planned; wait until the log exists and
+    // the run sits in it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(job.wal_dir.exists() && job_has_run(&job)) {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, stderr) = terminate(child, Duration::from_secs(6));
+    assert_eq!(code, Some(2), "stopped early; stderr: {stderr}");
+    let names: Vec<String> = job.events().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(
+        names,
+        ["LogCreated", "RunStarted"],
+        "stopped in the first pause, before planning anything"
+    );
+    let moved: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
+    assert_eq!(moved, 0);
+    // The next run, without the pause, moves everything once.
+    let text = std::fs::read_to_string(&job.config).unwrap();
+    std::fs::write(&job.config, text.replace("sleep_ms = 60000", "sleep_ms = 0")).unwrap();
+    assert_success(&job.archiver("run", &[]), "the next run");
+    assert_eq!(count_matching(&mut db, MIXED_PREDICATE), 0);
+    let archived: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
+    assert_eq!(archived, matching);
+    assert_eq!(db.checksum_union("src", "arch"), before, "no value altered");
+}
+
+fn job_has_run(job: &Job) -> bool {
+    let (code, lines) = job.inspect();
+    code == Some(0) && lines.iter().any(|l| l["kind"] == "record" && l["type_name"] == "RunStarted")
+}
