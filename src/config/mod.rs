@@ -146,19 +146,23 @@ impl JobConfig {
         })
     }
 
-    /// What this job moves where, as recorded in the first record of its log.
-    pub fn identity(&self) -> JobIdentity {
-        let source_server = self.source.endpoint.server();
-        let archive_server = self
-            .archive
+    /// The archive's server, as the identity and messages name it: its own when it has a url,
+    /// else the source's.
+    pub fn archive_server(&self) -> String {
+        self.archive
             .endpoint
             .as_ref()
-            .map_or_else(|| source_server.clone(), Endpoint::server);
+            .unwrap_or(&self.source.endpoint)
+            .server()
+    }
+
+    /// What this job moves where, as recorded in the first record of its log.
+    pub fn identity(&self) -> JobIdentity {
         JobIdentity {
-            source_server,
+            source_server: self.source.endpoint.server(),
             source_schema: self.source.table.schema.clone(),
             source_table: self.source.table.table.clone(),
-            archive_server,
+            archive_server: self.archive_server(),
             archive_schema: self.archive.table.schema.clone(),
             archive_table: self.archive.table.table.clone(),
             predicate: self.predicate.clone(),

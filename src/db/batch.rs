@@ -5,7 +5,7 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Row};
 
 use super::sql::Queries;
-use super::{from_value, is_true, params, row_to_key, DbResult, NotCopied};
+use super::{end_transaction, from_value, is_true, params, row_to_key, DbResult, NotCopied};
 use crate::event::Key;
 
 /// The largest primary key in the source, or `None` when it is empty.
@@ -90,17 +90,7 @@ pub async fn execute_batch(
 ) -> DbResult<BatchResult> {
     conn.query_drop("START TRANSACTION").await?;
     let result = batch_statements(conn, queries, lower, upper).await;
-    match result {
-        Ok(result) => {
-            conn.query_drop("COMMIT").await?;
-            Ok(result)
-        }
-        Err(e) => {
-            // Best effort: if the connection is gone, the server rolls back on its own.
-            let _ = conn.query_drop("ROLLBACK").await;
-            Err(e)
-        }
-    }
+    end_transaction(conn, result).await
 }
 
 async fn batch_statements(

@@ -84,16 +84,7 @@ async fn archived_rows(
 pub async fn copy_rows(archive: &mut Conn, queries: &Queries, rows: &[RowValues]) -> DbResult<u64> {
     archive.query_drop("START TRANSACTION").await?;
     let copied = insert_missing(archive, queries, rows).await;
-    match copied {
-        Ok(copied) => {
-            archive.query_drop("COMMIT").await?;
-            Ok(copied)
-        }
-        Err(e) => {
-            let _ = archive.query_drop("ROLLBACK").await;
-            Err(e)
-        }
-    }
+    super::end_transaction(archive, copied).await
 }
 
 async fn insert_missing(

@@ -87,6 +87,22 @@ pub async fn connect(endpoint: &Endpoint, lock_wait_timeout_s: u32) -> DbResult<
     Ok(conn)
 }
 
+/// Ends the transaction open on `conn` as `result` says: `COMMIT` after success (a failed
+/// commit is the result then), `ROLLBACK` after an error. The rollback is best effort: if the
+/// connection is gone, the server rolls back on its own.
+pub(crate) async fn end_transaction<T>(conn: &mut Conn, result: DbResult<T>) -> DbResult<T> {
+    match result {
+        Ok(value) => {
+            conn.query_drop("COMMIT").await?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = conn.query_drop("ROLLBACK").await;
+            Err(error)
+        }
+    }
+}
+
 /// Pins the session's `NOW()` to a run's moment.
 pub async fn set_timestamp(conn: &mut Conn, now_unix_us: i64) -> DbResult<()> {
     conn.query_drop(sql::set_timestamp(now_unix_us)).await?;

@@ -29,7 +29,12 @@ fn terminate(mut child: Child, limit: Duration) -> (Option<i32>, String) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     (status.code(), stderr)
 }
 
@@ -62,7 +67,10 @@ fn a_stop_while_reconnecting_does_not_wait_out_the_window() {
     std::thread::sleep(Duration::from_millis(1_500));
     let (code, stderr) = terminate(child, Duration::from_secs(u64::from(WAIT_S / 10)));
     assert_eq!(code, Some(2), "stopped early; stderr: {stderr}");
-    assert!(stderr.contains("retrying in"), "it was reconnecting: {stderr}");
+    assert!(
+        stderr.contains("retrying in"),
+        "it was reconnecting: {stderr}"
+    );
     assert!(stderr.contains("stopped early"), "{stderr}");
     assert!(!wal_dir.exists(), "nothing written before the pre-flight");
 }
@@ -108,7 +116,11 @@ fn a_stop_during_the_pause_between_batches_does_not_wait_it_out() {
     assert_eq!(moved, 0);
     // The next run, without the pause, moves everything once.
     let text = std::fs::read_to_string(&job.config).unwrap();
-    std::fs::write(&job.config, text.replace("sleep_ms = 60000", "sleep_ms = 0")).unwrap();
+    std::fs::write(
+        &job.config,
+        text.replace("sleep_ms = 60000", "sleep_ms = 0"),
+    )
+    .unwrap();
     assert_success(&job.archiver("run", &[]), "the next run");
     assert_eq!(count_matching(&mut db, MIXED_PREDICATE), 0);
     let archived: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
@@ -118,5 +130,8 @@ fn a_stop_during_the_pause_between_batches_does_not_wait_it_out() {
 
 fn job_has_run(job: &Job) -> bool {
     let (code, lines) = job.inspect();
-    code == Some(0) && lines.iter().any(|l| l["kind"] == "record" && l["type_name"] == "RunStarted")
+    code == Some(0)
+        && lines
+            .iter()
+            .any(|l| l["kind"] == "record" && l["type_name"] == "RunStarted")
 }
