@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{
     all_zero, check_frame, find_valid_frame_after, nonzero_end, parse_segment_file_name,
-    segment_file_name, FrameCheck, Resync, SegmentHeader, HEADER_BYTES, SEGMENT_BYTES_MAX,
+    segment_file_name, Frame, FrameCheck, Resync, SegmentHeader, HEADER_BYTES, SEGMENT_BYTES_MAX,
 };
 use super::{Lsn, Record, RecoveryMode, TailCut, WalError};
 
@@ -447,6 +447,7 @@ impl Scanner<'_> {
         self.frames(summary, data, offset, is_last)
     }
 
+    /// Checks the frames of a segment from `offset` on, up to its clean end or its damage.
     fn frames(
         &mut self,
         summary: &mut SegmentSummary,
@@ -457,23 +458,8 @@ impl Scanner<'_> {
         loop {
             match check_frame(data, offset, self.next_lsn) {
                 FrameCheck::Valid(frame) => {
-                    summary.first_lsn.get_or_insert(frame.lsn);
-                    summary.last_lsn = Some(frame.lsn);
-                    summary.records += 1;
-                    self.scan.records += 1;
-                    if !self.damaged {
-                        self.scan.last_lsn = frame.lsn;
-                        summary.end_offset = frame.end() as u64;
-                    }
-                    self.next_lsn = frame.lsn + 1;
                     offset = frame.end();
-                    (self.visit)(ScanItem::Record(Record {
-                        lsn: frame.lsn,
-                        record_type: frame.record_type,
-                        payload: frame.payload,
-                        segment_seq: summary.seq,
-                        offset: frame.offset as u64,
-                    }))?;
+                    self.valid_frame(summary, &frame)?;
                 }
                 FrameCheck::End => {
                     if !self.damaged {
@@ -485,53 +471,101 @@ impl Scanner<'_> {
                     detail,
                     checksum_valid,
                 } => {
-                    let later = find_valid_frame_after(data, offset, self.next_lsn - 1);
-                    let torn = !checksum_valid && matches!(later, Resync::NotFound);
-                    let salvage = self.recovery == RecoveryMode::SalvageLastSegment;
-                    if is_last && (torn || salvage) {
-                        let cut = TailCut {
-                            segment: summary.path.clone(),
-                            offset: offset as u64,
-                            bytes_discarded: nonzero_end(data).saturating_sub(offset) as u64,
-                            detail,
-                            salvaged: !torn,
-                        };
-                        if summary.status != SegmentStatus::Corrupt {
-                            summary.status = SegmentStatus::TornTail;
-                        }
-                        summary.end_offset = offset as u64;
-                        return self.damage(Damage::TornTail(cut));
-                    }
-                    let mut detail = detail;
-                    match &later {
-                        Resync::Found(frame) => detail.push_str(&format!(
-                            "; a valid record (lsn {}) follows at offset {}, so this is not a torn tail",
-                            frame.lsn, frame.offset
-                        )),
-                        Resync::GaveUp { offset } => detail.push_str(&format!(
-                            "; the search for valid records after it gave up at offset {offset} (too many candidate frames), so it cannot be treated as a torn tail"
-                        )),
-                        Resync::NotFound if checksum_valid => detail
-                            .push_str("; a complete record with the wrong lsn is not a torn write"),
-                        Resync::NotFound => {}
-                    }
-                    if !is_last {
-                        detail.push_str(
-                            "; this is not the last segment, so all of it was synced before the next was created",
-                        );
-                    }
-                    self.corruption(summary, offset, detail)?;
-                    match later {
-                        Resync::Found(frame) => {
-                            offset = frame.offset;
-                            self.next_lsn = frame.lsn;
-                        }
-                        Resync::NotFound | Resync::GaveUp { .. } => {
-                            return ControlFlow::Continue(())
-                        }
+                    match self.bad_frame(summary, data, offset, detail, checksum_valid, is_last)? {
+                        Some(resume) => offset = resume,
+                        None => return ControlFlow::Continue(()),
                     }
                 }
             }
         }
     }
+
+    /// Counts a valid frame and hands its record to the visitor.
+    fn valid_frame(&mut self, summary: &mut SegmentSummary, frame: &Frame<'_>) -> ControlFlow<()> {
+        summary.first_lsn.get_or_insert(frame.lsn);
+        summary.last_lsn = Some(frame.lsn);
+        summary.records += 1;
+        self.scan.records += 1;
+        if !self.damaged {
+            self.scan.last_lsn = frame.lsn;
+            summary.end_offset = frame.end() as u64;
+        }
+        self.next_lsn = frame.lsn + 1;
+        (self.visit)(ScanItem::Record(Record {
+            lsn: frame.lsn,
+            record_type: frame.record_type,
+            payload: frame.payload,
+            segment_seq: summary.seq,
+            offset: frame.offset as u64,
+        }))
+    }
+
+    /// Classifies an invalid frame at `offset` as a torn tail (the last segment only) or
+    /// corruption, and reports it. On `Continue`, the offset of the next valid frame to resume
+    /// the segment at, or `None` when the segment has nothing more to read.
+    fn bad_frame(
+        &mut self,
+        summary: &mut SegmentSummary,
+        data: &[u8],
+        offset: usize,
+        detail: String,
+        checksum_valid: bool,
+        is_last: bool,
+    ) -> ControlFlow<(), Option<usize>> {
+        let later = find_valid_frame_after(data, offset, self.next_lsn - 1);
+        let torn = !checksum_valid && matches!(later, Resync::NotFound);
+        let salvage = self.recovery == RecoveryMode::SalvageLastSegment;
+        if is_last && (torn || salvage) {
+            let cut = TailCut {
+                segment: summary.path.clone(),
+                offset: offset as u64,
+                bytes_discarded: nonzero_end(data).saturating_sub(offset) as u64,
+                detail,
+                salvaged: !torn,
+            };
+            if summary.status != SegmentStatus::Corrupt {
+                summary.status = SegmentStatus::TornTail;
+            }
+            summary.end_offset = offset as u64;
+            self.damage(Damage::TornTail(cut))?;
+            return ControlFlow::Continue(None);
+        }
+        let detail = corruption_detail(detail, &later, checksum_valid, is_last);
+        self.corruption(summary, offset, detail)?;
+        match later {
+            Resync::Found(frame) => {
+                self.next_lsn = frame.lsn;
+                ControlFlow::Continue(Some(frame.offset))
+            }
+            Resync::NotFound | Resync::GaveUp { .. } => ControlFlow::Continue(None),
+        }
+    }
+}
+
+/// `detail` of an invalid frame that is not a torn tail, completed with why it is not.
+fn corruption_detail(
+    mut detail: String,
+    later: &Resync<'_>,
+    checksum_valid: bool,
+    is_last: bool,
+) -> String {
+    match later {
+        Resync::Found(frame) => detail.push_str(&format!(
+            "; a valid record (lsn {}) follows at offset {}, so this is not a torn tail",
+            frame.lsn, frame.offset
+        )),
+        Resync::GaveUp { offset } => detail.push_str(&format!(
+            "; the search for valid records after it gave up at offset {offset} (too many candidate frames), so it cannot be treated as a torn tail"
+        )),
+        Resync::NotFound if checksum_valid => {
+            detail.push_str("; a complete record with the wrong lsn is not a torn write");
+        }
+        Resync::NotFound => {}
+    }
+    if !is_last {
+        detail.push_str(
+            "; this is not the last segment, so all of it was synced before the next was created",
+        );
+    }
+    detail
 }
