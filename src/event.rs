@@ -6,6 +6,14 @@
 //! layouts are specified field by field in `wal-format.md` and pinned by golden vectors in
 //! `tests/golden.rs`; change neither without the other.
 
+// Payload encoding is on-disk code: integer conversions are checked or lossless, never `as`.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    clippy::cast_lossless
+)]
+
 use serde::{Deserialize, Serialize};
 
 /// Largest payload a record may carry, in bytes. Enforced by the writer before anything is

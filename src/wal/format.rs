@@ -17,8 +17,14 @@ pub const HEADER_BYTES: usize = 64;
 pub const FRAME_OVERHEAD_BYTES: usize = 20;
 /// Bytes of the frame before the payload.
 pub const FRAME_PREFIX_BYTES: usize = 16;
-/// Largest payload a record may carry (the event vocabulary's limit).
+/// Largest payload a record may carry (the event vocabulary's limit), as the frame's `u32`
+/// length field holds it.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "exact: the assertion below checks that the value survives the cast"
+)]
 pub const PAYLOAD_BYTES_MAX_U32: u32 = PAYLOAD_BYTES_MAX as u32;
+const _: () = assert!(PAYLOAD_BYTES_MAX_U32 as usize == PAYLOAD_BYTES_MAX);
 /// Default segment size: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// Smallest segment size accepted. Segments smaller than a header plus a frame of the largest
@@ -29,6 +35,8 @@ pub const SEGMENT_BYTES_FULL_PAYLOAD: u64 =
     (HEADER_BYTES + FRAME_OVERHEAD_BYTES + PAYLOAD_BYTES_MAX) as u64;
 /// Largest segment size accepted: 1 GiB.
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+// A whole segment is read into memory (the last one) or indexed with `usize` offsets.
+const _: () = assert!(SEGMENT_BYTES_MAX <= usize::MAX as u64);
 /// Name of the lock file inside the WAL directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 
@@ -73,7 +81,8 @@ impl SegmentHeader {
         let mut b = [0u8; HEADER_BYTES];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[10..12].copy_from_slice(&(HEADER_BYTES as u16).to_le_bytes());
+        let header_len = u16::try_from(HEADER_BYTES).expect("HEADER_BYTES fits the u16 field");
+        b[10..12].copy_from_slice(&header_len.to_le_bytes());
         b[12..16].copy_from_slice(&0u32.to_le_bytes());
         b[16..24].copy_from_slice(&self.seq.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
@@ -189,7 +198,9 @@ pub fn encode_frame(out: &mut Vec<u8>, record_type: u16, lsn: u64, payload: &[u8
     debug_assert!(payload.len() <= PAYLOAD_BYTES_MAX);
     debug_assert!(record_type != 0);
     let start = out.len();
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let len = u32::try_from(payload.len())
+        .expect("a payload is at most PAYLOAD_BYTES_MAX bytes, which fits the u32 length field");
+    out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&record_type.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&lsn.to_le_bytes());

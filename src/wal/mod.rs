@@ -13,6 +13,16 @@
 //! fdatasync of every byte of it returned success; recovery never invents a record and never
 //! drops a durable one without failing loudly.**
 
+// The on-disk code converts between integer widths only where the conversion is checked
+// (`try_from` with a handled error or a stated invariant) or lossless (`From`): a silent
+// truncation or sign change here is a corrupt log. Applies to every submodule.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    clippy::cast_lossless
+)]
+
 pub mod format;
 pub mod fs;
 pub mod scan;

@@ -275,7 +275,9 @@ impl SegmentBytes {
             return Ok(Some(SegmentBytes::Mapped(mmap)));
         }
         use std::io::Read;
-        let mut data = Vec::with_capacity(len as usize);
+        let capacity = usize::try_from(len)
+            .expect("len <= SEGMENT_BYTES_MAX, which fits usize (asserted in format.rs)");
+        let mut data = Vec::with_capacity(capacity);
         (&file)
             .take(SEGMENT_BYTES_MAX)
             .read_to_end(&mut data)

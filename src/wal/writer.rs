@@ -527,11 +527,13 @@ fn create_segment(
 fn cut_tail(fs: &dyn WalFs, cut: &TailCut) -> Result<(), WalError> {
     let path = &cut.segment;
     let mut file = fs.open_rw(path).map_err(WalError::io("open", path))?;
-    let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(cut.bytes_discarded as usize)];
+    let chunk_bytes = usize::try_from(cut.bytes_discarded)
+        .map_or(ZERO_CHUNK_BYTES, |bytes| bytes.min(ZERO_CHUNK_BYTES));
+    let zeros = vec![0u8; chunk_bytes];
     let mut at = cut.offset;
     let end = cut.offset + cut.bytes_discarded;
     while at < end {
-        let n = (end - at).min(zeros.len() as u64) as usize;
+        let n = usize::try_from(end - at).map_or(zeros.len(), |left| left.min(zeros.len()));
         file.write_all_at(&zeros[..n], at)
             .map_err(WalError::io("write", path))?;
         at += n as u64;
