@@ -40,6 +40,20 @@ const _: () = assert!(SEGMENT_BYTES_MAX <= usize::MAX as u64);
 /// Name of the lock file inside the WAL directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 
+// How the constants above depend on each other, checked when compiling.
+// The frame: len (4) + type (2) + flags (2) + lsn (8) before the payload, crc (4) after it.
+const _: () = assert!(FRAME_PREFIX_BYTES == 4 + 2 + 2 + 8);
+const _: () = assert!(FRAME_OVERHEAD_BYTES == FRAME_PREFIX_BYTES + 4);
+// The header records its own length in a u16 field.
+const _: () = assert!(HEADER_BYTES < 1 << 16);
+// The default segment size is an accepted size, and accepts every payload.
+const _: () = assert!(SEGMENT_BYTES_MIN <= DEFAULT_SEGMENT_BYTES);
+const _: () = assert!(DEFAULT_SEGMENT_BYTES <= SEGMENT_BYTES_MAX);
+const _: () = assert!(SEGMENT_BYTES_FULL_PAYLOAD <= DEFAULT_SEGMENT_BYTES);
+// The smallest segment still holds a header and a record with a non-empty payload (only
+// segments of at least SEGMENT_BYTES_FULL_PAYLOAD hold every payload).
+const _: () = assert!(SEGMENT_BYTES_MIN > (HEADER_BYTES + FRAME_OVERHEAD_BYTES) as u64);
+
 /// The file name of segment `seq`: `wal-{seq:016x}.seg`.
 pub fn segment_file_name(seq: u64) -> String {
     format!("wal-{seq:016x}.seg")
@@ -81,7 +95,7 @@ impl SegmentHeader {
         let mut b = [0u8; HEADER_BYTES];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        let header_len = u16::try_from(HEADER_BYTES).expect("HEADER_BYTES fits the u16 field");
+        let header_len = u16::try_from(HEADER_BYTES).expect("HEADER_BYTES < 2^16, asserted above");
         b[10..12].copy_from_slice(&header_len.to_le_bytes());
         b[12..16].copy_from_slice(&0u32.to_le_bytes());
         b[16..24].copy_from_slice(&self.seq.to_le_bytes());
@@ -318,6 +332,8 @@ fn bad(detail: String) -> FrameCheck<'static> {
 /// Bytes a search for a valid frame may checksum before it gives up. Bounds the time spent on
 /// adversarial input (e.g. a pattern that looks like a 1 MiB frame header at every offset).
 pub const RESYNC_CRC_BYTES_MAX: usize = 64 << 20;
+// The search can always afford to checksum one frame of the largest payload.
+const _: () = assert!(RESYNC_CRC_BYTES_MAX >= FRAME_PREFIX_BYTES + PAYLOAD_BYTES_MAX);
 
 /// The outcome of searching for a valid frame after damage.
 #[derive(Debug)]
