@@ -125,6 +125,7 @@ fn replay(dir: &Path) {
             n += 1;
             bytes += r.payload.len() as u64;
             check = check.wrapping_add(u64::from(r.payload[0]));
+            Ok(())
         })
         .unwrap();
         let t = start.elapsed();

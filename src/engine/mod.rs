@@ -98,22 +98,12 @@ pub fn open_log(dir: &Path) -> anyhow::Result<(WalWriter, State)> {
 /// Reads the job's log without locking or changing it, into a state machine.
 pub fn read_log(dir: &Path) -> anyhow::Result<State> {
     let mut state = State::new();
-    let mut failure: Option<anyhow::Error> = None;
     wal::read_dir(dir, &mut |record| {
-        if failure.is_some() {
-            return;
-        }
-        let applied = Event::decode(record.record_type, record.payload)
-            .map_err(anyhow::Error::from)
-            .and_then(|event| state.apply(record.lsn, &event).map_err(anyhow::Error::from));
-        if let Err(e) = applied {
-            failure = Some(e.context(format!("record at LSN {}", record.lsn)));
-        }
+        let event = Event::decode(record.record_type, record.payload)?;
+        state.apply(record.lsn, &event)?;
+        Ok(())
     })?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(state),
-    }
+    Ok(state)
 }
 
 /// Refuses a log that belongs to another job.

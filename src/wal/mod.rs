@@ -38,7 +38,7 @@ pub use writer::{OpenReport, WalWriter};
 /// Log sequence number: the first record of a log has LSN 1, each next record the next number.
 pub type Lsn = u64;
 
-/// The error type visitors may return.
+/// The error type replay visitors ([`WalWriter::open`], [`read_dir`]) may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How recovery treats a damaged last segment.
@@ -148,7 +148,7 @@ pub enum WalError {
     /// The options are out of bounds.
     #[error("invalid WAL options: {0}")]
     InvalidOptions(String),
-    /// The replay visitor refused a record; opening was aborted.
+    /// The replay visitor refused a record; opening or reading was aborted.
     #[error("replay stopped at lsn {lsn} ({}, offset {offset}): {source}", path.display())]
     Visitor {
         /// The record's LSN.

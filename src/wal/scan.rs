@@ -1,7 +1,9 @@
 //! The read-only scanner: lists a WAL directory's segments, checks every header and frame, and
 //! classifies damage exactly as recovery does. Recovery ([`crate::wal::WalWriter::open`]),
 //! [`read_dir`] and `inspect` all go through [`scan_dir`], so they can never disagree about
-//! what a log holds.
+//! what a log holds. Recovery and [`read_dir`] also share `replay`, the loop that feeds
+//! records to a fallible visitor and stops at its first error, so they report a refused record
+//! the same way.
 //!
 //! It never writes, never locks, and opens files read-only. Sealed segments (all but the last)
 //! are memory-mapped; the last one is read into memory, because a concurrent writer may still
@@ -15,7 +17,7 @@ use super::format::{
     all_zero, check_frame, find_valid_frame_after, nonzero_end, parse_segment_file_name,
     segment_file_name, Frame, FrameCheck, Resync, SegmentHeader, HEADER_BYTES, SEGMENT_BYTES_MAX,
 };
-use super::{Lsn, Record, RecoveryMode, TailCut, WalError};
+use super::{BoxError, Lsn, Record, RecoveryMode, TailCut, WalError};
 
 /// What the scanner concluded about one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,33 +161,18 @@ pub struct DirReport {
     pub torn_segment: Option<PathBuf>,
 }
 
-/// Read-only, lock-free scan of a WAL directory (for `inspect` and `status`): visits every valid
-/// record in LSN order and never modifies a byte. A torn tail is reported in the result (it is
-/// what a crash leaves); corruption is an error. The visitor may have seen records before the
-/// corruption was found: on `Err`, discard what it built. A directory without segments is an
-/// empty log (`segments` empty); a missing directory is an `Io` error.
-pub fn read_dir(dir: &Path, visit: &mut dyn FnMut(&Record<'_>)) -> Result<DirReport, WalError> {
-    let mut corruption = None;
-    let scan = scan_dir(
-        dir,
-        RecoveryMode::TolerateTornTail,
-        &mut |item| match item {
-            ScanItem::Record(r) => {
-                visit(&r);
-                ControlFlow::Continue(())
-            }
-            ScanItem::Damage(d) => match d.to_error() {
-                Some(e) => {
-                    corruption = Some(e);
-                    ControlFlow::Break(())
-                }
-                None => ControlFlow::Continue(()),
-            },
-        },
-    )?;
-    if let Some(e) = corruption {
-        return Err(e);
-    }
+/// Read-only, lock-free scan of a WAL directory (for `status` and tools): feeds every valid
+/// record, in LSN order, to `visit`, and never modifies a byte. A torn tail is reported in the
+/// result (it is what a crash leaves); corruption is an error. A visitor error stops the read
+/// and comes back as [`WalError::Visitor`] with the record's LSN, segment file and offset, as
+/// it does from [`crate::wal::WalWriter::open`]: both go through `replay`. On any error the
+/// visitor may have seen a prefix of the log: discard what it built. A directory without
+/// segments is an empty log (`segments` empty); a missing directory is an `Io` error.
+pub fn read_dir(
+    dir: &Path,
+    visit: &mut dyn FnMut(&Record<'_>) -> Result<(), BoxError>,
+) -> Result<DirReport, WalError> {
+    let scan = replay(dir, RecoveryMode::TolerateTornTail, visit)?;
     let mut report = DirReport {
         log_id: scan.log_id,
         records: scan.records,
@@ -196,11 +183,46 @@ pub fn read_dir(dir: &Path, visit: &mut dyn FnMut(&Record<'_>)) -> Result<DirRep
         match d {
             Damage::TornTail(cut) => report.torn_tail = Some(cut),
             Damage::TornCreation { segment, .. } => report.torn_segment = Some(segment),
-            Damage::Corruption { .. } => unreachable!("corruption returned above"),
+            Damage::Corruption { .. } => unreachable!("replay returns corruption as an error"),
         }
     }
     report.segments = scan.segments;
     Ok(report)
+}
+
+/// The one replay loop of every reader that applies records, recovery and [`read_dir`] alike:
+/// scans `dir` and feeds every valid record, in LSN order, to `visit`. Stops at the first
+/// corruption ([`WalError::Corruption`]) or the first visitor error ([`WalError::Visitor`], with
+/// the record's LSN, segment file and offset). What `recovery` lets recovery cut is left in the
+/// result's `damages`.
+pub(crate) fn replay(
+    dir: &Path,
+    recovery: RecoveryMode,
+    visit: &mut dyn FnMut(&Record<'_>) -> Result<(), BoxError>,
+) -> Result<DirScan, WalError> {
+    let mut stop = None;
+    let scan = scan_dir(dir, recovery, &mut |item| {
+        let error = match item {
+            ScanItem::Record(record) => visit(&record).err().map(|source| WalError::Visitor {
+                lsn: record.lsn,
+                path: dir.join(segment_file_name(record.segment_seq)),
+                offset: record.offset,
+                source,
+            }),
+            ScanItem::Damage(damage) => damage.to_error(),
+        };
+        match error {
+            Some(e) => {
+                stop = Some(e);
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
+        }
+    })?;
+    match stop {
+        Some(e) => Err(e),
+        None => Ok(scan),
+    }
 }
 
 /// Lists the segment files of `dir` in sequence order. Other files are ignored.

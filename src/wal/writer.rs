@@ -10,7 +10,6 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ use super::format::{
     HEADER_BYTES, LOCK_FILE_NAME, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 use super::fs::{RealFs, WalFile, WalFs};
-use super::scan::{scan_dir, Damage, DirScan, ScanItem, SegmentSummary};
+use super::scan::{replay, Damage, SegmentSummary};
 use super::{BoxError, Lsn, Record, TailCut, WalError, WalOptions};
 
 /// Buffered appends are written to the file once the buffer holds this many bytes.
@@ -97,7 +96,8 @@ impl WalWriter {
     /// the directory and a new log (random log id) if it holds no segment, validates every
     /// segment, cuts a torn tail per the recovery rules (logging segment and offset via
     /// `tracing::warn`), and feeds every valid record, in LSN order, to `visit`. A visitor error
-    /// aborts opening. On corruption nothing on disk is changed. On any error the visitor may
+    /// aborts opening with [`WalError::Visitor`] (the record's LSN, segment file and offset), as
+    /// it stops [`crate::wal::read_dir`]. On corruption nothing on disk is changed. On any error the visitor may
     /// have seen a prefix of the log: discard what it built.
     pub fn open(
         dir: &Path,
@@ -117,7 +117,7 @@ impl WalWriter {
         check_options(&options)?;
         create_dir(dir, fs.as_ref())?;
         let lock = lock_dir(dir)?;
-        let scan = replay(dir, &options, visit)?;
+        let scan = replay(dir, options.recovery, visit)?;
 
         let mut report = OpenReport {
             created: false,
@@ -338,47 +338,6 @@ impl WalWriter {
         self.write_offset = HEADER_BYTES as u64;
         Ok(())
     }
-}
-
-/// Scans `dir` and feeds every valid record, in LSN order, to `visit`. Stops at the first
-/// corruption ([`WalError::Corruption`]) or the first visitor error ([`WalError::Visitor`], with
-/// the record's LSN, segment file and offset). What recovery may cut is left in the result's
-/// `damages`.
-fn replay(
-    dir: &Path,
-    options: &WalOptions,
-    visit: &mut dyn FnMut(&Record<'_>) -> Result<(), BoxError>,
-) -> Result<DirScan, WalError> {
-    let mut visit_error = None;
-    let mut corruption = None;
-    let scan = scan_dir(dir, options.recovery, &mut |item| match item {
-        ScanItem::Record(record) => match visit(&record) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                visit_error = Some((record.lsn, record.segment_seq, record.offset, e));
-                ControlFlow::Break(())
-            }
-        },
-        ScanItem::Damage(damage) => match damage.to_error() {
-            Some(e) => {
-                corruption = Some(e);
-                ControlFlow::Break(())
-            }
-            None => ControlFlow::Continue(()),
-        },
-    })?;
-    if let Some(e) = corruption {
-        return Err(e);
-    }
-    if let Some((lsn, seq, offset, source)) = visit_error {
-        return Err(WalError::Visitor {
-            lsn,
-            path: dir.join(segment_file_name(seq)),
-            offset,
-            source,
-        });
-    }
-    Ok(scan)
 }
 
 /// Carries out what recovery decided about one damage of the last segment: zeros a torn tail,
