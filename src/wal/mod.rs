@@ -2,7 +2,8 @@
 //! preallocated segment files inside one directory. It is payload-agnostic: it stores
 //! `(record_type, payload)` pairs and knows nothing of events (see `crate::event`).
 //!
-//! - [`format`]: the bytes (header, frame, naming), pure functions; `wal-format.md` specifies them.
+//! - [`format`](mod@format): the bytes (header, frame, naming), pure functions;
+//!   `wal-format.md` specifies them.
 //! - [`scan`]: the read-only scanner shared by recovery, [`read_dir`] and `inspect`; it classifies
 //!   damage as a torn tail (cut by recovery) or corruption (refused).
 //! - [`writer`]: [`WalWriter`], the only code that writes a log directory, under an exclusive lock.
