@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use archiver::wal::format::encode_frame;
@@ -28,13 +29,24 @@ fn payload(i: u64) -> [u8; PAYLOAD_BYTES] {
     p
 }
 
+/// Bytes of one record's frame.
+fn frame_bytes() -> f64 {
+    (PAYLOAD_BYTES + archiver::wal::FRAME_OVERHEAD_BYTES) as f64
+}
+
 fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let frame_bytes = (PAYLOAD_BYTES + archiver::wal::FRAME_OVERHEAD_BYTES) as f64;
-
-    // 1. Unsynced appends (one sync at the end, timed separately).
     let dir = tmp.path().join("unsynced");
-    let (mut w, _) = WalWriter::open(&dir, WalOptions::default(), &mut |_| Ok(())).unwrap();
+    let appends_per_sec = append_unsynced(&dir);
+    raw_write(tmp.path(), appends_per_sec);
+    append_synced(&tmp.path().join("synced"));
+    replay(&dir);
+}
+
+/// Step 1: unsynced appends (one sync at the end, timed separately) of [`RECORDS`] records into a
+/// new log in `dir`, which [`replay`] reads later. Returns appends per second.
+fn append_unsynced(dir: &Path) -> f64 {
+    let (mut w, _) = WalWriter::open(dir, WalOptions::default(), &mut |_| Ok(())).unwrap();
     let start = Instant::now();
     for i in 0..RECORDS {
         w.append(1, &payload(i)).unwrap();
@@ -48,13 +60,16 @@ fn main() {
         "append, no sync:   {RECORDS} x {PAYLOAD_BYTES}-byte records in {:.3} s = {:.0} appends/s, {:.1} MB/s of frames (final sync {:.3} s)",
         appended.as_secs_f64(),
         appends_per_sec,
-        appends_per_sec * frame_bytes / 1e6,
+        appends_per_sec * frame_bytes() / 1e6,
         final_sync.as_secs_f64()
     );
+    appends_per_sec
+}
 
-    // 2. The same frames with plain large write(2) calls.
+/// Step 2: the same frames with plain large write(2) calls, compared with `appends_per_sec`.
+fn raw_write(tmp: &Path, appends_per_sec: f64) {
     let mut frames = Vec::with_capacity(RAW_WRITE_BYTES + 256);
-    let raw_path = tmp.path().join("raw");
+    let raw_path = tmp.join("raw");
     let mut raw = File::create(&raw_path).unwrap();
     let start = Instant::now();
     for i in 0..RECORDS {
@@ -73,15 +88,16 @@ fn main() {
         RAW_WRITE_BYTES >> 10,
         raw_time.as_secs_f64(),
         raw_per_sec,
-        raw_per_sec * frame_bytes / 1e6,
+        raw_per_sec * frame_bytes() / 1e6,
         appends_per_sec / raw_per_sec
     );
     drop(raw);
     std::fs::remove_file(&raw_path).unwrap();
+}
 
-    // 3. A sync per record.
-    let sdir = tmp.path().join("synced");
-    let (mut w, _) = WalWriter::open(&sdir, WalOptions::default(), &mut |_| Ok(())).unwrap();
+/// Step 3: a sync per record, into a new log in `dir`.
+fn append_synced(dir: &Path) {
+    let (mut w, _) = WalWriter::open(dir, WalOptions::default(), &mut |_| Ok(())).unwrap();
     let start = Instant::now();
     for i in 0..SYNCED_RECORDS {
         w.append(1, &payload(i)).unwrap();
@@ -95,17 +111,21 @@ fn main() {
         per_sec(SYNCED_RECORDS as f64, synced),
         synced.as_secs_f64() * 1e6 / SYNCED_RECORDS as f64
     );
+}
 
-    // 4. Replay of the 1,000,000-record log: read-only scan, then writer recovery.
+/// Step 4: replay of the [`RECORDS`]-record log in `dir`: read-only scan (twice), then writer
+/// recovery.
+fn replay(dir: &Path) {
     for round in 1..=2 {
         let start = Instant::now();
         let mut n = 0u64;
         let mut bytes = 0u64;
         let mut check = 0u64;
-        let report = read_dir(&dir, &mut |r| {
+        let report = read_dir(dir, &mut |r| {
             n += 1;
             bytes += r.payload.len() as u64;
             check = check.wrapping_add(u64::from(r.payload[0]));
+            Ok(())
         })
         .unwrap();
         let t = start.elapsed();
@@ -121,7 +141,7 @@ fn main() {
     }
     let start = Instant::now();
     let mut n = 0u64;
-    let (w, report) = WalWriter::open(&dir, WalOptions::default(), &mut |_| {
+    let (w, report) = WalWriter::open(dir, WalOptions::default(), &mut |_| {
         n += 1;
         Ok(())
     })

@@ -6,6 +6,14 @@
 //! layouts are specified field by field in `wal-format.md` and pinned by golden vectors in
 //! `tests/golden.rs`; change neither without the other.
 
+// Payload encoding is on-disk code: integer conversions are checked or lossless, never `as`.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    clippy::cast_lossless
+)]
+
 use serde::{Deserialize, Serialize};
 
 /// Largest payload a record may carry, in bytes. Enforced by the writer before anything is
@@ -15,6 +23,8 @@ pub const PAYLOAD_BYTES_MAX: usize = 1 << 20;
 /// Longest error message a `BatchFailed` record carries and the state keeps, in bytes; a
 /// longer one is cut at a character boundary and ends in "…" ([`cut_message`]).
 pub const ERROR_MESSAGE_BYTES_MAX: usize = 2_000;
+// A cut message, "…" included, is shorter than the largest payload a record may carry.
+const _: () = assert!(ERROR_MESSAGE_BYTES_MAX + "…".len() < PAYLOAD_BYTES_MAX);
 
 /// `message` cut to [`ERROR_MESSAGE_BYTES_MAX`] bytes at a character boundary, with "…" when
 /// cut. Cutting a cut message again gives the same text.
@@ -377,6 +387,17 @@ record_types! {
 
 /// The largest record type this version knows.
 pub const RECORD_TYPE_MAX: u16 = RECORD_TYPES[RECORD_TYPES.len() - 1].0;
+// The table is in increasing order and never uses 0 (it marks unused space on disk), so its
+// last number is the largest.
+const _: () = {
+    let mut previous = 0;
+    let mut i = 0;
+    while i < RECORD_TYPES.len() {
+        assert!(RECORD_TYPES[i].0 > previous);
+        previous = RECORD_TYPES[i].0;
+        i += 1;
+    }
+};
 
 impl Event {
     /// The event's name, as `inspect` prints it.

@@ -121,24 +121,8 @@ impl Journal {
     /// Replays the log in `dir` without locking or changing it (works during a run).
     pub fn read(dir: &Path) -> Result<State, JournalError> {
         let mut state = State::new();
-        // MERGE: becomes one line once wal::read_dir takes a fallible visitor (issue7-storage).
-        let mut failure: Option<WalError> = None;
-        wal::read_dir(dir, &mut |record| {
-            if failure.is_none() {
-                if let Err(source) = replay_record(&mut state, record) {
-                    failure = Some(WalError::Visitor {
-                        lsn: record.lsn,
-                        path: dir.to_path_buf(),
-                        offset: record.offset,
-                        source,
-                    });
-                }
-            }
-        })?;
-        match failure {
-            Some(error) => Err(error.into()),
-            None => Ok(state),
-        }
+        wal::read_dir(dir, &mut |record| replay_record(&mut state, record))?;
+        Ok(state)
     }
 
     /// The state every appended record has been applied to.

@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::event::{type_name, Event, RECORD_TYPE_MAX};
+use crate::event::{type_name, DecodeError, Event, RECORD_TYPE_MAX};
 use crate::wal::format::segment_file_name;
 use crate::wal::scan::{scan_dir, Damage, DirScan, ScanItem, SegmentSummary};
 use crate::wal::{Record, RecoveryMode};
@@ -241,58 +241,13 @@ impl Printer<'_> {
         Ok(())
     }
 
+    /// Prints one record, decoded if it decodes, and feeds it to the sink while replaying.
     fn record(&mut self, record: &Record<'_>) -> anyhow::Result<()> {
         let segment = segment_file_name(record.segment_seq);
         let decoded = Event::decode(record.record_type, record.payload);
         match &decoded {
-            Ok(event) => {
-                if self.json {
-                    self.line(json!({
-                        "kind": "record", "lsn": record.lsn, "segment": segment,
-                        "offset": record.offset, "type": record.record_type,
-                        "type_name": event.name(), "payload_bytes": record.payload.len(),
-                        "event": event.to_json(),
-                    }))?;
-                } else {
-                    writeln!(
-                        self.out,
-                        "  lsn {} {} offset {} {} {}",
-                        record.lsn,
-                        segment,
-                        record.offset,
-                        event.name(),
-                        event.to_json()
-                    )?;
-                }
-            }
-            Err(e) => {
-                let shown = &record.payload[..record.payload.len().min(UNDECODABLE_HEX_BYTES_MAX)];
-                if self.json {
-                    self.line(json!({
-                        "kind": "record", "lsn": record.lsn, "segment": segment,
-                        "offset": record.offset, "type": record.record_type,
-                        "type_name": type_name(record.record_type),
-                        "payload_bytes": record.payload.len(),
-                        "error": e.to_string(), "payload_hex": hex(shown),
-                    }))?;
-                } else {
-                    writeln!(
-                        self.out,
-                        "  lsn {} {} offset {} type {} UNDECODABLE: {e}; payload {} bytes: {}{}",
-                        record.lsn,
-                        segment,
-                        record.offset,
-                        record.record_type,
-                        record.payload.len(),
-                        hex(shown),
-                        if shown.len() < record.payload.len() {
-                            "..."
-                        } else {
-                            ""
-                        }
-                    )?;
-                }
-            }
+            Ok(event) => self.event_line(record, &segment, event)?,
+            Err(e) => self.undecodable_line(record, &segment, e)?,
         }
         if !self.replaying {
             return Ok(());
@@ -302,25 +257,88 @@ impl Printer<'_> {
             .and_then(|event| self.sink.apply(record.lsn, &event));
         match applied {
             Ok(()) => self.replayed_lsn = record.lsn,
-            Err(message) => {
-                self.replaying = false;
-                self.semantic_error = true;
-                let detail = format!("replay refuses lsn {}: {message}", record.lsn);
-                if self.json {
-                    self.line(json!({
-                        "kind": "damage", "class": "state", "segment": segment,
-                        "offset": record.offset, "lsn": record.lsn, "detail": detail,
-                        "consequence": "recovery would refuse this log",
-                    }))?;
-                } else {
-                    writeln!(
-                        self.out,
-                        "  DAMAGE (state) {segment} offset {}: {detail}; recovery would refuse this log",
-                        record.offset
-                    )?;
-                }
-            }
+            Err(message) => self.refused(record, &segment, &message)?,
         }
+        Ok(())
+    }
+
+    fn event_line(
+        &mut self,
+        record: &Record<'_>,
+        segment: &str,
+        event: &Event,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            return self.line(json!({
+                "kind": "record", "lsn": record.lsn, "segment": segment,
+                "offset": record.offset, "type": record.record_type,
+                "type_name": event.name(), "payload_bytes": record.payload.len(),
+                "event": event.to_json(),
+            }));
+        }
+        writeln!(
+            self.out,
+            "  lsn {} {} offset {} {} {}",
+            record.lsn,
+            segment,
+            record.offset,
+            event.name(),
+            event.to_json()
+        )?;
+        Ok(())
+    }
+
+    fn undecodable_line(
+        &mut self,
+        record: &Record<'_>,
+        segment: &str,
+        error: &DecodeError,
+    ) -> anyhow::Result<()> {
+        let shown = &record.payload[..record.payload.len().min(UNDECODABLE_HEX_BYTES_MAX)];
+        if self.json {
+            return self.line(json!({
+                "kind": "record", "lsn": record.lsn, "segment": segment,
+                "offset": record.offset, "type": record.record_type,
+                "type_name": type_name(record.record_type),
+                "payload_bytes": record.payload.len(),
+                "error": error.to_string(), "payload_hex": hex(shown),
+            }));
+        }
+        writeln!(
+            self.out,
+            "  lsn {} {} offset {} type {} UNDECODABLE: {error}; payload {} bytes: {}{}",
+            record.lsn,
+            segment,
+            record.offset,
+            record.record_type,
+            record.payload.len(),
+            hex(shown),
+            if shown.len() < record.payload.len() {
+                "..."
+            } else {
+                ""
+            }
+        )?;
+        Ok(())
+    }
+
+    /// Replay refused `record` (`message` says why): stops replaying and reports the damage.
+    fn refused(&mut self, record: &Record<'_>, segment: &str, message: &str) -> anyhow::Result<()> {
+        self.replaying = false;
+        self.semantic_error = true;
+        let detail = format!("replay refuses lsn {}: {message}", record.lsn);
+        if self.json {
+            return self.line(json!({
+                "kind": "damage", "class": "state", "segment": segment,
+                "offset": record.offset, "lsn": record.lsn, "detail": detail,
+                "consequence": "recovery would refuse this log",
+            }));
+        }
+        writeln!(
+            self.out,
+            "  DAMAGE (state) {segment} offset {}: {detail}; recovery would refuse this log",
+            record.offset
+        )?;
         Ok(())
     }
 

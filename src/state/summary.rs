@@ -417,22 +417,13 @@ fn counts_text(c: &Counts) -> String {
 impl Summary {
     /// The summary for a person, one line per item (no trailing newlines).
     pub fn lines(&self) -> Vec<String> {
-        let mut out = Vec::new();
         let Some(job) = &self.job else {
-            out.push("the log is empty: no job recorded yet".to_string());
-            out.push(format!("next: {}", self.next_action));
-            return out;
+            return vec![
+                "the log is empty: no job recorded yet".to_string(),
+                format!("next: {}", self.next_action),
+            ];
         };
-        out.push(format!(
-            "job: `{}`.`{}` on {} -> `{}`.`{}` on {}, where {}",
-            job.source_schema,
-            job.source_table,
-            job.source_server,
-            job.archive_schema,
-            job.archive_table,
-            job.archive_server,
-            job.predicate
-        ));
+        let mut out = vec![job_line(job)];
         if let Some(created) = self.created_unix_us {
             out.push(format!(
                 "log created {}, last lsn {}",
@@ -440,25 +431,7 @@ impl Summary {
                 self.last_lsn
             ));
         }
-        out.push(format!(
-            "runs: {} (the last {} listed)",
-            self.runs_total,
-            self.runs.len()
-        ));
-        for run in &self.runs {
-            let end = match run.finished_unix_us {
-                Some(t) => format!("finished {}", time_text(t)),
-                None => "open".to_string(),
-            };
-            let bound = run.key_bound.as_deref().unwrap_or("none (empty source)");
-            out.push(format!(
-                "  run {}: started {}, {end}, NOW() = {}, key bound {bound}: {}",
-                run.run_id,
-                time_text(run.started_unix_us),
-                time_text(run.now_unix_us),
-                counts_text(&run.counts)
-            ));
-        }
+        out.extend(self.run_lines());
         if let Some(p) = &self.current_run {
             out.extend(progress_lines(p));
         }
@@ -468,43 +441,99 @@ impl Summary {
             b.total, b.done, b.pending, b.failed, b.parked
         ));
         out.push(format!("totals: {}", counts_text(&self.totals)));
-        if self.conflicts.total > 0 {
-            out.push(format!(
-                "conflicts: {} (the last {} listed); the source rows under these keys stay \
-                 until the archive rows are reconciled",
-                self.conflicts.total,
-                self.conflicts.listed.len()
-            ));
-            for c in &self.conflicts.listed {
-                out.push(format!(
-                    "  key {} in batch {} (run {}), lsn {}",
-                    c.key, c.batch_id, c.run_id, c.lsn
-                ));
-            }
-        }
-        if self.problem_batches_total > 0 {
-            out.push(format!(
-                "failed or parked batches: {} ({} listed); `archiver reset` retries them",
-                self.problem_batches_total,
-                self.problem_batches.len()
-            ));
-            for pb in &self.problem_batches {
-                let error = match &pb.last_error {
-                    Some(e) => format!(
-                        "attempt {} failed ({:?}): {}",
-                        e.attempt, e.class, e.message
-                    ),
-                    None => "no error recorded".to_string(),
-                };
-                out.push(format!(
-                    "  batch {} (run {}), {} after {} attempts: {error}",
-                    pb.batch_id, pb.run_id, pb.status, pb.attempts
-                ));
-            }
-        }
+        out.extend(self.conflict_lines());
+        out.extend(self.problem_batch_lines());
         out.push(format!("next: {}", self.next_action));
         out
     }
+
+    /// The count of runs, then one line per listed run.
+    fn run_lines(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "runs: {} (the last {} listed)",
+            self.runs_total,
+            self.runs.len()
+        )];
+        out.extend(self.runs.iter().map(run_line));
+        out
+    }
+
+    /// The count of conflicts, then one line per listed conflict; nothing without conflicts.
+    fn conflict_lines(&self) -> Vec<String> {
+        if self.conflicts.total == 0 {
+            return Vec::new();
+        }
+        let mut out = vec![format!(
+            "conflicts: {} (the last {} listed); the source rows under these keys stay \
+             until the archive rows are reconciled",
+            self.conflicts.total,
+            self.conflicts.listed.len()
+        )];
+        out.extend(self.conflicts.listed.iter().map(|c| {
+            format!(
+                "  key {} in batch {} (run {}), lsn {}",
+                c.key, c.batch_id, c.run_id, c.lsn
+            )
+        }));
+        out
+    }
+
+    /// The count of failed or parked batches, then one line per listed batch; nothing when
+    /// there are none.
+    fn problem_batch_lines(&self) -> Vec<String> {
+        if self.problem_batches_total == 0 {
+            return Vec::new();
+        }
+        let mut out = vec![format!(
+            "failed or parked batches: {} ({} listed); `archiver reset` retries them",
+            self.problem_batches_total,
+            self.problem_batches.len()
+        )];
+        out.extend(self.problem_batches.iter().map(problem_batch_line));
+        out
+    }
+}
+
+fn job_line(job: &JobIdentity) -> String {
+    format!(
+        "job: `{}`.`{}` on {} -> `{}`.`{}` on {}, where {}",
+        job.source_schema,
+        job.source_table,
+        job.source_server,
+        job.archive_schema,
+        job.archive_table,
+        job.archive_server,
+        job.predicate
+    )
+}
+
+fn run_line(run: &RunSummary) -> String {
+    let end = match run.finished_unix_us {
+        Some(t) => format!("finished {}", time_text(t)),
+        None => "open".to_string(),
+    };
+    let bound = run.key_bound.as_deref().unwrap_or("none (empty source)");
+    format!(
+        "  run {}: started {}, {end}, NOW() = {}, key bound {bound}: {}",
+        run.run_id,
+        time_text(run.started_unix_us),
+        time_text(run.now_unix_us),
+        counts_text(&run.counts)
+    )
+}
+
+fn problem_batch_line(pb: &ProblemBatch) -> String {
+    let error = match &pb.last_error {
+        Some(e) => format!(
+            "attempt {} failed ({:?}): {}",
+            e.attempt, e.class, e.message
+        ),
+        None => "no error recorded".to_string(),
+    };
+    format!(
+        "  batch {} (run {}), {} after {} attempts: {error}",
+        pb.batch_id, pb.run_id, pb.status, pb.attempts
+    )
 }
 
 fn progress_lines(p: &RunProgress) -> Vec<String> {

@@ -17,8 +17,14 @@ pub const HEADER_BYTES: usize = 64;
 pub const FRAME_OVERHEAD_BYTES: usize = 20;
 /// Bytes of the frame before the payload.
 pub const FRAME_PREFIX_BYTES: usize = 16;
-/// Largest payload a record may carry (the event vocabulary's limit).
+/// Largest payload a record may carry (the event vocabulary's limit), as the frame's `u32`
+/// length field holds it.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "exact: the assertion below checks that the value survives the cast"
+)]
 pub const PAYLOAD_BYTES_MAX_U32: u32 = PAYLOAD_BYTES_MAX as u32;
+const _: () = assert!(PAYLOAD_BYTES_MAX_U32 as usize == PAYLOAD_BYTES_MAX);
 /// Default segment size: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// Smallest segment size accepted. Segments smaller than a header plus a frame of the largest
@@ -29,8 +35,24 @@ pub const SEGMENT_BYTES_FULL_PAYLOAD: u64 =
     (HEADER_BYTES + FRAME_OVERHEAD_BYTES + PAYLOAD_BYTES_MAX) as u64;
 /// Largest segment size accepted: 1 GiB.
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+// A whole segment is read into memory (the last one) or indexed with `usize` offsets.
+const _: () = assert!(SEGMENT_BYTES_MAX <= usize::MAX as u64);
 /// Name of the lock file inside the WAL directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
+
+// How the constants above depend on each other, checked when compiling.
+// The frame: len (4) + type (2) + flags (2) + lsn (8) before the payload, crc (4) after it.
+const _: () = assert!(FRAME_PREFIX_BYTES == 4 + 2 + 2 + 8);
+const _: () = assert!(FRAME_OVERHEAD_BYTES == FRAME_PREFIX_BYTES + 4);
+// The header records its own length in a u16 field.
+const _: () = assert!(HEADER_BYTES < 1 << 16);
+// The default segment size is an accepted size, and accepts every payload.
+const _: () = assert!(SEGMENT_BYTES_MIN <= DEFAULT_SEGMENT_BYTES);
+const _: () = assert!(DEFAULT_SEGMENT_BYTES <= SEGMENT_BYTES_MAX);
+const _: () = assert!(SEGMENT_BYTES_FULL_PAYLOAD <= DEFAULT_SEGMENT_BYTES);
+// The smallest segment still holds a header and a record with a non-empty payload (only
+// segments of at least SEGMENT_BYTES_FULL_PAYLOAD hold every payload).
+const _: () = assert!(SEGMENT_BYTES_MIN > (HEADER_BYTES + FRAME_OVERHEAD_BYTES) as u64);
 
 /// The file name of segment `seq`: `wal-{seq:016x}.seg`.
 pub fn segment_file_name(seq: u64) -> String {
@@ -73,7 +95,8 @@ impl SegmentHeader {
         let mut b = [0u8; HEADER_BYTES];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[10..12].copy_from_slice(&(HEADER_BYTES as u16).to_le_bytes());
+        let header_len = u16::try_from(HEADER_BYTES).expect("HEADER_BYTES < 2^16, asserted above");
+        b[10..12].copy_from_slice(&header_len.to_le_bytes());
         b[12..16].copy_from_slice(&0u32.to_le_bytes());
         b[16..24].copy_from_slice(&self.seq.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
@@ -189,7 +212,9 @@ pub fn encode_frame(out: &mut Vec<u8>, record_type: u16, lsn: u64, payload: &[u8
     debug_assert!(payload.len() <= PAYLOAD_BYTES_MAX);
     debug_assert!(record_type != 0);
     let start = out.len();
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let len = u32::try_from(payload.len())
+        .expect("a payload is at most PAYLOAD_BYTES_MAX bytes, which fits the u32 length field");
+    out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&record_type.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&lsn.to_le_bytes());
@@ -307,6 +332,8 @@ fn bad(detail: String) -> FrameCheck<'static> {
 /// Bytes a search for a valid frame may checksum before it gives up. Bounds the time spent on
 /// adversarial input (e.g. a pattern that looks like a 1 MiB frame header at every offset).
 pub const RESYNC_CRC_BYTES_MAX: usize = 64 << 20;
+// The search can always afford to checksum one frame of the largest payload.
+const _: () = assert!(RESYNC_CRC_BYTES_MAX >= FRAME_PREFIX_BYTES + PAYLOAD_BYTES_MAX);
 
 /// The outcome of searching for a valid frame after damage.
 #[derive(Debug)]

@@ -2,7 +2,8 @@
 //! preallocated segment files inside one directory. It is payload-agnostic: it stores
 //! `(record_type, payload)` pairs and knows nothing of events (see `crate::event`).
 //!
-//! - [`format`]: the bytes (header, frame, naming), pure functions; `wal-format.md` specifies them.
+//! - [`format`](mod@format): the bytes (header, frame, naming), pure functions;
+//!   `wal-format.md` specifies them.
 //! - [`scan`]: the read-only scanner shared by recovery, [`read_dir`] and `inspect`; it classifies
 //!   damage as a torn tail (cut by recovery) or corruption (refused).
 //! - [`writer`]: [`WalWriter`], the only code that writes a log directory, under an exclusive lock.
@@ -12,6 +13,16 @@
 //! **Invariant: a record is reported durable ([`WalWriter::sync`] returned `Ok`) only after
 //! fdatasync of every byte of it returned success; recovery never invents a record and never
 //! drops a durable one without failing loudly.**
+
+// The on-disk code converts between integer widths only where the conversion is checked
+// (`try_from` with a handled error or a stated invariant) or lossless (`From`): a silent
+// truncation or sign change here is a corrupt log. Applies to every submodule.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    clippy::cast_lossless
+)]
 
 pub mod format;
 pub mod fs;
@@ -28,7 +39,7 @@ pub use writer::{OpenReport, WalWriter};
 /// Log sequence number: the first record of a log has LSN 1, each next record the next number.
 pub type Lsn = u64;
 
-/// The error type visitors may return.
+/// The error type replay visitors ([`WalWriter::open`], [`read_dir`]) may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How recovery treats a damaged last segment.
@@ -138,7 +149,7 @@ pub enum WalError {
     /// The options are out of bounds.
     #[error("invalid WAL options: {0}")]
     InvalidOptions(String),
-    /// The replay visitor refused a record; opening was aborted.
+    /// The replay visitor refused a record; opening or reading was aborted.
     #[error("replay stopped at lsn {lsn} ({}, offset {offset}): {source}", path.display())]
     Visitor {
         /// The record's LSN.

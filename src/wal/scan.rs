@@ -1,7 +1,9 @@
 //! The read-only scanner: lists a WAL directory's segments, checks every header and frame, and
 //! classifies damage exactly as recovery does. Recovery ([`crate::wal::WalWriter::open`]),
 //! [`read_dir`] and `inspect` all go through [`scan_dir`], so they can never disagree about
-//! what a log holds.
+//! what a log holds. Recovery and [`read_dir`] also share `replay`, the loop that feeds
+//! records to a fallible visitor and stops at its first error, so they report a refused record
+//! the same way.
 //!
 //! It never writes, never locks, and opens files read-only. Sealed segments (all but the last)
 //! are memory-mapped; the last one is read into memory, because a concurrent writer may still
@@ -13,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use super::format::{
     all_zero, check_frame, find_valid_frame_after, nonzero_end, parse_segment_file_name,
-    segment_file_name, FrameCheck, Resync, SegmentHeader, HEADER_BYTES, SEGMENT_BYTES_MAX,
+    segment_file_name, Frame, FrameCheck, Resync, SegmentHeader, HEADER_BYTES, SEGMENT_BYTES_MAX,
 };
-use super::{Lsn, Record, RecoveryMode, TailCut, WalError};
+use super::{BoxError, Lsn, Record, RecoveryMode, TailCut, WalError};
 
 /// What the scanner concluded about one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,33 +161,18 @@ pub struct DirReport {
     pub torn_segment: Option<PathBuf>,
 }
 
-/// Read-only, lock-free scan of a WAL directory (for `inspect` and `status`): visits every valid
-/// record in LSN order and never modifies a byte. A torn tail is reported in the result (it is
-/// what a crash leaves); corruption is an error. The visitor may have seen records before the
-/// corruption was found: on `Err`, discard what it built. A directory without segments is an
-/// empty log (`segments` empty); a missing directory is an `Io` error.
-pub fn read_dir(dir: &Path, visit: &mut dyn FnMut(&Record<'_>)) -> Result<DirReport, WalError> {
-    let mut corruption = None;
-    let scan = scan_dir(
-        dir,
-        RecoveryMode::TolerateTornTail,
-        &mut |item| match item {
-            ScanItem::Record(r) => {
-                visit(&r);
-                ControlFlow::Continue(())
-            }
-            ScanItem::Damage(d) => match d.to_error() {
-                Some(e) => {
-                    corruption = Some(e);
-                    ControlFlow::Break(())
-                }
-                None => ControlFlow::Continue(()),
-            },
-        },
-    )?;
-    if let Some(e) = corruption {
-        return Err(e);
-    }
+/// Read-only, lock-free scan of a WAL directory (for `status` and tools): feeds every valid
+/// record, in LSN order, to `visit`, and never modifies a byte. A torn tail is reported in the
+/// result (it is what a crash leaves); corruption is an error. A visitor error stops the read
+/// and comes back as [`WalError::Visitor`] with the record's LSN, segment file and offset, as
+/// it does from [`crate::wal::WalWriter::open`]: both go through `replay`. On any error the
+/// visitor may have seen a prefix of the log: discard what it built. A directory without
+/// segments is an empty log (`segments` empty); a missing directory is an `Io` error.
+pub fn read_dir(
+    dir: &Path,
+    visit: &mut dyn FnMut(&Record<'_>) -> Result<(), BoxError>,
+) -> Result<DirReport, WalError> {
+    let scan = replay(dir, RecoveryMode::TolerateTornTail, visit)?;
     let mut report = DirReport {
         log_id: scan.log_id,
         records: scan.records,
@@ -196,11 +183,46 @@ pub fn read_dir(dir: &Path, visit: &mut dyn FnMut(&Record<'_>)) -> Result<DirRep
         match d {
             Damage::TornTail(cut) => report.torn_tail = Some(cut),
             Damage::TornCreation { segment, .. } => report.torn_segment = Some(segment),
-            Damage::Corruption { .. } => unreachable!("corruption returned above"),
+            Damage::Corruption { .. } => unreachable!("replay returns corruption as an error"),
         }
     }
     report.segments = scan.segments;
     Ok(report)
+}
+
+/// The one replay loop of every reader that applies records, recovery and [`read_dir`] alike:
+/// scans `dir` and feeds every valid record, in LSN order, to `visit`. Stops at the first
+/// corruption ([`WalError::Corruption`]) or the first visitor error ([`WalError::Visitor`], with
+/// the record's LSN, segment file and offset). What `recovery` lets recovery cut is left in the
+/// result's `damages`.
+pub(crate) fn replay(
+    dir: &Path,
+    recovery: RecoveryMode,
+    visit: &mut dyn FnMut(&Record<'_>) -> Result<(), BoxError>,
+) -> Result<DirScan, WalError> {
+    let mut stop = None;
+    let scan = scan_dir(dir, recovery, &mut |item| {
+        let error = match item {
+            ScanItem::Record(record) => visit(&record).err().map(|source| WalError::Visitor {
+                lsn: record.lsn,
+                path: dir.join(segment_file_name(record.segment_seq)),
+                offset: record.offset,
+                source,
+            }),
+            ScanItem::Damage(damage) => damage.to_error(),
+        };
+        match error {
+            Some(e) => {
+                stop = Some(e);
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
+        }
+    })?;
+    match stop {
+        Some(e) => Err(e),
+        None => Ok(scan),
+    }
 }
 
 /// Lists the segment files of `dir` in sequence order. Other files are ignored.
@@ -275,7 +297,9 @@ impl SegmentBytes {
             return Ok(Some(SegmentBytes::Mapped(mmap)));
         }
         use std::io::Read;
-        let mut data = Vec::with_capacity(len as usize);
+        let capacity = usize::try_from(len)
+            .expect("len <= SEGMENT_BYTES_MAX, which fits usize (asserted in format.rs)");
+        let mut data = Vec::with_capacity(capacity);
         (&file)
             .take(SEGMENT_BYTES_MAX)
             .read_to_end(&mut data)
@@ -447,6 +471,7 @@ impl Scanner<'_> {
         self.frames(summary, data, offset, is_last)
     }
 
+    /// Checks the frames of a segment from `offset` on, up to its clean end or its damage.
     fn frames(
         &mut self,
         summary: &mut SegmentSummary,
@@ -457,23 +482,8 @@ impl Scanner<'_> {
         loop {
             match check_frame(data, offset, self.next_lsn) {
                 FrameCheck::Valid(frame) => {
-                    summary.first_lsn.get_or_insert(frame.lsn);
-                    summary.last_lsn = Some(frame.lsn);
-                    summary.records += 1;
-                    self.scan.records += 1;
-                    if !self.damaged {
-                        self.scan.last_lsn = frame.lsn;
-                        summary.end_offset = frame.end() as u64;
-                    }
-                    self.next_lsn = frame.lsn + 1;
                     offset = frame.end();
-                    (self.visit)(ScanItem::Record(Record {
-                        lsn: frame.lsn,
-                        record_type: frame.record_type,
-                        payload: frame.payload,
-                        segment_seq: summary.seq,
-                        offset: frame.offset as u64,
-                    }))?;
+                    self.valid_frame(summary, &frame)?;
                 }
                 FrameCheck::End => {
                     if !self.damaged {
@@ -485,53 +495,101 @@ impl Scanner<'_> {
                     detail,
                     checksum_valid,
                 } => {
-                    let later = find_valid_frame_after(data, offset, self.next_lsn - 1);
-                    let torn = !checksum_valid && matches!(later, Resync::NotFound);
-                    let salvage = self.recovery == RecoveryMode::SalvageLastSegment;
-                    if is_last && (torn || salvage) {
-                        let cut = TailCut {
-                            segment: summary.path.clone(),
-                            offset: offset as u64,
-                            bytes_discarded: nonzero_end(data).saturating_sub(offset) as u64,
-                            detail,
-                            salvaged: !torn,
-                        };
-                        if summary.status != SegmentStatus::Corrupt {
-                            summary.status = SegmentStatus::TornTail;
-                        }
-                        summary.end_offset = offset as u64;
-                        return self.damage(Damage::TornTail(cut));
-                    }
-                    let mut detail = detail;
-                    match &later {
-                        Resync::Found(frame) => detail.push_str(&format!(
-                            "; a valid record (lsn {}) follows at offset {}, so this is not a torn tail",
-                            frame.lsn, frame.offset
-                        )),
-                        Resync::GaveUp { offset } => detail.push_str(&format!(
-                            "; the search for valid records after it gave up at offset {offset} (too many candidate frames), so it cannot be treated as a torn tail"
-                        )),
-                        Resync::NotFound if checksum_valid => detail
-                            .push_str("; a complete record with the wrong lsn is not a torn write"),
-                        Resync::NotFound => {}
-                    }
-                    if !is_last {
-                        detail.push_str(
-                            "; this is not the last segment, so all of it was synced before the next was created",
-                        );
-                    }
-                    self.corruption(summary, offset, detail)?;
-                    match later {
-                        Resync::Found(frame) => {
-                            offset = frame.offset;
-                            self.next_lsn = frame.lsn;
-                        }
-                        Resync::NotFound | Resync::GaveUp { .. } => {
-                            return ControlFlow::Continue(())
-                        }
+                    match self.bad_frame(summary, data, offset, detail, checksum_valid, is_last)? {
+                        Some(resume) => offset = resume,
+                        None => return ControlFlow::Continue(()),
                     }
                 }
             }
         }
     }
+
+    /// Counts a valid frame and hands its record to the visitor.
+    fn valid_frame(&mut self, summary: &mut SegmentSummary, frame: &Frame<'_>) -> ControlFlow<()> {
+        summary.first_lsn.get_or_insert(frame.lsn);
+        summary.last_lsn = Some(frame.lsn);
+        summary.records += 1;
+        self.scan.records += 1;
+        if !self.damaged {
+            self.scan.last_lsn = frame.lsn;
+            summary.end_offset = frame.end() as u64;
+        }
+        self.next_lsn = frame.lsn + 1;
+        (self.visit)(ScanItem::Record(Record {
+            lsn: frame.lsn,
+            record_type: frame.record_type,
+            payload: frame.payload,
+            segment_seq: summary.seq,
+            offset: frame.offset as u64,
+        }))
+    }
+
+    /// Classifies an invalid frame at `offset` as a torn tail (the last segment only) or
+    /// corruption, and reports it. On `Continue`, the offset of the next valid frame to resume
+    /// the segment at, or `None` when the segment has nothing more to read.
+    fn bad_frame(
+        &mut self,
+        summary: &mut SegmentSummary,
+        data: &[u8],
+        offset: usize,
+        detail: String,
+        checksum_valid: bool,
+        is_last: bool,
+    ) -> ControlFlow<(), Option<usize>> {
+        let later = find_valid_frame_after(data, offset, self.next_lsn - 1);
+        let torn = !checksum_valid && matches!(later, Resync::NotFound);
+        let salvage = self.recovery == RecoveryMode::SalvageLastSegment;
+        if is_last && (torn || salvage) {
+            let cut = TailCut {
+                segment: summary.path.clone(),
+                offset: offset as u64,
+                bytes_discarded: nonzero_end(data).saturating_sub(offset) as u64,
+                detail,
+                salvaged: !torn,
+            };
+            if summary.status != SegmentStatus::Corrupt {
+                summary.status = SegmentStatus::TornTail;
+            }
+            summary.end_offset = offset as u64;
+            self.damage(Damage::TornTail(cut))?;
+            return ControlFlow::Continue(None);
+        }
+        let detail = corruption_detail(detail, &later, checksum_valid, is_last);
+        self.corruption(summary, offset, detail)?;
+        match later {
+            Resync::Found(frame) => {
+                self.next_lsn = frame.lsn;
+                ControlFlow::Continue(Some(frame.offset))
+            }
+            Resync::NotFound | Resync::GaveUp { .. } => ControlFlow::Continue(None),
+        }
+    }
+}
+
+/// `detail` of an invalid frame that is not a torn tail, completed with why it is not.
+fn corruption_detail(
+    mut detail: String,
+    later: &Resync<'_>,
+    checksum_valid: bool,
+    is_last: bool,
+) -> String {
+    match later {
+        Resync::Found(frame) => detail.push_str(&format!(
+            "; a valid record (lsn {}) follows at offset {}, so this is not a torn tail",
+            frame.lsn, frame.offset
+        )),
+        Resync::GaveUp { offset } => detail.push_str(&format!(
+            "; the search for valid records after it gave up at offset {offset} (too many candidate frames), so it cannot be treated as a torn tail"
+        )),
+        Resync::NotFound if checksum_valid => {
+            detail.push_str("; a complete record with the wrong lsn is not a torn write");
+        }
+        Resync::NotFound => {}
+    }
+    if !is_last {
+        detail.push_str(
+            "; this is not the last segment, so all of it was synced before the next was created",
+        );
+    }
+    detail
 }

@@ -18,7 +18,8 @@ pub fn expected_type(lsn: Lsn) -> u16 {
 /// The payload the stress loop writes for `lsn`: 1 to `payload_bytes` bytes, derived from it.
 pub fn expected_payload(lsn: Lsn, payload_bytes: usize) -> Vec<u8> {
     let mut x = lsn.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xd1b5_4a32_d192_ed03;
-    let len = 1 + (x % payload_bytes.max(1) as u64) as usize;
+    let len = 1 + usize::try_from(x % payload_bytes.max(1) as u64)
+        .expect("less than payload_bytes, which is a usize");
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         // xorshift64*: cheap, deterministic, covers every byte value.

@@ -10,7 +10,6 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ use super::format::{
     HEADER_BYTES, LOCK_FILE_NAME, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 use super::fs::{RealFs, WalFile, WalFs};
-use super::scan::{scan_dir, Damage, ScanItem};
+use super::scan::{replay, Damage, SegmentSummary};
 use super::{BoxError, Lsn, Record, TailCut, WalError, WalOptions};
 
 /// Buffered appends are written to the file once the buffer holds this many bytes.
@@ -97,7 +96,8 @@ impl WalWriter {
     /// the directory and a new log (random log id) if it holds no segment, validates every
     /// segment, cuts a torn tail per the recovery rules (logging segment and offset via
     /// `tracing::warn`), and feeds every valid record, in LSN order, to `visit`. A visitor error
-    /// aborts opening. On corruption nothing on disk is changed. On any error the visitor may
+    /// aborts opening with [`WalError::Visitor`] (the record's LSN, segment file and offset), as
+    /// it stops [`crate::wal::read_dir`]. On corruption nothing on disk is changed. On any error the visitor may
     /// have seen a prefix of the log: discard what it built.
     pub fn open(
         dir: &Path,
@@ -117,36 +117,7 @@ impl WalWriter {
         check_options(&options)?;
         create_dir(dir, fs.as_ref())?;
         let lock = lock_dir(dir)?;
-
-        let mut visit_error = None;
-        let mut corruption = None;
-        let scan = scan_dir(dir, options.recovery, &mut |item| match item {
-            ScanItem::Record(record) => match visit(&record) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    visit_error = Some((record.lsn, record.segment_seq, record.offset, e));
-                    ControlFlow::Break(())
-                }
-            },
-            ScanItem::Damage(damage) => match damage.to_error() {
-                Some(e) => {
-                    corruption = Some(e);
-                    ControlFlow::Break(())
-                }
-                None => ControlFlow::Continue(()),
-            },
-        })?;
-        if let Some(e) = corruption {
-            return Err(e);
-        }
-        if let Some((lsn, seq, offset, source)) = visit_error {
-            return Err(WalError::Visitor {
-                lsn,
-                path: dir.join(segment_file_name(seq)),
-                offset,
-                source,
-            });
-        }
+        let scan = replay(dir, options.recovery, visit)?;
 
         let mut report = OpenReport {
             created: false,
@@ -159,24 +130,7 @@ impl WalWriter {
         };
         let mut segments = scan.segments;
         for damage in scan.damages {
-            match damage {
-                Damage::TornTail(cut) => {
-                    cut_tail(fs.as_ref(), &cut)?;
-                    report.cut = Some(cut);
-                }
-                Damage::TornCreation { segment, detail } => {
-                    fs.remove_file(&segment)
-                        .map_err(WalError::io("remove", &segment))?;
-                    fs.sync_dir(dir).map_err(WalError::io("fsync", dir))?;
-                    tracing::warn!(
-                        segment = %segment.display(),
-                        "removed a WAL segment whose creation a crash interrupted ({detail}); it held no records"
-                    );
-                    segments.pop();
-                    report.removed_segment = Some(segment);
-                }
-                Damage::Corruption { .. } => unreachable!("corruption returned above"),
-            }
+            repair(fs.as_ref(), dir, damage, &mut segments, &mut report)?;
         }
 
         let writer = match segments.last() {
@@ -187,26 +141,7 @@ impl WalWriter {
             }
             Some(last) => {
                 let log_id = scan.log_id.expect("a valid segment has a log id");
-                let file = fs
-                    .open_rw(&last.path)
-                    .map_err(WalError::io("open", &last.path))?;
-                WalWriter {
-                    fs,
-                    dir: dir.to_path_buf(),
-                    _lock: lock,
-                    segment_bytes: options.segment_bytes,
-                    payload_bytes_max: payload_bytes_max(options.segment_bytes),
-                    log_id,
-                    seq: last.seq,
-                    path: last.path.clone(),
-                    file,
-                    capacity: last.file_bytes,
-                    write_offset: last.end_offset,
-                    buf: Vec::with_capacity(BUFFER_FLUSH_BYTES + FRAME_OVERHEAD_BYTES),
-                    next_lsn: scan.last_lsn + 1,
-                    durable_lsn: scan.last_lsn,
-                    poisoned: false,
-                }
+                WalWriter::resume_log(dir, fs, lock, &options, log_id, last, scan.last_lsn)?
             }
         };
         write_pid(&writer._lock.0, dir)?;
@@ -214,6 +149,39 @@ impl WalWriter {
         report.log_id = writer.log_id;
         report.next_lsn = writer.next_lsn;
         Ok((writer, report))
+    }
+
+    /// The writer of an existing log, appending to its last segment `last` right after its
+    /// last valid record, `last_lsn`.
+    fn resume_log(
+        dir: &Path,
+        fs: Arc<dyn WalFs>,
+        lock: DirLock,
+        options: &WalOptions,
+        log_id: u128,
+        last: &SegmentSummary,
+        last_lsn: Lsn,
+    ) -> Result<WalWriter, WalError> {
+        let file = fs
+            .open_rw(&last.path)
+            .map_err(WalError::io("open", &last.path))?;
+        Ok(WalWriter {
+            fs,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            segment_bytes: options.segment_bytes,
+            payload_bytes_max: payload_bytes_max(options.segment_bytes),
+            log_id,
+            seq: last.seq,
+            path: last.path.clone(),
+            file,
+            capacity: last.file_bytes,
+            write_offset: last.end_offset,
+            buf: Vec::with_capacity(BUFFER_FLUSH_BYTES + FRAME_OVERHEAD_BYTES),
+            next_lsn: last_lsn + 1,
+            durable_lsn: last_lsn,
+            poisoned: false,
+        })
     }
 
     fn create_log(
@@ -372,6 +340,36 @@ impl WalWriter {
     }
 }
 
+/// Carries out what recovery decided about one damage of the last segment: zeros a torn tail,
+/// or deletes a segment whose creation a crash interrupted (and drops it from `segments`).
+fn repair(
+    fs: &dyn WalFs,
+    dir: &Path,
+    damage: Damage,
+    segments: &mut Vec<SegmentSummary>,
+    report: &mut OpenReport,
+) -> Result<(), WalError> {
+    match damage {
+        Damage::TornTail(cut) => {
+            cut_tail(fs, &cut)?;
+            report.cut = Some(cut);
+        }
+        Damage::TornCreation { segment, detail } => {
+            fs.remove_file(&segment)
+                .map_err(WalError::io("remove", &segment))?;
+            fs.sync_dir(dir).map_err(WalError::io("fsync", dir))?;
+            tracing::warn!(
+                segment = %segment.display(),
+                "removed a WAL segment whose creation a crash interrupted ({detail}); it held no records"
+            );
+            segments.pop();
+            report.removed_segment = Some(segment);
+        }
+        Damage::Corruption { .. } => unreachable!("replay returns corruption as an error"),
+    }
+    Ok(())
+}
+
 fn check_options(options: &WalOptions) -> Result<(), WalError> {
     let b = options.segment_bytes;
     if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&b) {
@@ -488,11 +486,13 @@ fn create_segment(
 fn cut_tail(fs: &dyn WalFs, cut: &TailCut) -> Result<(), WalError> {
     let path = &cut.segment;
     let mut file = fs.open_rw(path).map_err(WalError::io("open", path))?;
-    let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(cut.bytes_discarded as usize)];
+    let chunk_bytes = usize::try_from(cut.bytes_discarded)
+        .map_or(ZERO_CHUNK_BYTES, |bytes| bytes.min(ZERO_CHUNK_BYTES));
+    let zeros = vec![0u8; chunk_bytes];
     let mut at = cut.offset;
     let end = cut.offset + cut.bytes_discarded;
     while at < end {
-        let n = (end - at).min(zeros.len() as u64) as usize;
+        let n = usize::try_from(end - at).map_or(zeros.len(), |left| left.min(zeros.len()));
         file.write_all_at(&zeros[..n], at)
             .map_err(WalError::io("write", path))?;
         at += n as u64;

@@ -254,7 +254,8 @@ fn write_golden_log() {
     std::fs::create_dir_all(&torn).unwrap();
     let mut last = None;
     read_dir(&dir, &mut |r| {
-        last = Some((r.segment_seq, r.offset, r.payload.len()))
+        last = Some((r.segment_seq, r.offset, r.payload.len()));
+        Ok(())
     })
     .unwrap();
     let (seq, offset, len) = last.unwrap();
@@ -291,6 +292,7 @@ fn the_committed_log_decodes_to_the_expected_events() {
         // The committed bytes are exactly what this code encodes today.
         assert_eq!(event.encode_payload(), r.payload, "lsn {}", r.lsn);
         seen.push((r.lsn, r.segment_seq, event));
+        Ok(())
     })
     .unwrap();
     assert_eq!(report.log_id, Some(GOLDEN_LOG_ID));
@@ -313,7 +315,8 @@ fn the_committed_torn_log_recovers_to_all_but_the_last_event() {
     let expected = golden_events();
     let mut seen = Vec::new();
     let report = read_dir(&torn, &mut |r| {
-        seen.push(Event::decode(r.record_type, r.payload).unwrap())
+        seen.push(Event::decode(r.record_type, r.payload).unwrap());
+        Ok(())
     })
     .unwrap();
     assert_eq!(seen, expected[..expected.len() - 1]);

@@ -70,6 +70,7 @@ fn every_flipped_byte_of_a_sealed_record_is_corruption() {
         if r.segment_seq == 1 {
             offsets.push((r.offset, r.payload.len()));
         }
+        Ok(())
     })
     .unwrap();
     let (start, len) = offsets[1];
@@ -90,7 +91,7 @@ fn a_hole_followed_by_valid_records_in_the_last_segment_is_corruption() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     build(&dir, 2);
-    let report = archiver::wal::read_dir(&dir, &mut |_| {}).unwrap();
+    let report = archiver::wal::read_dir(&dir, &mut |_| Ok(())).unwrap();
     let last = report.segments.last().unwrap();
     assert!(last.records >= 2);
     let path = last.path.clone();
@@ -106,7 +107,7 @@ fn a_missing_middle_segment_is_corruption() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     build(&dir, 3);
-    let segments = archiver::wal::read_dir(&dir, &mut |_| {})
+    let segments = archiver::wal::read_dir(&dir, &mut |_| Ok(()))
         .unwrap()
         .segments
         .len() as u64;

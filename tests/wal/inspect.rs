@@ -88,7 +88,7 @@ fn prints_segments_records_and_state() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let kinds = |k: &str| lines.iter().filter(|v| v["kind"] == k).count();
-    let segments = archiver::wal::read_dir(&dir, &mut |_| {})
+    let segments = archiver::wal::read_dir(&dir, &mut |_| Ok(()))
         .unwrap()
         .segments
         .len();

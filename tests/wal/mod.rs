@@ -1,5 +1,5 @@
-//! WAL tests: round trip, torn tails, corruption, crashes, poisoning, fuzzing, locking and
-//! `replay --inspect`. Helpers shared by them live here.
+//! WAL tests: round trip, torn tails, corruption, crashes, poisoning, fuzzing, locking, replay
+//! visitors that fail, and `replay --inspect`. Helpers shared by them live here.
 
 mod corruption;
 mod crash;
@@ -8,6 +8,7 @@ mod inspect;
 mod lock;
 mod poison;
 mod power_loss;
+mod replay;
 mod roundtrip;
 mod torn_tail;
 
@@ -45,7 +46,8 @@ pub fn open(
 pub fn read_all(dir: &Path) -> Result<Vec<Rec>, WalError> {
     let mut seen = Vec::new();
     read_dir(dir, &mut |r| {
-        seen.push((r.lsn, r.record_type, r.payload.to_vec()))
+        seen.push((r.lsn, r.record_type, r.payload.to_vec()));
+        Ok(())
     })?;
     Ok(seen)
 }

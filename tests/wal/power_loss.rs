@@ -255,7 +255,8 @@ fn power_loss_at_random_moments_keeps_every_acknowledged_record() {
         } else {
             let mut seen = Vec::new();
             let report = archiver::wal::read_dir(&dir, &mut |r| {
-                seen.push((r.lsn, r.record_type, r.payload.to_vec()))
+                seen.push((r.lsn, r.record_type, r.payload.to_vec()));
+                Ok(())
             })
             .unwrap_or_else(|e| panic!("round {round}: log unreadable after power loss: {e}"));
             cuts += usize::from(report.torn_tail.is_some() || report.torn_segment.is_some());

@@ -85,7 +85,7 @@ fn many_rollovers_keep_every_record_and_segment_sizes() {
     let mut rng = super::Rng::new(7);
     let written = super::write_records(&mut w, &super::payloads(&mut rng, 2000, 500));
     w.close().unwrap();
-    let report = archiver::wal::read_dir(&dir, &mut |_| {}).unwrap();
+    let report = archiver::wal::read_dir(&dir, &mut |_| Ok(())).unwrap();
     assert!(
         report.segments.len() > 100,
         "{} segments",
@@ -133,7 +133,7 @@ fn default_segments_accept_the_largest_payload() {
     assert_eq!(back.len(), 70);
     assert!(back.iter().all(|r| r.2 == big));
     assert!(
-        archiver::wal::read_dir(&dir, &mut |_| {})
+        archiver::wal::read_dir(&dir, &mut |_| Ok(()))
             .unwrap()
             .segments
             .len()

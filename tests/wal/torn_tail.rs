@@ -19,7 +19,7 @@ fn build(dir: &Path) -> (Vec<Rec>, u64, u64, usize) {
     let mut written = write_records(&mut w, &super::payloads(&mut rng, 120, 300));
     written.extend(write_records(&mut w, &[super::reset_of_len(150)]));
     w.close().unwrap();
-    let report = archiver::wal::read_dir(dir, &mut |_| {}).unwrap();
+    let report = archiver::wal::read_dir(dir, &mut |_| Ok(())).unwrap();
     let last = report.segments.last().unwrap();
     assert!(report.segments.len() >= 2 && last.records >= 2);
     let frame_len = FRAME_OVERHEAD_BYTES + 150;
@@ -183,7 +183,7 @@ fn salvage_cuts_a_hole_in_the_last_segment_only_when_asked() {
     let dir = tmp.path().join("wal");
     let (written, last_seq, start, frame_len) = build(&dir);
     // Damage the record before the last one: valid records follow, so it is corruption.
-    let report = archiver::wal::read_dir(&dir, &mut |_| {}).unwrap();
+    let report = archiver::wal::read_dir(&dir, &mut |_| Ok(())).unwrap();
     let first_in_last = report.segments.last().unwrap().first_lsn.unwrap();
     assert!(first_in_last < written.len() as u64);
     let path = seg(&dir, last_seq);
