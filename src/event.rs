@@ -414,6 +414,51 @@ pub fn type_name(record_type: u16) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
+/// Longest byte-string key column shown, in bytes, before it is cut with "…".
+const KEY_VALUE_BYTES_SHOWN_MAX: usize = 64;
+
+/// A key for people: `(1000)`, `(7, 'abc', '2024-01-01 00:00:00')`.
+pub fn key_text(key: &Key) -> String {
+    let values: Vec<String> = key.iter().map(value_text).collect();
+    format!("({})", values.join(", "))
+}
+
+fn value_text(value: &KeyValue) -> String {
+    match value {
+        KeyValue::Int(v) => v.to_string(),
+        KeyValue::UInt(v) => v.to_string(),
+        KeyValue::Bytes(bytes) => {
+            let shown = &bytes[..bytes.len().min(KEY_VALUE_BYTES_SHOWN_MAX)];
+            let cut = if shown.len() < bytes.len() { "…" } else { "" };
+            match std::str::from_utf8(shown) {
+                Ok(text) => format!("'{}{cut}'", text.replace('\'', "''")),
+                Err(_) => {
+                    let hex: String = shown.iter().map(|b| format!("{b:02x}")).collect();
+                    format!("0x{hex}{cut}")
+                }
+            }
+        }
+        KeyValue::Date(year, month, day, hour, minute, second, micro) => {
+            let fraction = if *micro > 0 {
+                format!(".{micro:06}")
+            } else {
+                String::new()
+            };
+            format!("'{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}{fraction}'")
+        }
+        KeyValue::Time(negative, days, hours, minutes, seconds, micro) => {
+            let sign = if *negative { "-" } else { "" };
+            let hours = u64::from(*days) * 24 + u64::from(*hours);
+            let fraction = if *micro > 0 {
+                format!(".{micro:06}")
+            } else {
+                String::new()
+            };
+            format!("'{sign}{hours:02}:{minutes:02}:{seconds:02}{fraction}'")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,7 +73,7 @@ fn sort_leftovers(
         None => Ok(conflicts),
         Some(first) => Err(NotCopied {
             count: missing.len(),
-            first: crate::state::key_text(first),
+            first: crate::event::key_text(first),
         }),
     }
 }

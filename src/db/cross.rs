@@ -146,7 +146,7 @@ pub async fn delete_archived(
         let _ = source.query_drop("ROLLBACK").await;
         return Err(NotCopied {
             count: missing.len(),
-            first: crate::state::key_text(first),
+            first: crate::event::key_text(first),
         }
         .into());
     }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::{Batch, BatchStatus, Counts, Run, State};
+pub use crate::event::key_text;
 use crate::event::{ErrorClass, JobIdentity, Key, KeyValue};
 
 /// Most conflicts listed by a summary (the most recent stored ones); the count covers all.
@@ -12,8 +13,6 @@ pub const CONFLICTS_LISTED_MAX: usize = 20;
 pub const PROBLEM_BATCHES_LISTED_MAX: usize = 50;
 /// Most runs listed by a summary (the most recent ones); the count covers all.
 pub const RUNS_LISTED_MAX: usize = 20;
-/// Longest byte-string key column shown, in bytes, before it is cut with "…".
-const KEY_VALUE_BYTES_SHOWN_MAX: usize = 64;
 
 /// A snapshot of the state for people and scripts. Keys are rendered with [`key_text`]; times
 /// are microseconds since the Unix epoch.
@@ -180,48 +179,6 @@ pub struct ErrorEntry {
     pub message: String,
     /// LSN of the record.
     pub lsn: u64,
-}
-
-/// A key for people: `(1000)`, `(7, 'abc', '2024-01-01 00:00:00')`.
-pub fn key_text(key: &Key) -> String {
-    let values: Vec<String> = key.iter().map(value_text).collect();
-    format!("({})", values.join(", "))
-}
-
-fn value_text(value: &KeyValue) -> String {
-    match value {
-        KeyValue::Int(v) => v.to_string(),
-        KeyValue::UInt(v) => v.to_string(),
-        KeyValue::Bytes(bytes) => {
-            let shown = &bytes[..bytes.len().min(KEY_VALUE_BYTES_SHOWN_MAX)];
-            let cut = if shown.len() < bytes.len() { "…" } else { "" };
-            match std::str::from_utf8(shown) {
-                Ok(text) => format!("'{}{cut}'", text.replace('\'', "''")),
-                Err(_) => {
-                    let hex: String = shown.iter().map(|b| format!("{b:02x}")).collect();
-                    format!("0x{hex}{cut}")
-                }
-            }
-        }
-        KeyValue::Date(year, month, day, hour, minute, second, micro) => {
-            let fraction = if *micro > 0 {
-                format!(".{micro:06}")
-            } else {
-                String::new()
-            };
-            format!("'{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}{fraction}'")
-        }
-        KeyValue::Time(negative, days, hours, minutes, seconds, micro) => {
-            let sign = if *negative { "-" } else { "" };
-            let hours = u64::from(*days) * 24 + u64::from(*hours);
-            let fraction = if *micro > 0 {
-                format!(".{micro:06}")
-            } else {
-                String::new()
-            };
-            format!("'{sign}{hours:02}:{minutes:02}:{seconds:02}{fraction}'")
-        }
-    }
 }
 
 /// The first key column as an integer, if it is one.
