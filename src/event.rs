@@ -16,9 +16,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Largest payload a record may carry, in bytes. Enforced by the writer before anything is
-/// written and by the decoder before anything is allocated.
-pub const PAYLOAD_BYTES_MAX: usize = 1 << 20;
+/// Largest payload a record may carry, in bytes: the frame format's limit (`wal::format`),
+/// enforced by the writer before anything is written and by the decoder before anything is
+/// allocated.
+pub use crate::wal::format::PAYLOAD_BYTES_MAX;
 
 /// Longest error message a `BatchFailed` record carries and the state keeps, in bytes; a
 /// longer one is cut at a character boundary and ends in "…" ([`cut_message`]).

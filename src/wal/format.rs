@@ -4,7 +4,10 @@
 //! `wal-format.md` is the prose spec of these bytes; keep the two in step. Every integer on disk
 //! is little-endian and has a fixed width (`to_le_bytes` / `from_le_bytes` only, never `usize`).
 
-use crate::event::PAYLOAD_BYTES_MAX;
+/// Largest payload a record may carry, in bytes. The writer refuses a larger one before
+/// writing anything; the scanner treats a larger length field as damage; the event decoder
+/// allocates no more.
+pub const PAYLOAD_BYTES_MAX: usize = 1 << 20;
 
 /// The first 8 bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"ARCHWAL\0";
