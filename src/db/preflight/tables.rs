@@ -163,78 +163,125 @@ pub fn defined_columns(create_table: &str) -> Vec<String> {
 }
 
 /// Reads a table's definition, or `None` when it does not exist. A table that is not an InnoDB
-/// base table is a finding of its own (returned as `Err(finding)` inside `Ok`).
+/// base table is a finding of its own (returned as `Err(finding)` inside `Ok`), and so is one
+/// whose definition the job's user may not read.
 pub(super) async fn read_table(
     conn: &mut Conn,
     name: &TableName,
 ) -> db::DbResult<Option<Result<TableInfo, String>>> {
     let args = (name.schema.as_str(), name.table.as_str());
     let kind: Option<(String, String)> = conn.exec_first(sql::TABLE_KIND, args).await?;
-    match kind {
-        None => return Ok(None),
-        Some((kind, _)) if kind == "SYSTEM VERSIONED" => {
-            return Ok(Some(Err(format!(
-                "{name} is a system-versioned table: a DELETE keeps the row in its history, so a row archived from it would never leave it; archiver moves rows between plain InnoDB base tables"
-            ))))
-        }
-        Some((kind, engine)) if kind != "BASE TABLE" || !engine.eq_ignore_ascii_case("InnoDB") => {
-            return Ok(Some(Err(format!(
-                "{name} is a {kind} with engine {engine:?}; archiver needs InnoDB base tables (transactions and row locks)"
-            ))))
-        }
-        Some(_) => {}
+    let Some((kind, engine)) = kind else {
+        return Ok(None);
+    };
+    if let Some(finding) = kind_finding(name, &kind, &engine) {
+        return Ok(Some(Err(finding)));
     }
-    type ColumnRow = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-    );
-    let rows: Vec<ColumnRow> = conn.exec(sql::TABLE_COLUMNS, args).await?;
-    let columns = rows
-        .into_iter()
-        .map(
-            |(name, column_type, nullable, extra, data_type, charset, collation, expression)| {
-                let extra = extra.to_ascii_uppercase();
-                let generated = ["VIRTUAL", "STORED", "PERSISTENT"]
-                    .into_iter()
-                    .find(|kind| extra.contains(kind) && extra.contains("GENERATED"))
-                    .map_or(String::new(), |kind| {
-                        if kind == "PERSISTENT" { "STORED" } else { kind }.to_string()
-                    });
-                ColumnInfo {
-                    name,
-                    column_type,
-                    nullable: nullable == "YES",
-                    expression: if generated.is_empty() {
-                        String::new()
-                    } else {
-                        expression
-                    },
-                    generated,
-                    text: matches!(
-                        data_type.to_ascii_lowercase().as_str(),
-                        "char"
-                            | "varchar"
-                            | "tinytext"
-                            | "text"
-                            | "mediumtext"
-                            | "longtext"
-                            | "enum"
-                            | "set"
-                            | "json"
-                    ),
-                    charset,
-                    collation,
-                    invisible: extra.contains("INVISIBLE"),
-                }
-            },
+    let columns = read_columns(conn, args).await?;
+    let defined_columns = match read_defined_columns(conn, name).await? {
+        Ok(defined_columns) => defined_columns,
+        Err(finding) => return Ok(Some(Err(finding))),
+    };
+    // Field by field, in this order: the queries run as the fields are written.
+    Ok(Some(Ok(TableInfo {
+        columns,
+        defined_columns,
+        indexes: read_indexes(conn, args).await?,
+        triggers: read_triggers(conn, args).await?,
+        referenced_by: read_foreign_keys_to(conn, args).await?,
+        references: read_foreign_keys_from(conn, args).await?,
+    })))
+}
+
+/// Why rows cannot move out of or into a table of this kind (`TABLE_TYPE`) and engine, if
+/// they cannot.
+fn kind_finding(name: &TableName, kind: &str, engine: &str) -> Option<String> {
+    if kind == "SYSTEM VERSIONED" {
+        return Some(format!(
+            "{name} is a system-versioned table: a DELETE keeps the row in its history, so a row archived from it would never leave it; archiver moves rows between plain InnoDB base tables"
+        ));
+    }
+    (kind != "BASE TABLE" || !engine.eq_ignore_ascii_case("InnoDB")).then(|| {
+        format!(
+            "{name} is a {kind} with engine {engine:?}; archiver needs InnoDB base tables (transactions and row locks)"
         )
-        .collect();
+    })
+}
+
+/// A row of [`sql::TABLE_COLUMNS`]: name, type, IS_NULLABLE, EXTRA, DATA_TYPE, character set,
+/// collation, generation expression.
+type ColumnRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+/// The columns in table order, as information_schema shows them to the job's user.
+async fn read_columns(conn: &mut Conn, args: (&str, &str)) -> db::DbResult<Vec<ColumnInfo>> {
+    let rows: Vec<ColumnRow> = conn.exec(sql::TABLE_COLUMNS, args).await?;
+    Ok(rows.into_iter().map(column_info).collect())
+}
+
+/// A column from its row of [`sql::TABLE_COLUMNS`].
+fn column_info(row: ColumnRow) -> ColumnInfo {
+    let (name, column_type, nullable, extra, data_type, charset, collation, expression) = row;
+    let extra = extra.to_ascii_uppercase();
+    let generated = generated_kind(&extra);
+    ColumnInfo {
+        name,
+        column_type,
+        nullable: nullable == "YES",
+        expression: if generated.is_empty() {
+            String::new()
+        } else {
+            expression
+        },
+        generated,
+        text: holds_text(&data_type),
+        charset,
+        collation,
+        invisible: extra.contains("INVISIBLE"),
+    }
+}
+
+/// `VIRTUAL` or `STORED` for a generated column, read from its upper-cased EXTRA (MariaDB's
+/// `PERSISTENT` is `STORED`), empty for a stored one.
+fn generated_kind(extra: &str) -> String {
+    ["VIRTUAL", "STORED", "PERSISTENT"]
+        .into_iter()
+        .find(|kind| extra.contains(kind) && extra.contains("GENERATED"))
+        .map_or(String::new(), |kind| {
+            if kind == "PERSISTENT" { "STORED" } else { kind }.to_string()
+        })
+}
+
+/// Whether a column of this DATA_TYPE holds text compared under a collation.
+fn holds_text(data_type: &str) -> bool {
+    matches!(
+        data_type.to_ascii_lowercase().as_str(),
+        "char"
+            | "varchar"
+            | "tinytext"
+            | "text"
+            | "mediumtext"
+            | "longtext"
+            | "enum"
+            | "set"
+            | "json"
+    )
+}
+
+/// The column names of the table's real definition (`SHOW CREATE TABLE`), or the finding that
+/// the job's user may not read it.
+async fn read_defined_columns(
+    conn: &mut Conn,
+    name: &TableName,
+) -> db::DbResult<Result<Vec<String>, String>> {
     // SHOW CREATE TABLE needs a table-level privilege: a user holding only column-level ones
     // is refused it (1142), and that user cannot be shown to see every column.
     let create: Option<(String, String)> = match conn
@@ -243,18 +290,23 @@ pub(super) async fn read_table(
     {
         Ok(create) => create,
         Err(mysql_async::Error::Server(e)) if e.code == 1142 => {
-            return Ok(Some(Err(format!(
+            return Ok(Err(format!(
                 "the job's user may not read the definition of {name} (SHOW CREATE TABLE: {}): it holds only column-level privileges there, so archiver cannot prove it sees every column; grant the privileges on the whole table (README, \"Minimal grants\")",
                 e.message
-            ))))
+            )))
         }
         Err(e) => return Err(e.into()),
     };
-    let defined_columns = create
+    Ok(Ok(create
         .map(|(_, text)| defined_columns(&text))
-        .unwrap_or_default();
+        .unwrap_or_default()))
+}
+
+/// Every index, the primary key included, with its columns in order.
+async fn read_indexes(conn: &mut Conn, args: (&str, &str)) -> db::DbResult<Vec<IndexInfo>> {
     let rows: Vec<(String, i64, u32, String, u32)> = conn.exec(sql::TABLE_INDEXES, args).await?;
     let mut indexes: Vec<IndexInfo> = Vec::new();
+    // One row per index column, ordered by index and position: a new name starts an index.
     for (index, non_unique, _, column, prefix) in rows {
         match indexes.last_mut() {
             Some(last) if last.name == index => last.columns.push((column, prefix)),
@@ -265,39 +317,51 @@ pub(super) async fn read_table(
             }),
         }
     }
-    let triggers: Vec<(String, String, String)> = conn.exec(sql::TABLE_TRIGGERS, args).await?;
-    let triggers = triggers
+    Ok(indexes)
+}
+
+/// The triggers on the table.
+async fn read_triggers(conn: &mut Conn, args: (&str, &str)) -> db::DbResult<Vec<TriggerInfo>> {
+    let rows: Vec<(String, String, String)> = conn.exec(sql::TABLE_TRIGGERS, args).await?;
+    Ok(rows
         .into_iter()
         .map(|(name, event, timing)| TriggerInfo {
             name,
             event,
             timing,
         })
-        .collect();
+        .collect())
+}
+
+/// Foreign keys of other tables that reference this one, with their ON DELETE rule.
+async fn read_foreign_keys_to(
+    conn: &mut Conn,
+    args: (&str, &str),
+) -> db::DbResult<Vec<ForeignKeyInfo>> {
     let rows: Vec<(String, String, String, String)> = conn.exec(sql::FOREIGN_KEYS_TO, args).await?;
-    let referenced_by = rows
+    Ok(rows
         .into_iter()
         .map(|(fk, schema, table, delete_rule)| ForeignKeyInfo {
             name: fk,
             other: format!("{schema}.{table}"),
             delete_rule,
         })
-        .collect();
+        .collect())
+}
+
+/// Foreign keys of this table that reference others (their ON DELETE rule does not matter:
+/// deleting from this table never triggers it).
+async fn read_foreign_keys_from(
+    conn: &mut Conn,
+    args: (&str, &str),
+) -> db::DbResult<Vec<ForeignKeyInfo>> {
     let rows: Vec<(String, String, String)> = conn.exec(sql::FOREIGN_KEYS_FROM, args).await?;
-    let references = rows
+    Ok(rows
         .into_iter()
         .map(|(fk, schema, table)| ForeignKeyInfo {
             name: fk,
             other: format!("{schema}.{table}"),
             delete_rule: String::new(),
         })
-        .collect();
-    Ok(Some(Ok(TableInfo {
-        columns,
-        defined_columns,
-        indexes,
-        triggers,
-        referenced_by,
-        references,
-    })))
+        .collect())
 }
