@@ -3,7 +3,7 @@
 //! primary keys, archive unique keys a copy could collide with, triggers the batch statements
 //! would fire and foreign keys their deletes would break. No I/O; unit-tested in `tests.rs`.
 
-use crate::config::TableName;
+use crate::config::{JobConfig, TableName};
 use crate::db::sql;
 
 use super::tables::{ColumnInfo, TableInfo};
@@ -234,5 +234,50 @@ pub(super) fn foreign_key_findings(
             ));
         }
     }
+    findings
+}
+
+/// Every finding of the comparison of the two tables, in the order they are listed: columns
+/// the user cannot see, primary keys, definitions, archive unique keys, triggers, foreign keys.
+pub(super) fn findings(source: &TableInfo, archive: &TableInfo, config: &JobConfig) -> Vec<String> {
+    let (source_name, archive_name) = (&config.source.table, &config.archive.table);
+    let hidden: Vec<String> = [
+        hidden_columns(source, source_name, "source"),
+        hidden_columns(archive, archive_name, "archive"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    // Columns the user cannot see make every comparison of the definitions meaningless.
+    let definitions_known = hidden.is_empty();
+    let mut findings = hidden;
+    findings.extend(key_findings(source, source_name, "source"));
+    if source.primary().is_some() {
+        findings.extend(key_findings(archive, archive_name, "archive"));
+    }
+    let differences = match definitions_known {
+        true => table_differences(source, archive),
+        false => Vec::new(),
+    };
+    if !differences.is_empty() {
+        findings.push(format!(
+            "archive table {archive_name} does not match source table {source_name}: {}",
+            differences.join("; ")
+        ));
+    }
+    findings.extend(unique_key_findings(source, archive));
+    let safety = &config.safety;
+    findings.extend(trigger_findings(
+        source,
+        source_name,
+        archive,
+        archive_name,
+        &safety.allow_triggers,
+    ));
+    findings.extend(foreign_key_findings(
+        source,
+        source_name,
+        &safety.allow_foreign_keys,
+    ));
     findings
 }

@@ -154,10 +154,7 @@ pub fn sql_mode_findings(global_sql_mode: &str, predicate: &str) -> Vec<String> 
 /// Stored functions the predicate calls that are not declared DETERMINISTIC (names compared
 /// case-insensitively; a function of that name in any schema counts). A function declared
 /// DETERMINISTIC is trusted: MariaDB does not verify the declaration, and neither can we.
-pub(super) async fn stored_function_findings(
-    conn: &mut Conn,
-    predicate: &str,
-) -> db::DbResult<Vec<String>> {
+async fn stored_function_findings(conn: &mut Conn, predicate: &str) -> db::DbResult<Vec<String>> {
     let called: Vec<String> = words(predicate)
         .into_iter()
         .filter(|w| w.call)
@@ -174,4 +171,20 @@ pub(super) async fn stored_function_findings(
             "[job] where calls the stored function `{schema}`.`{name}`, which is not declared DETERMINISTIC: the plan, the copy and the delete of one batch could select different rows; write the predicate without it, or declare the function DETERMINISTIC if it truly is"
         ))
         .collect())
+}
+
+/// What the source server makes of the predicate: the stored functions it calls that are not
+/// declared DETERMINISTIC, then the global sql_mode modes under which its text reads
+/// differently.
+pub(super) async fn server_predicate_findings(
+    conn: &mut Conn,
+    predicate: &str,
+) -> db::DbResult<Vec<String>> {
+    let mut findings = stored_function_findings(conn, predicate).await?;
+    let global_sql_mode: Option<String> = conn.query_first(sql::GLOBAL_SQL_MODE).await?;
+    findings.extend(sql_mode_findings(
+        &global_sql_mode.unwrap_or_default(),
+        predicate,
+    ));
+    Ok(findings)
 }

@@ -5,9 +5,30 @@
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
-use crate::config::TableName;
+use crate::config::{Endpoint, JobConfig, TableName};
 use crate::db;
 use crate::db::sql;
+
+/// The two servers as findings name them (`host:port` or a socket path).
+pub(super) struct Servers {
+    /// The source server.
+    pub(super) source: String,
+    /// The archive server: the source server when `[archive]` has no url of its own.
+    pub(super) archive: String,
+}
+
+impl Servers {
+    /// The servers named by the job's `[source]` and `[archive]` urls.
+    pub(super) fn of(config: &JobConfig) -> Self {
+        let source = config.source.endpoint.server();
+        let archive = config
+            .archive
+            .endpoint
+            .as_ref()
+            .map_or_else(|| source.clone(), Endpoint::server);
+        Servers { source, archive }
+    }
+}
 
 /// What about a server would make the batch statements fail or replicate differently:
 /// - a STATEMENT-format binary log: InnoDB refuses the batch statements under READ COMMITTED
@@ -66,4 +87,29 @@ pub fn same_table(a: &TableName, b: &TableName, lower_case_table_names: u32) -> 
                 && a.table.to_lowercase() == b.table.to_lowercase()
         }
     }
+}
+
+/// The finding that the archive table is the source table under another spelling or through
+/// another url, for two connections known to reach one server.
+pub(super) async fn same_table_finding(
+    conn: &mut Conn,
+    config: &JobConfig,
+    servers: &Servers,
+) -> db::DbResult<Option<String>> {
+    let (source_name, archive_name) = (&config.source.table, &config.archive.table);
+    let lower_case: Option<u32> = conn.query_first(sql::LOWER_CASE_TABLE_NAMES).await?;
+    if !same_table(source_name, archive_name, lower_case.unwrap_or(0)) {
+        return Ok(None);
+    }
+    let (source_server, archive_server) = (&servers.source, &servers.archive);
+    let why = match config.archive.endpoint {
+        Some(_) => {
+            format!("[archive] url reaches the same server, {archive_server} and {source_server}")
+        }
+        None => "the server compares table names without regard to case (lower_case_table_names)"
+            .to_string(),
+    };
+    Ok(Some(format!(
+        "the archive table {archive_name} is the source table {source_name} ({why}): the archive would be the source itself, every row would look archived already and be deleted; name a different archive table"
+    )))
 }
