@@ -5,7 +5,7 @@
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
-use crate::config::{Endpoint, JobConfig, TableName};
+use crate::config::{JobConfig, TableName};
 use crate::db;
 use crate::db::sql;
 
@@ -20,13 +20,10 @@ pub(super) struct Servers {
 impl Servers {
     /// The servers named by the job's `[source]` and `[archive]` urls.
     pub(super) fn of(config: &JobConfig) -> Self {
-        let source = config.source.endpoint.server();
-        let archive = config
-            .archive
-            .endpoint
-            .as_ref()
-            .map_or_else(|| source.clone(), Endpoint::server);
-        Servers { source, archive }
+        Servers {
+            source: config.source.endpoint.server(),
+            archive: config.archive_server(),
+        }
     }
 }
 
