@@ -79,6 +79,20 @@ pub struct WalWriter {
     poisoned: bool,
 }
 
+/// Where a writer appends: its current segment and the offset in it.
+struct Tail {
+    /// The segment's sequence number.
+    seq: u64,
+    /// The segment file.
+    path: PathBuf,
+    /// The segment, open for writing.
+    file: Box<dyn WalFile>,
+    /// The segment's preallocated size in bytes.
+    capacity: u64,
+    /// Where the next frame goes.
+    write_offset: u64,
+}
+
 impl std::fmt::Debug for WalWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WalWriter")
@@ -165,25 +179,19 @@ impl WalWriter {
         let file = fs
             .open_rw(&last.path)
             .map_err(WalError::io("open", &last.path))?;
-        Ok(WalWriter {
-            fs,
-            dir: dir.to_path_buf(),
-            _lock: lock,
-            segment_bytes: options.segment_bytes,
-            payload_bytes_max: payload_bytes_max(options.segment_bytes),
-            log_id,
+        let tail = Tail {
             seq: last.seq,
             path: last.path.clone(),
             file,
             capacity: last.file_bytes,
             write_offset: last.end_offset,
-            buf: Vec::with_capacity(BUFFER_FLUSH_BYTES + FRAME_OVERHEAD_BYTES),
-            next_lsn: last_lsn + 1,
-            durable_lsn: last_lsn,
-            poisoned: false,
-        })
+        };
+        Ok(WalWriter::at(
+            dir, fs, lock, options, log_id, tail, last_lsn,
+        ))
     }
 
+    /// The writer of a new log: its first segment, created empty.
     fn create_log(
         dir: &Path,
         fs: Arc<dyn WalFs>,
@@ -193,23 +201,43 @@ impl WalWriter {
     ) -> Result<WalWriter, WalError> {
         let path = dir.join(segment_file_name(1));
         let file = create_segment(fs.as_ref(), dir, &path, options.segment_bytes, 1, 1, log_id)?;
-        Ok(WalWriter {
+        let tail = Tail {
+            seq: 1,
+            path,
+            file,
+            capacity: options.segment_bytes,
+            write_offset: HEADER_BYTES as u64,
+        };
+        Ok(WalWriter::at(dir, fs, lock, options, log_id, tail, 0))
+    }
+
+    /// A writer appending at `tail`, whose last record (0: none) is `last_lsn`, durable.
+    fn at(
+        dir: &Path,
+        fs: Arc<dyn WalFs>,
+        lock: DirLock,
+        options: &WalOptions,
+        log_id: u128,
+        tail: Tail,
+        last_lsn: Lsn,
+    ) -> WalWriter {
+        WalWriter {
             fs,
             dir: dir.to_path_buf(),
             _lock: lock,
             segment_bytes: options.segment_bytes,
             payload_bytes_max: payload_bytes_max(options.segment_bytes),
             log_id,
-            seq: 1,
-            path,
-            file,
-            capacity: options.segment_bytes,
-            write_offset: HEADER_BYTES as u64,
+            seq: tail.seq,
+            path: tail.path,
+            file: tail.file,
+            capacity: tail.capacity,
+            write_offset: tail.write_offset,
             buf: Vec::with_capacity(BUFFER_FLUSH_BYTES + FRAME_OVERHEAD_BYTES),
-            next_lsn: 1,
-            durable_lsn: 0,
+            next_lsn: last_lsn + 1,
+            durable_lsn: last_lsn,
             poisoned: false,
-        })
+        }
     }
 
     /// Appends one record (buffered, not yet durable) and returns its LSN. Rolling over to a
