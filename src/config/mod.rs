@@ -31,9 +31,9 @@ use endpoint::endpoint;
 pub use endpoint::{masked_url, Endpoint};
 pub use limits::{
     Limit, ATTEMPTS_MAX, ATTEMPTS_MAX_DEFAULT, ATTEMPTS_MAX_LIMIT, BATCH_ROWS, BATCH_ROWS_DEFAULT,
-    BATCH_ROWS_MAX, LOCK_WAIT_TIMEOUT_S, LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX,
-    RECONNECT_TIMEOUT_S, RECONNECT_TIMEOUT_S_DEFAULT, RECONNECT_TIMEOUT_S_MAX, SLEEP_MS,
-    SLEEP_MS_MAX,
+    BATCH_ROWS_MAX, COMPACT_ABOVE_RECORDS, KEEP_RUNS, LOCK_WAIT_TIMEOUT_S,
+    LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX, RECONNECT_TIMEOUT_S,
+    RECONNECT_TIMEOUT_S_DEFAULT, RECONNECT_TIMEOUT_S_MAX, SLEEP_MS, SLEEP_MS_MAX,
 };
 use names::table_name;
 pub use names::TableName;
@@ -54,6 +54,8 @@ pub struct JobConfig {
     pub sessions: Sessions,
     /// WAL directory (relative paths are relative to the config file's directory).
     pub wal_dir: PathBuf,
+    /// What the log keeps when compacted, and when a run compacts it.
+    pub history: History,
     /// Opt-ins for triggers and foreign keys.
     pub safety: Safety,
 }
@@ -98,6 +100,25 @@ pub struct Sessions {
     pub reconnect_timeout_s: u32,
 }
 
+/// What the log keeps and when a run compacts it, from `[job]`.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Runs a compacted log keeps in full detail (`keep_runs`); older runs keep their totals.
+    pub keep_runs: u32,
+    /// Records above which `archiver run` compacts the log before it starts; 0 never does.
+    pub compact_above_records: u32,
+}
+
+impl History {
+    /// `keep_runs` and `compact_above_records`, each within its [`Limit`].
+    fn from_raw(raw: &RawJob) -> Result<History, ConfigError> {
+        Ok(History {
+            keep_runs: KEEP_RUNS.value(raw.keep_runs)?,
+            compact_above_records: COMPACT_ABOVE_RECORDS.value(raw.compact_above_records)?,
+        })
+    }
+}
+
 /// A configuration problem; the CLI exits with the configuration-error code.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -135,6 +156,7 @@ impl JobConfig {
         let batching = Batching::from_raw(&raw.job)?;
         let sessions = Sessions::from_raw(&raw.job)?;
         let wal_dir = wal_dir(&raw.job.wal_dir, base)?;
+        let history = History::from_raw(&raw.job)?;
         Ok(JobConfig {
             source,
             archive,
@@ -142,6 +164,7 @@ impl JobConfig {
             batching,
             sessions,
             wal_dir,
+            history,
             safety: raw.safety,
         })
     }

@@ -81,6 +81,10 @@ pub struct RawJob {
     pub lock_wait_timeout_s: Option<u32>,
     /// How long to keep reconnecting to an unreachable server before stopping, in seconds.
     pub reconnect_timeout_s: Option<u32>,
+    /// Runs kept in full detail (every batch) when the log is compacted.
+    pub keep_runs: Option<u32>,
+    /// Records in the log above which a run compacts it before it starts; 0 never does.
+    pub compact_above_records: Option<u32>,
 }
 
 /// `[safety]`: schema objects the pre-flight refuses by default, allowed by name where the

@@ -162,6 +162,16 @@ fn bad_configs_are_refused_with_the_reason() {
             "reconnect_timeout_s = 86401",
             "[job] reconnect_timeout_s = 86401 is out of range; use 1 to 86400",
         ),
+        (
+            "batch_rows = 500",
+            "keep_runs = 1001",
+            "[job] keep_runs = 1001 is out of range; use 0 to 1000",
+        ),
+        (
+            "batch_rows = 500",
+            "compact_above_records = 1000000001",
+            "[job] compact_above_records = 1000000001 is out of range; use 0 to 1000000000",
+        ),
     ];
     for (from, to, expected) in cases {
         let text = GOOD.replacen(from, to, 1);
@@ -210,6 +220,15 @@ fn limits_accept_their_bounds_and_default_when_absent() {
             "reconnect_timeout_s = 86400",
             |c| c.sessions.reconnect_timeout_s,
             86_400,
+        ),
+        ("", |c| c.history.keep_runs, 10),
+        ("keep_runs = 0", |c| c.history.keep_runs, 0),
+        ("keep_runs = 1000", |c| c.history.keep_runs, 1_000),
+        ("", |c| c.history.compact_above_records, 100_000),
+        (
+            "compact_above_records = 0",
+            |c| c.history.compact_above_records,
+            0,
         ),
     ];
     for (line, field, expected) in cases {
