@@ -1335,12 +1335,13 @@ fn long_random_logs_reach_every_kind_of_event() {
         .collect();
     let (events, state) = drive(&choices);
     let seen: std::collections::BTreeSet<u16> = events.iter().map(Event::record_type).collect();
-    let known: std::collections::BTreeSet<u16> =
-        crate::event::RECORD_TYPES.iter().map(|(n, _)| *n).collect();
-    assert_eq!(
-        seen, known,
-        "every kind of event in the record-type table is reached"
-    );
+    // Snapshot records are written by compaction, not by a run: the snapshot tests reach them.
+    let known: std::collections::BTreeSet<u16> = crate::event::RECORD_TYPES
+        .iter()
+        .filter(|(_, name)| !name.starts_with("Snapshot"))
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(seen, known, "every kind of event a run writes is reached");
     assert!(state.runs().len() > 2);
 }
 
