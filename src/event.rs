@@ -265,6 +265,259 @@ pub struct RunFinished {
     pub finished_unix_us: i64,
 }
 
+// Snapshot records (issue 8, log compaction). A compacted log is one snapshot of the state
+// replay reconstructed: `SnapshotStarted`, then chunks of images (`SnapshotRuns`,
+// `SnapshotBatches`, `SnapshotConflicts`), then `SnapshotFinished`. The images are wire types of
+// their own, field for field the state's `Run`, `Batch`, `Counts`, `Conflict`, ..., so that
+// the in-memory structs may change without changing the format; `src/state` converts both ways.
+
+/// Largest encoded payload of one snapshot chunk record, in bytes: chunks are filled with images
+/// while their encoded size stays within it. A quarter of [`PAYLOAD_BYTES_MAX`], so that one
+/// image (a batch holds two keys and an error message, a few KiB with InnoDB's 3,072-byte key
+/// limit) never pushes a chunk near the frame limit, and a chunk is a moderate read, write and
+/// `inspect` line. A single image larger than the bound goes alone in its chunk.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 256 * 1024;
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX * 4 <= PAYLOAD_BYTES_MAX);
+
+/// Counters of a run or of the whole log (the state's `Counts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountsImage {
+    /// Batches planned.
+    pub batches_planned: u64,
+    /// Batches done.
+    pub batches_done: u64,
+    /// Matching rows seen when the batches were planned.
+    pub rows_planned: u64,
+    /// Rows inserted into the archive.
+    pub rows_copied: u64,
+    /// Rows whose identical copy the archive already held.
+    pub rows_already: u64,
+    /// Rows deleted from the source.
+    pub rows_deleted: u64,
+    /// Rows kept in the source because of a conflict.
+    pub rows_conflicting: u64,
+    /// `ConflictFound` records.
+    pub conflicts: u64,
+    /// `BatchFailed` records.
+    pub failures: u64,
+}
+
+/// How a run ended (the state's `RunEnd`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEndImage {
+    /// LSN of the `RunFinished` record (in the log the snapshot covers).
+    pub lsn: u64,
+    /// The recorded outcome.
+    pub outcome: RunOutcome,
+    /// Wall clock at the end, microseconds since the Unix epoch.
+    pub finished_unix_us: i64,
+}
+
+/// One run (the state's `Run`), every field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunImage {
+    /// Run number, from 1.
+    pub run_id: u64,
+    /// LSN of the `RunStarted` record.
+    pub started_lsn: u64,
+    /// The moment `NOW()` stands for, microseconds since the Unix epoch.
+    pub now_unix_us: i64,
+    /// The largest key when the run started; `None` = the source was empty.
+    pub key_bound: Option<Key>,
+    /// Rows per batch.
+    pub batch_rows: u32,
+    /// Attempts a batch gets before it is parked.
+    pub attempts_max: u32,
+    /// Wall clock at start, microseconds since the Unix epoch.
+    pub started_unix_us: i64,
+    /// Upper bound of the last batch the run planned.
+    pub cursor: Option<Key>,
+    /// Upper bound of the first batch the run planned.
+    pub first_upper: Option<Key>,
+    /// First batch the run planned.
+    pub first_batch_id: Option<u64>,
+    /// Last batch the run planned.
+    pub last_batch_id: Option<u64>,
+    /// Sums over the batches the run planned.
+    pub counts: CountsImage,
+    /// How it ended; `None` while open.
+    pub finished: Option<RunEndImage>,
+}
+
+/// The part of a batch that runs next (the state's `Step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepImage {
+    /// Copy, then delete.
+    Copy,
+    /// Delete only.
+    Delete,
+}
+
+/// Where a batch stands (the state's `BatchStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchStatusImage {
+    /// Planned, nothing confirmed.
+    Planned,
+    /// Rows committed in the archive.
+    Copied,
+    /// Waits for `archiver reset`, then resumes at `step`.
+    Parked {
+        /// Where it resumes.
+        step: StepImage,
+    },
+    /// Copied and deleted.
+    Done,
+}
+
+/// The last failure of a batch (the state's `BatchError`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchErrorImage {
+    /// LSN of the `BatchFailed` record.
+    pub lsn: u64,
+    /// Which attempt failed.
+    pub attempt: u32,
+    /// How the error was treated.
+    pub class: ErrorClass,
+    /// The error text, at most [`ERROR_MESSAGE_BYTES_MAX`] bytes (plus "…").
+    pub message: String,
+}
+
+/// One batch (the state's `Batch`), every field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchImage {
+    /// Batch number.
+    pub batch_id: u64,
+    /// The run that planned it.
+    pub run_id: u64,
+    /// LSN of the `BatchPlanned` record.
+    pub planned_lsn: u64,
+    /// Exclusive lower key bound; `None` = the start of the table.
+    pub lower: Option<Key>,
+    /// Inclusive upper key bound.
+    pub upper: Key,
+    /// Matching rows seen when planned.
+    pub rows_planned: u64,
+    /// Where the batch stands.
+    pub status: BatchStatusImage,
+    /// Failed attempts since planned or last reset.
+    pub attempts: u32,
+    /// Failed attempts in all.
+    pub failures: u64,
+    /// Operator resets applied to it.
+    pub resets: u64,
+    /// The last failure.
+    pub last_error: Option<BatchErrorImage>,
+    /// Rows inserted into the archive.
+    pub rows_copied: u64,
+    /// Rows whose identical copy the archive already held.
+    pub rows_already: u64,
+    /// Rows deleted from the source.
+    pub rows_deleted: u64,
+    /// Rows kept in the source because of a conflict.
+    pub rows_conflicting: u64,
+    /// `ConflictFound` records for this batch.
+    pub conflicts: u64,
+}
+
+/// One stored conflict (the state's `Conflict`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictImage {
+    /// The batch whose range holds the key.
+    pub batch_id: u64,
+    /// The conflicting key.
+    pub key: Key,
+    /// LSN of the `ConflictFound` record.
+    pub lsn: u64,
+}
+
+/// A snapshot of the replayed state begins: everything that is not a list, and how many images
+/// of each kind follow before `SnapshotFinished`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStarted {
+    /// Last LSN of the log the snapshot stands for.
+    pub covers_lsn: u64,
+    /// The job (as `LogCreated` recorded it).
+    pub job: JobIdentity,
+    /// LSN of the original `LogCreated`.
+    pub created_lsn: u64,
+    /// Wall clock of the original `LogCreated`, microseconds since the Unix epoch.
+    pub created_unix_us: i64,
+    /// Wall clock when the snapshot was taken, microseconds since the Unix epoch (informational).
+    pub taken_unix_us: i64,
+    /// Runs whose done batches the snapshot keeps (the last ones); older runs keep their
+    /// counts only.
+    pub keep_runs: u32,
+    /// Sums over every batch ever planned.
+    pub totals: CountsImage,
+    /// Conflict records counted but not stored.
+    pub conflicts_unstored: u64,
+    /// Run images that follow.
+    pub runs: u64,
+    /// Batch images that follow.
+    pub batches: u64,
+    /// Conflict images that follow.
+    pub conflicts: u64,
+}
+
+/// A chunk of run images, in run order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRuns {
+    /// The images.
+    pub runs: Vec<RunImage>,
+}
+
+/// A chunk of batch images, in id order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotBatches {
+    /// The images.
+    pub batches: Vec<BatchImage>,
+}
+
+/// A chunk of stored conflict images, in log order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotConflicts {
+    /// The images.
+    pub conflicts: Vec<ConflictImage>,
+}
+
+/// The snapshot is complete: replay replaces its state with the one the images rebuild.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFinished {
+    /// The `covers_lsn` of the `SnapshotStarted` it closes.
+    pub covers_lsn: u64,
+}
+
+/// Encoded payload size of `value`, in bytes, without building it.
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    // Sizing cannot fail for these plain data types; a failure is a bug.
+    bincode::serde::encode_into_writer(value, &mut size, payload_config())
+        .expect("event payload sizes");
+    size.bytes_written
+}
+
+/// `images` cut into consecutive chunks whose encoded `Vec` (an 8-byte count, then the images)
+/// is at most `bytes_max`, except that an image larger than that goes alone in its chunk.
+pub fn chunk_images<T: Serialize>(images: Vec<T>, bytes_max: usize) -> Vec<Vec<T>> {
+    const COUNT_BYTES: usize = 8;
+    let mut chunks = Vec::new();
+    let mut chunk = Vec::new();
+    let mut chunk_bytes = COUNT_BYTES;
+    for image in images {
+        let bytes = encoded_len(&image);
+        if !chunk.is_empty() && chunk_bytes + bytes > bytes_max {
+            chunks.push(std::mem::take(&mut chunk));
+            chunk_bytes = COUNT_BYTES;
+        }
+        chunk_bytes += bytes;
+        chunk.push(image);
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
+}
+
 /// Why a record's payload could not be turned into an [`Event`].
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -353,6 +606,13 @@ macro_rules! record_types {
                 }
             }
 
+            /// The size of [`Event::encode_payload`]'s bytes, without building them.
+            pub fn payload_len(&self) -> usize {
+                match self {
+                    $(Event::$variant(e) => encoded_len(e),)+
+                }
+            }
+
             /// Decodes a record's payload given its type. Never panics, never allocates more
             /// than [`PAYLOAD_BYTES_MAX`] whatever the bytes say.
             pub fn decode(record_type: u16, payload: &[u8]) -> Result<Event, DecodeError> {
@@ -384,6 +644,11 @@ record_types! {
     7 => BatchFailed,
     8 => BatchReset,
     9 => RunFinished,
+    10 => SnapshotStarted,
+    11 => SnapshotRuns,
+    12 => SnapshotBatches,
+    13 => SnapshotConflicts,
+    14 => SnapshotFinished,
 }
 
 /// The largest record type this version knows.
@@ -404,6 +669,46 @@ impl Event {
     /// The event's name, as `inspect` prints it.
     pub fn name(&self) -> &'static str {
         type_name(self.record_type()).unwrap_or("Unknown")
+    }
+
+    /// The event for a person on one line (`inspect`'s text form): its JSON, except that a
+    /// snapshot record is summed up (counts, first and last ids) instead of listing its images,
+    /// which may run to a quarter MiB; `to_json` carries them whole.
+    pub fn text(&self) -> String {
+        fn ids(first: Option<u64>, last: Option<u64>) -> String {
+            match (first, last) {
+                (Some(first), Some(last)) => format!(" {first}..={last}"),
+                _ => String::new(),
+            }
+        }
+        match self {
+            Event::SnapshotStarted(e) => format!(
+                "covers lsn {}, keeps the done batches of the last {} runs; {} runs, {} batches, \
+                 {} conflicts follow; {} batches planned in all",
+                e.covers_lsn, e.keep_runs, e.runs, e.batches, e.conflicts, e.totals.batches_planned
+            ),
+            Event::SnapshotRuns(e) => format!(
+                "{} runs{}",
+                e.runs.len(),
+                ids(
+                    e.runs.first().map(|r| r.run_id),
+                    e.runs.last().map(|r| r.run_id)
+                )
+            ),
+            Event::SnapshotBatches(e) => format!(
+                "{} batches{}",
+                e.batches.len(),
+                ids(
+                    e.batches.first().map(|b| b.batch_id),
+                    e.batches.last().map(|b| b.batch_id)
+                )
+            ),
+            Event::SnapshotConflicts(e) => format!("{} conflicts", e.conflicts.len()),
+            Event::SnapshotFinished(e) => {
+                format!("closes the snapshot covering lsn {}", e.covers_lsn)
+            }
+            other => other.to_json().to_string(),
+        }
     }
 }
 

@@ -283,7 +283,7 @@ impl Printer<'_> {
             segment,
             record.offset,
             event.name(),
-            event.to_json()
+            event.text()
         )?;
         Ok(())
     }

@@ -19,16 +19,19 @@
 //!   and delete are one transaction); a failure may park it; an operator reset un-parks it;
 //! - counters of a batch are added to the run that planned it and to the log's totals.
 
+mod snapshot;
 mod summary;
 #[cfg(test)]
 mod tests;
+
+pub use snapshot::SnapshotRefused;
 
 pub use summary::{
     key_text, BatchTally, ConflictEntry, ConflictSummary, ErrorEntry, ProblemBatch, RunProgress,
     RunSummary, Summary, CONFLICTS_LISTED_MAX, PROBLEM_BATCHES_LISTED_MAX, RUNS_LISTED_MAX,
 };
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -317,6 +320,10 @@ pub struct Run {
     pub started_unix_us: i64,
     /// Upper bound of the last batch this run planned; `None` before its first batch.
     pub cursor: Option<Key>,
+    /// Upper bound of the first batch this run planned (its lower bound is the start of the
+    /// table): where `status` measures the run's progress from, kept here because a snapshot
+    /// may drop the batch itself.
+    pub first_upper: Option<Key>,
     /// First batch this run planned; its batches are `first_batch_id..=last_batch_id`.
     pub first_batch_id: Option<u64>,
     /// Last batch this run planned.
@@ -508,9 +515,82 @@ pub enum Problem {
         /// Its lowest pending batch.
         batch_id: u64,
     },
+    /// A record other than the open snapshot's images or its end (a second `SnapshotStarted`
+    /// included).
+    #[error(
+        "the snapshot started at lsn {started_lsn} is still open: only its images and \
+         SnapshotFinished may follow"
+    )]
+    SnapshotOpen {
+        /// LSN of the open snapshot's `SnapshotStarted`.
+        started_lsn: u64,
+    },
+    /// Snapshot images or `SnapshotFinished` without a `SnapshotStarted` before them.
+    #[error("no snapshot is open")]
+    NoSnapshotOpen,
+    /// A snapshot that follows a log must cover that log to its last record.
+    #[error("the snapshot covers the log up to lsn {covers_lsn}, but the log before it ends at lsn {last_lsn}")]
+    SnapshotNotAtEnd {
+        /// `covers_lsn` of the record.
+        covers_lsn: u64,
+        /// The last LSN applied.
+        last_lsn: u64,
+    },
+    /// A snapshot that begins a log continues the numbering of the log it replaces.
+    #[error("the snapshot covers the log up to lsn {covers_lsn}, which is not before the snapshot itself")]
+    SnapshotCoversItself {
+        /// `covers_lsn` of the record.
+        covers_lsn: u64,
+    },
+    /// A chunk brings more images of a kind than `SnapshotStarted` announced.
+    #[error("the snapshot announced {declared} {images} images, and this record brings more")]
+    SnapshotTooManyImages {
+        /// "run", "batch" or "conflict".
+        images: &'static str,
+        /// The count announced.
+        declared: u64,
+    },
+    /// `SnapshotFinished` with fewer images of a kind than announced.
+    #[error("the snapshot announced {declared} {images} images but holds {collected}")]
+    SnapshotImagesMissing {
+        /// "run", "batch" or "conflict".
+        images: &'static str,
+        /// The count announced.
+        declared: u64,
+        /// The images received.
+        collected: u64,
+    },
+    /// `SnapshotFinished` names another snapshot than the open one.
+    #[error("it closes the snapshot covering lsn {covers_lsn}, but the open one covers lsn {open_covers_lsn}")]
+    SnapshotEndMismatch {
+        /// `covers_lsn` of the record.
+        covers_lsn: u64,
+        /// `covers_lsn` of the open snapshot.
+        open_covers_lsn: u64,
+    },
+    /// The images do not make a state a valid log could reach.
+    #[error("the snapshot's images do not make a valid state: {detail}")]
+    SnapshotInvalid {
+        /// What is wrong, in words.
+        detail: String,
+    },
+    /// The snapshot follows its log but does not rebuild that log's state.
+    #[error("the snapshot does not rebuild the state of the log it follows: its {part} differ")]
+    SnapshotDiffers {
+        /// The first part that differs ("runs", "batches", ...).
+        part: &'static str,
+    },
 }
 
 /// The state reconstructed from a log. See the module documentation.
+///
+/// **What it holds.** Replayed from an uncompacted log: every run, every batch ever planned,
+/// the first [`CONFLICTS_STORED_MAX`] conflicts. After a snapshot kept with `keep_runs`
+/// ([`State::snapshot`]): one [`Run`] per run (with its counts, so totals and per-run figures
+/// stay whole), every batch that is not done (pending, parked: any run), the done batches of
+/// the last `keep_runs` runs only, and at most [`CONFLICTS_STORED_MAX`] conflicts; so memory is
+/// bounded by live batches + `keep_runs` runs' batches + conflicts + one `Run` per run, not by
+/// the job's history. Batch ids are then sparse, hence a map by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     /// The job, from `LogCreated`.
@@ -523,8 +603,14 @@ pub struct State {
     last_lsn: u64,
     /// Runs; `runs[i]` has id `i + 1`. Only the last one may be open.
     runs: Vec<Run>,
-    /// Batches; `batches[i]` has id `i + 1`.
-    batches: Vec<Batch>,
+    /// Batches held, by id: all of them, or after a snapshot the ones it kept. A map, not a
+    /// `Vec` indexed by id: after a snapshot the ids held are sparse (a parked batch of run 3
+    /// beside the batches of run 365), and a `Vec` with an offset would hold a slot for every
+    /// dropped id in between; the map costs a logarithmic lookup per event, which replay
+    /// does not notice.
+    batches: BTreeMap<u64, Batch>,
+    /// The largest batch id planned (0 = none); the ids below it need not all be held.
+    last_batch_id: u64,
     /// Ids of the batches with status Planned or Copied.
     pending: BTreeSet<u64>,
     /// Ids of the parked batches.
@@ -535,6 +621,9 @@ pub struct State {
     conflicts_unstored: u64,
     /// Sums over all batches.
     totals: Counts,
+    /// A snapshot whose `SnapshotStarted` is applied and whose `SnapshotFinished` is not: its
+    /// images so far. While it is open, only snapshot records apply.
+    open_snapshot: Option<Box<snapshot::OpenSnapshot>>,
 }
 
 fn lower_text(lower: Option<&Key>) -> String {
@@ -553,7 +642,16 @@ impl State {
     /// Applies one event (live or replayed). An event that contradicts the state is an error
     /// and leaves the state unchanged.
     pub fn apply(&mut self, lsn: u64, event: &Event) -> Result<(), StateError> {
-        self.check(lsn, event)?;
+        let rebuilt = self.verdict(lsn, event).map_err(|problem| StateError {
+            lsn,
+            event: event.name(),
+            problem,
+        })?;
+        if let Some(rebuilt) = rebuilt {
+            // `SnapshotFinished`: the snapshot's state replaces this one whole.
+            *self = rebuilt;
+            return Ok(());
+        }
         self.last_lsn = lsn;
         match event {
             Event::LogCreated(e) => self.apply_log_created(lsn, e),
@@ -565,6 +663,17 @@ impl State {
             Event::BatchFailed(e) => self.apply_batch_failed(lsn, e),
             Event::BatchReset(e) => self.apply_batch_reset(e),
             Event::RunFinished(e) => self.apply_run_finished(lsn, e),
+            Event::SnapshotStarted(e) => self.apply_snapshot_started(lsn, e),
+            Event::SnapshotRuns(e) => self.collect_snapshot(|open| {
+                open.runs.extend(e.runs.iter().cloned());
+            }),
+            Event::SnapshotBatches(e) => self.collect_snapshot(|open| {
+                open.batches.extend(e.batches.iter().cloned());
+            }),
+            Event::SnapshotConflicts(e) => self.collect_snapshot(|open| {
+                open.conflicts.extend(e.conflicts.iter().cloned());
+            }),
+            Event::SnapshotFinished(_) => unreachable!("a verdict on it is the rebuilt state"),
         }
         Ok(())
     }
@@ -572,7 +681,8 @@ impl State {
     /// Whether `apply(lsn, event)` would succeed, without applying it. The engine calls this
     /// before appending a live event, so that a bug never writes a contradiction to the log.
     pub fn check(&self, lsn: u64, event: &Event) -> Result<(), StateError> {
-        self.contradiction(lsn, event)
+        self.verdict(lsn, event)
+            .map(|_| ())
             .map_err(|problem| StateError {
                 lsn,
                 event: event.name(),
@@ -580,12 +690,28 @@ impl State {
             })
     }
 
-    fn contradiction(&self, lsn: u64, event: &Event) -> Result<(), Problem> {
+    /// What `apply` answers, without applying: the contradiction, or for a `SnapshotFinished`
+    /// the state the snapshot rebuilds (built once, whether to check or to apply).
+    fn verdict(&self, lsn: u64, event: &Event) -> Result<Option<State>, Problem> {
         if lsn <= self.last_lsn {
             return Err(Problem::LsnNotIncreasing {
                 previous: self.last_lsn,
             });
         }
+        if let Some(open) = &self.open_snapshot {
+            return self.check_in_snapshot(open, lsn, event);
+        }
+        match event {
+            Event::SnapshotStarted(e) => self.check_snapshot_started(lsn, e).map(|()| None),
+            Event::SnapshotRuns(_)
+            | Event::SnapshotBatches(_)
+            | Event::SnapshotConflicts(_)
+            | Event::SnapshotFinished(_) => Err(Problem::NoSnapshotOpen),
+            _ => self.contradiction(event).map(|()| None),
+        }
+    }
+
+    fn contradiction(&self, event: &Event) -> Result<(), Problem> {
         match (event, &self.job) {
             (Event::LogCreated(_), None) => return Ok(()),
             (Event::LogCreated(_), Some(_)) => {
@@ -597,7 +723,12 @@ impl State {
             (_, Some(_)) => {}
         }
         match event {
-            Event::LogCreated(_) => unreachable!("handled above"),
+            Event::LogCreated(_)
+            | Event::SnapshotStarted(_)
+            | Event::SnapshotRuns(_)
+            | Event::SnapshotBatches(_)
+            | Event::SnapshotConflicts(_)
+            | Event::SnapshotFinished(_) => unreachable!("handled above"),
             Event::RunStarted(e) => self.check_run_started(e),
             Event::BatchPlanned(e) => self.check_batch_planned(e),
             Event::BatchCopied(e) => {
@@ -795,6 +926,7 @@ impl State {
             attempts_max: e.attempts_max,
             started_unix_us: e.started_unix_us,
             cursor: None,
+            first_upper: None,
             first_batch_id: None,
             last_batch_id: None,
             counts: Counts::default(),
@@ -810,28 +942,33 @@ impl State {
         };
         let run = self.runs.last_mut().expect("checked: the open run");
         run.first_batch_id.get_or_insert(e.batch_id);
+        run.first_upper.get_or_insert_with(|| e.upper.clone());
         run.last_batch_id = Some(e.batch_id);
         run.cursor = Some(e.upper.clone());
         run.counts.add(&delta);
         self.totals.add(&delta);
-        self.batches.push(Batch {
-            batch_id: e.batch_id,
-            run_id: e.run_id,
-            planned_lsn: lsn,
-            lower: e.lower.clone(),
-            upper: e.upper.clone(),
-            rows_planned: e.rows_planned,
-            status: BatchStatus::Planned,
-            attempts: 0,
-            failures: 0,
-            resets: 0,
-            last_error: None,
-            rows_copied: 0,
-            rows_already: 0,
-            rows_deleted: 0,
-            rows_conflicting: 0,
-            conflicts: 0,
-        });
+        self.last_batch_id = e.batch_id;
+        self.batches.insert(
+            e.batch_id,
+            Batch {
+                batch_id: e.batch_id,
+                run_id: e.run_id,
+                planned_lsn: lsn,
+                lower: e.lower.clone(),
+                upper: e.upper.clone(),
+                rows_planned: e.rows_planned,
+                status: BatchStatus::Planned,
+                attempts: 0,
+                failures: 0,
+                resets: 0,
+                last_error: None,
+                rows_copied: 0,
+                rows_already: 0,
+                rows_deleted: 0,
+                rows_conflicting: 0,
+                conflicts: 0,
+            },
+        );
         self.pending.insert(e.batch_id);
     }
 
@@ -959,8 +1096,9 @@ impl State {
     }
 
     fn batch_mut(&mut self, batch_id: u64) -> &mut Batch {
-        let index = batch_id.checked_sub(1).expect("batch ids start at 1") as usize;
-        &mut self.batches[index]
+        self.batches
+            .get_mut(&batch_id)
+            .expect("checked: the batch exists")
     }
 
     fn run_mut(&mut self, run_id: u64) -> &mut Run {
@@ -1039,20 +1177,29 @@ impl State {
         &self.runs
     }
 
-    /// A batch by id.
+    /// A batch by id; `None` for an id never planned, and for a done batch of an old run
+    /// that a snapshot dropped.
     pub fn batch(&self, batch_id: u64) -> Option<&Batch> {
-        let index = usize::try_from(batch_id.checked_sub(1)?).ok()?;
-        self.batches.get(index)
+        self.batches.get(&batch_id)
     }
 
-    /// Every batch, by id.
+    /// Every batch held, by id (after a snapshot, not every batch ever planned: see
+    /// [`State`]).
     pub fn batches(&self) -> impl Iterator<Item = &Batch> {
-        self.batches.iter()
+        self.batches.values()
     }
 
-    /// The run that planned a batch.
+    /// The run that planned a batch, also for a batch a snapshot dropped (runs keep their
+    /// batch id ranges).
     pub fn run_of(&self, batch_id: u64) -> Option<&Run> {
-        self.run(self.batch(batch_id)?.run_id)
+        match self.batch(batch_id) {
+            Some(batch) => self.run(batch.run_id),
+            None => self
+                .runs
+                .iter()
+                .rev()
+                .find(|run| run.batch_ids().contains(&batch_id)),
+        }
     }
 
     /// Batches waiting to be executed (planned or copied, not parked), by id.
@@ -1076,7 +1223,7 @@ impl State {
 
     /// The id the next `BatchPlanned` must carry: 1 + the largest seen.
     pub fn next_batch_id(&self) -> u64 {
-        self.batches.len() as u64 + 1
+        self.last_batch_id + 1
     }
 
     /// The id the next `RunStarted` must carry: 1 + the largest seen.

@@ -84,17 +84,21 @@ pub struct BatchTally {
 }
 
 impl BatchTally {
-    fn add(&mut self, batch: &Batch) {
-        self.total += 1;
-        match batch.status {
-            BatchStatus::Done => self.done += 1,
-            BatchStatus::Parked { .. } => self.parked += 1,
-            BatchStatus::Planned | BatchStatus::Copied => {
-                self.pending += 1;
-                if batch.attempts > 0 {
-                    self.failed += 1;
-                }
-            }
+    /// The tally of the batches with ids in `ids`: planned and done from `counts` (a snapshot
+    /// may have dropped done batches, never their counts), the rest from the batches not done,
+    /// which every state holds.
+    fn of(state: &State, counts: &Counts, ids: std::ops::RangeInclusive<u64>) -> BatchTally {
+        let pending = state.pending.range(ids.clone());
+        let failed = pending
+            .clone()
+            .filter(|&&id| state.batch(id).is_some_and(Batch::is_failed))
+            .count();
+        BatchTally {
+            total: counts.batches_planned,
+            done: counts.batches_done,
+            pending: pending.count() as u64,
+            failed: failed as u64,
+            parked: state.parked.range(ids).count() as u64,
         }
     }
 }
@@ -190,12 +194,11 @@ fn first_int(key: &Key) -> Option<i128> {
     }
 }
 
-/// Fraction of the run's key range planned: from the first batch's lower bound (or its upper
-/// bound when the first batch started at the start of the table, whose smallest key is
-/// unknown) to the key bound, by the first key column.
-fn fraction_planned(state: &State, run: &Run) -> Option<f64> {
-    let first = state.batch(run.first_batch_id?)?;
-    let origin = first_int(first.lower.as_ref().unwrap_or(&first.upper))?;
+/// Fraction of the run's key range planned: from the first batch's upper bound (its lower bound
+/// is the start of the table, whose smallest key is unknown) to the key bound, by the first key
+/// column.
+fn fraction_planned(run: &Run) -> Option<f64> {
+    let origin = first_int(run.first_upper.as_ref()?)?;
     let cursor = first_int(run.cursor.as_ref()?)?;
     let bound = first_int(run.key_bound.as_ref()?)?;
     if run.cursor == run.key_bound {
@@ -208,10 +211,8 @@ fn fraction_planned(state: &State, run: &Run) -> Option<f64> {
 }
 
 fn progress(state: &State, run: &Run, now_unix_us: i64) -> RunProgress {
-    let mut batches = BatchTally::default();
-    for id in run.batch_ids() {
-        batches.add(state.batch(id).expect("a run's batch ids are batches"));
-    }
+    let ids = run.batch_ids();
+    let batches = BatchTally::of(state, &run.counts, ids.start..=ids.end.saturating_sub(1));
     let end_us = run
         .finished
         .as_ref()
@@ -219,7 +220,7 @@ fn progress(state: &State, run: &Run, now_unix_us: i64) -> RunProgress {
     let elapsed_s = (end_us.saturating_sub(run.started_unix_us)).max(0) as f64 / 1e6;
     let rows_moved = run.counts.rows_deleted;
     let rate_rows_per_s = (elapsed_s > 0.0).then(|| rows_moved as f64 / elapsed_s);
-    let fraction = fraction_planned(state, run);
+    let fraction = fraction_planned(run);
     let eta_s = match (run.is_open(), fraction) {
         (true, Some(f)) if f > 0.0 && elapsed_s > 0.0 => Some(elapsed_s * (1.0 - f) / f),
         _ => None,
@@ -289,10 +290,7 @@ impl State {
         let runs = self.runs();
         let listed_from = runs.len().saturating_sub(RUNS_LISTED_MAX);
         let current = self.open_run().or(self.last_run());
-        let mut batches = BatchTally::default();
-        for batch in self.batches() {
-            batches.add(batch);
-        }
+        let batches = BatchTally::of(self, self.totals(), 0..=u64::MAX);
         let mut problems: Vec<&Batch> =
             self.failed_batches().chain(self.parked_batches()).collect();
         problems.sort_by_key(|b| b.batch_id);
@@ -313,7 +311,7 @@ impl State {
                     .iter()
                     .map(|c| ConflictEntry {
                         batch_id: c.batch_id,
-                        run_id: self.batch(c.batch_id).map_or(0, |b| b.run_id),
+                        run_id: self.run_of(c.batch_id).map_or(0, |r| r.run_id),
                         key: key_text(&c.key),
                         lsn: c.lsn,
                     })

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::event::{KeyValue, RunOutcome};
+use crate::event::{KeyValue, RunOutcome, SnapshotFinished};
 
 fn k(v: u64) -> Key {
     vec![KeyValue::UInt(v)]
@@ -1063,37 +1063,57 @@ fn summary_of_an_empty_log_and_of_non_integer_keys() {
     );
 }
 
-/// Invariants that hold after every event of every valid log.
+/// Invariants that hold after every event of every valid log, and of a snapshot of one (which
+/// may hold only some of the done batches: the checks over a run's batches then cover what it
+/// holds).
 fn check_invariants(state: &State) {
     let runs = state.runs();
+    let mut runs_sum = Counts::default();
     for (i, run) in runs.iter().enumerate() {
         assert_eq!(run.run_id, i as u64 + 1);
         if i + 1 < runs.len() {
             assert!(!run.is_open(), "only the last run may be open");
         }
+        runs_sum.add(&run.counts);
+        let first_upper = run.first_batch_id.and_then(|id| state.batch(id));
+        if let Some(first) = first_upper {
+            assert_eq!(run.first_upper.as_ref(), Some(&first.upper));
+        }
         // The cursor is the last planned batch's upper bound; batches chain.
-        let last_upper = run
-            .last_batch_id
-            .map(|id| state.batch(id).unwrap().upper.clone());
-        assert_eq!(run.cursor, last_upper);
-        let mut previous: Option<&Key> = None;
+        if let Some(last) = run.last_batch_id.and_then(|id| state.batch(id)) {
+            assert_eq!(run.cursor.as_ref(), Some(&last.upper));
+        }
+        assert_eq!(run.cursor.is_some(), run.last_batch_id.is_some());
+        let mut previous: Option<Option<&Key>> = Some(None);
         let mut sum = Counts::default();
+        let mut complete = true;
         for id in run.batch_ids() {
-            let batch = state.batch(id).unwrap();
+            let Some(batch) = state.batch(id) else {
+                complete = false;
+                previous = None;
+                continue;
+            };
             assert_eq!(batch.run_id, run.run_id);
-            assert_eq!(batch.lower.as_ref(), previous);
-            previous = Some(&batch.upper);
+            if let Some(previous) = previous {
+                assert_eq!(batch.lower.as_ref(), previous);
+            }
+            previous = Some(Some(&batch.upper));
             sum.add(&batch_counts(batch));
         }
-        assert_eq!(
-            run.counts, sum,
-            "run {} counts are the sum over its batches",
-            run.run_id
-        );
+        if complete {
+            assert_eq!(
+                run.counts, sum,
+                "run {} counts are the sum over its batches",
+                run.run_id
+            );
+        }
     }
+    assert_eq!(*state.totals(), runs_sum, "totals are the sum over runs");
     let mut sum = Counts::default();
-    for (i, batch) in state.batches().enumerate() {
-        assert_eq!(batch.batch_id, i as u64 + 1);
+    let mut previous_id = 0;
+    for batch in state.batches() {
+        assert!(batch.batch_id > previous_id && batch.batch_id < state.next_batch_id());
+        previous_id = batch.batch_id;
         sum.add(&batch_counts(batch));
         assert_eq!(state.pending.contains(&batch.batch_id), batch.is_pending());
         assert_eq!(
@@ -1101,10 +1121,17 @@ fn check_invariants(state: &State) {
             matches!(batch.status, BatchStatus::Parked { .. })
         );
     }
-    assert_eq!(*state.totals(), sum, "totals are the sum over batches");
+    assert!(state
+        .pending
+        .iter()
+        .chain(&state.parked)
+        .all(|id| state.batch(*id).is_some()));
+    if state.batches().count() as u64 == state.totals().batches_planned {
+        assert_eq!(*state.totals(), sum, "totals are the sum over batches");
+    }
     assert_eq!(
         state.conflicts().len() as u64 + state.conflicts_unstored(),
-        sum.conflicts
+        state.totals().conflicts
     );
     match state.next_action() {
         Action::ExecuteBatch(BatchOrder { batch_id, step, .. }) => {
@@ -1166,10 +1193,16 @@ impl ModelBatch {
 /// Drives a state through `next_action` with outcomes chosen by `choices`; returns the log and
 /// checks invariants, the batch model and atomicity of rejected events on the way.
 fn drive(choices: &[u8]) -> (Vec<Event>, State) {
-    let mut state = State::new();
+    drive_from(State::new(), choices)
+}
+
+/// [`drive`] from `state` on (a replayed or a compacted one): the events appended, with LSNs
+/// from `state.last_lsn() + 1`, and the state after them.
+fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
     let mut events = Vec::new();
-    let mut model: BTreeMap<u64, ModelBatch> = BTreeMap::new();
-    let mut attempts_max = 0;
+    let mut model: BTreeMap<u64, ModelBatch> =
+        state.batches().map(|b| (b.batch_id, model_of(b))).collect();
+    let mut attempts_max = state.last_run().map_or(0, |r| r.attempts_max);
     let mut tape = choices.iter().copied();
     while let Some(c) = tape.next() {
         let mut next = || tape.next().unwrap_or(0);
@@ -1247,12 +1280,13 @@ fn drive(choices: &[u8]) -> (Vec<Event>, State) {
             // A random bogus event on the side must either apply or leave the state unchanged.
             let bogus = bogus_event(next(), next(), state.next_batch_id());
             let mut probe = state.clone();
-            if probe.apply(events.len() as u64 + 1, &bogus).is_err() {
+            let lsn = state.last_lsn() + 1;
+            if probe.apply(lsn, &bogus).is_err() {
                 assert_eq!(probe, state, "rejected {bogus:?} changed the state");
             }
 
             let open_attempts_max = state.open_run().map(|r| r.attempts_max);
-            state.apply(events.len() as u64 + 1, &event).unwrap();
+            state.apply(lsn, &event).unwrap();
             fold_model(
                 &mut model,
                 &event,
@@ -1271,6 +1305,16 @@ fn drive(choices: &[u8]) -> (Vec<Event>, State) {
         }
     }
     (events, state)
+}
+
+/// The model of a batch already in a state (a drive that starts from one).
+fn model_of(batch: &Batch) -> ModelBatch {
+    ModelBatch {
+        copied: batch.step() == Some(Step::Delete),
+        done: batch.status == BatchStatus::Done,
+        parked: matches!(batch.status, BatchStatus::Parked { .. }),
+        attempts: batch.attempts,
+    }
 }
 
 fn fold_model(model: &mut BTreeMap<u64, ModelBatch>, event: &Event, attempts_max: u32) {
@@ -1335,12 +1379,13 @@ fn long_random_logs_reach_every_kind_of_event() {
         .collect();
     let (events, state) = drive(&choices);
     let seen: std::collections::BTreeSet<u16> = events.iter().map(Event::record_type).collect();
-    let known: std::collections::BTreeSet<u16> =
-        crate::event::RECORD_TYPES.iter().map(|(n, _)| *n).collect();
-    assert_eq!(
-        seen, known,
-        "every kind of event in the record-type table is reached"
-    );
+    // Snapshot records are written by compaction, not by a run: the snapshot tests reach them.
+    let known: std::collections::BTreeSet<u16> = crate::event::RECORD_TYPES
+        .iter()
+        .filter(|(_, name)| !name.starts_with("Snapshot"))
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(seen, known, "every kind of event a run writes is reached");
     assert!(state.runs().len() > 2);
 }
 
@@ -1393,5 +1438,387 @@ fn prints_a_sample_summary() {
         "size_of Batch {} Run {}",
         std::mem::size_of::<Batch>(),
         std::mem::size_of::<Run>()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots (issue 8, log compaction).
+//
+// What "equal" means here: a compacted state equals `original.retained(keep_runs)` in every
+// field except `last_lsn`, which is honestly the LSN of the snapshot's own last record (the
+// next record appended follows it); the tests set the expected `last_lsn` to it and then
+// compare whole states (`==` on `State`), so nothing else is let off.
+
+/// Applies `events` to `state` with LSNs from `state.last_lsn() + 1`; panics on an error.
+fn append(state: &mut State, events: &[Event]) {
+    for event in events {
+        let lsn = state.last_lsn() + 1;
+        state
+            .apply(lsn, event)
+            .unwrap_or_else(|e| panic!("{e} ({event:?})"));
+    }
+}
+
+/// The compacted log of `state`: its snapshot replayed alone, with LSNs after its last one.
+fn compacted(state: &State, keep_runs: u32) -> (Vec<Event>, State) {
+    let records = state.snapshot(keep_runs, 7).unwrap();
+    let mut rebuilt = State {
+        last_lsn: state.last_lsn(),
+        ..State::new()
+    };
+    append(&mut rebuilt, &records);
+    (records, rebuilt)
+}
+
+/// `state.retained(keep_runs)` as it stands after a snapshot ending at `last_lsn`.
+fn expected_after_snapshot(state: &State, keep_runs: u32, last_lsn: u64) -> State {
+    State {
+        last_lsn,
+        ..state.retained(keep_runs)
+    }
+}
+
+/// The whole equivalence for one history: the snapshot replayed alone and appended to its log
+/// rebuild `retained`, answer the same action and summary, and a continuation driven from the
+/// compacted state applies to the original alike and keeps them equal but for the batches the
+/// snapshot dropped.
+fn check_snapshot_equivalence(events: &[Event], original: &State, keep_runs: u32, more: &[u8]) {
+    let (records, rebuilt) = compacted(original, keep_runs);
+    let expected = expected_after_snapshot(original, keep_runs, rebuilt.last_lsn());
+    assert_eq!(
+        rebuilt.last_lsn(),
+        original.last_lsn() + records.len() as u64
+    );
+    assert_eq!(rebuilt, expected, "keep_runs {keep_runs}");
+    check_invariants(&rebuilt);
+    assert_eq!(rebuilt.next_action(), original.next_action());
+    let now = 1 << 40;
+    let mut original_summary = original.summary(now);
+    original_summary.last_lsn = rebuilt.last_lsn();
+    assert_eq!(rebuilt.summary(now), original_summary);
+
+    // The old log followed by its snapshot (a compaction finishing) gives the same state.
+    let mut followed = replay(events);
+    append(&mut followed, &records);
+    assert_eq!(followed, rebuilt);
+
+    // A snapshot of the snapshot changes nothing more.
+    let (_, again) = compacted(&rebuilt, keep_runs);
+    assert_eq!(
+        again,
+        expected_after_snapshot(&rebuilt, keep_runs, again.last_lsn())
+    );
+
+    // The engine goes on identically from either.
+    let (continuation, rebuilt_after) = drive_from(rebuilt.clone(), more);
+    let mut original_after = original.clone();
+    original_after.last_lsn = rebuilt.last_lsn();
+    append(&mut original_after, &continuation);
+    assert_eq!(rebuilt_after.next_action(), original_after.next_action());
+    assert_eq!(rebuilt_after.summary(now), original_after.summary(now));
+    let mut without_dropped = original_after.clone();
+    without_dropped
+        .batches
+        .retain(|id, _| rebuilt.batch(*id).is_some() || *id > original.last_batch_id);
+    assert_eq!(rebuilt_after, without_dropped);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_snapshot_rebuilds_the_state_it_keeps_and_continues_alike(
+        choices in prop::collection::vec(any::<u8>(), 0..600),
+        keep_runs in 0u32..5,
+        more in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let (events, original) = drive(&choices);
+        match original.snapshot(keep_runs, 0) {
+            Err(SnapshotRefused::Empty) => prop_assert!(original.job().is_none()),
+            Err(other) => panic!("{other}"),
+            Ok(_) => check_snapshot_equivalence(&events, &original, keep_runs, &more),
+        }
+    }
+}
+
+#[test]
+fn a_long_history_snapshot_rebuilds_it_for_every_keep_runs() {
+    let choices: Vec<u8> = (0..5_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (events, original) = drive(&choices);
+    for keep_runs in 0..5 {
+        check_snapshot_equivalence(&events, &original, keep_runs, &choices[..300]);
+    }
+    let (_, rebuilt) = compacted(&original, 0);
+    assert!(
+        rebuilt.batches().count() < original.batches().count(),
+        "keep_runs 0 drops done batches"
+    );
+    assert!(rebuilt.batches().all(|b| b.status != BatchStatus::Done));
+}
+
+/// `before` as a log, then a snapshot record `bad` at the next LSN; the problem it must raise.
+fn snapshot_contradictions() -> Vec<(&'static str, Vec<Event>, Event, Problem)> {
+    let base = vec![
+        created(),
+        started(1, Some(100)),
+        planned(1, 1, None, 10),
+        conflict(1, 5),
+        deleted(1),
+        planned(2, 1, Some(10), 20),
+        failed(2, 1, BatchClass),
+    ];
+    let records = replay(&base).snapshot(1, 0).unwrap();
+    let started_record = records[0].clone();
+    let finish = records.last().unwrap().clone();
+    let opened = |n: usize| -> Vec<Event> { base.iter().chain(&records[..n]).cloned().collect() };
+    let alone = |n: usize| -> Vec<Event> { records[..n].to_vec() };
+    let mut tampered = records.clone();
+    let Event::SnapshotBatches(chunk) = &mut tampered[2] else {
+        panic!("{:?}", tampered[2]);
+    };
+    chunk.batches[0].failures += 1;
+    let tampered_batches = tampered[2].clone();
+    let Event::SnapshotRuns(mut runs) = records[1].clone() else {
+        panic!("{:?}", records[1]);
+    };
+    runs.runs[0].run_id = 2;
+    let Event::SnapshotStarted(mut header) = started_record.clone() else {
+        unreachable!()
+    };
+    header.covers_lsn = 1;
+    let covers_one = Event::SnapshotStarted(header);
+    vec![
+        (
+            "snapshot mid-log with the wrong covers_lsn",
+            base[..3].to_vec(),
+            started_record.clone(),
+            Problem::SnapshotNotAtEnd {
+                covers_lsn: 7,
+                last_lsn: 3,
+            },
+        ),
+        (
+            "snapshot first in a log covering itself",
+            vec![],
+            covers_one,
+            Problem::SnapshotCoversItself { covers_lsn: 1 },
+        ),
+        (
+            "an ordinary event inside an open snapshot",
+            opened(1),
+            reset(2),
+            Problem::SnapshotOpen { started_lsn: 8 },
+        ),
+        (
+            "a second snapshot inside an open one",
+            opened(2),
+            started_record.clone(),
+            Problem::SnapshotOpen { started_lsn: 8 },
+        ),
+        (
+            "images without a snapshot",
+            base.clone(),
+            records[1].clone(),
+            Problem::NoSnapshotOpen,
+        ),
+        (
+            "an end without a snapshot",
+            base.clone(),
+            finish.clone(),
+            Problem::NoSnapshotOpen,
+        ),
+        (
+            "more images than announced",
+            opened(2),
+            records[1].clone(),
+            Problem::SnapshotTooManyImages {
+                images: "run",
+                declared: 1,
+            },
+        ),
+        (
+            "fewer images than announced",
+            opened(2),
+            finish.clone(),
+            Problem::SnapshotImagesMissing {
+                images: "batch",
+                declared: 2,
+                collected: 0,
+            },
+        ),
+        (
+            "an end naming another snapshot",
+            opened(records.len() - 1),
+            Event::SnapshotFinished(SnapshotFinished { covers_lsn: 6 }),
+            Problem::SnapshotEndMismatch {
+                covers_lsn: 6,
+                open_covers_lsn: 7,
+            },
+        ),
+        (
+            "a snapshot that does not match the state it follows",
+            {
+                let mut e = opened(2);
+                e.push(tampered_batches.clone());
+                e.extend(records[3..records.len() - 1].iter().cloned());
+                e
+            },
+            finish.clone(),
+            Problem::SnapshotDiffers { part: "batches" },
+        ),
+        (
+            "images that no log reaches",
+            {
+                let mut e = alone(1);
+                e.push(Event::SnapshotRuns(runs));
+                e.extend(records[2..records.len() - 1].iter().cloned());
+                e
+            },
+            finish.clone(),
+            Problem::SnapshotInvalid {
+                detail: "run 2 is listed in place 1".into(),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn every_snapshot_contradiction_is_an_error_that_leaves_the_state_unchanged() {
+    for (name, before, bad, expected) in snapshot_contradictions() {
+        // A log that begins with the snapshot continues the numbering of the one it covers.
+        let first_lsn = match before.first() {
+            Some(Event::SnapshotStarted(e)) => e.covers_lsn + 1,
+            _ => 1,
+        };
+        let mut state = State::new();
+        for (i, event) in before.iter().enumerate() {
+            state
+                .apply(first_lsn + i as u64, event)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let unchanged = state.clone();
+        let lsn = state.last_lsn() + 1;
+        let err = state.apply(lsn, &bad).expect_err(name);
+        assert_eq!(err.problem, expected, "{name}");
+        assert_eq!(state.check(lsn, &bad), Err(err.clone()), "{name}");
+        assert_eq!(state, unchanged, "{name}: a failed apply changed the state");
+        assert!(!err.to_string().contains('\n'), "{err}");
+    }
+}
+
+#[test]
+fn a_half_applied_snapshot_refuses_to_be_snapshotted_and_the_state_is_the_one_before_it() {
+    let mut state = replay(&life_events());
+    let records = state.snapshot(2, 0).unwrap();
+    let before = state.clone();
+    append(&mut state, &records[..1]);
+    assert_eq!(state.snapshot_open_since(), Some(before.last_lsn() + 1));
+    assert_eq!(
+        state.snapshot(2, 0),
+        Err(SnapshotRefused::Open {
+            started_lsn: before.last_lsn() + 1
+        })
+    );
+    // The state is the one before the snapshot, but for the LSN of its records.
+    assert_eq!(
+        state.retained(2),
+        expected_after_snapshot(&before, 2, state.last_lsn())
+    );
+    assert_eq!(state.next_action(), before.next_action());
+    append(&mut state, &records[1..]);
+    assert_eq!(state.snapshot_open_since(), None);
+    assert_eq!(State::new().snapshot(0, 0), Err(SnapshotRefused::Empty));
+}
+
+#[test]
+fn snapshot_images_are_cut_into_chunks_within_the_bound() {
+    let mut events = vec![created(), started(1, Some(1_000_000))];
+    for id in 1..=3_000u64 {
+        let lower = (id > 1).then(|| (id - 1) * 10);
+        events.push(planned(id, 1, lower, id * 10));
+        for key in 0..3 {
+            events.push(conflict(id, id * 10 - key));
+        }
+        events.push(deleted(id));
+    }
+    let original = replay(&events);
+    let records = original.snapshot(1, 0).unwrap();
+    let chunks = |name: &str| records.iter().filter(|e| e.name() == name).count();
+    assert!(
+        chunks("SnapshotBatches") > 1,
+        "3,000 batches take several records"
+    );
+    assert!(
+        chunks("SnapshotConflicts") > 1,
+        "9,000 conflicts take several records"
+    );
+    assert_eq!(chunks("SnapshotRuns"), 1);
+    for record in &records {
+        assert!(
+            record.payload_len() <= crate::event::SNAPSHOT_CHUNK_BYTES_MAX,
+            "{} of {} bytes",
+            record.name(),
+            record.payload_len()
+        );
+        assert_eq!(record.payload_len(), record.encode_payload().len());
+        let decoded = Event::decode(record.record_type(), &record.encode_payload()).unwrap();
+        assert_eq!(&decoded, record);
+    }
+    check_snapshot_equivalence(&events, &original, 1, &[]);
+    // inspect's line for a chunk sums it up instead of listing its images.
+    let text = records[2].text();
+    assert!(
+        text.starts_with("1") && text.contains("batches 1..="),
+        "{text}"
+    );
+    assert!(text.len() < 100, "{text}");
+}
+
+/// After a snapshot the state holds the live batches, the done batches of `keep_runs` runs,
+/// the stored conflicts and one run per run, however long the history: a year of daily runs
+/// of 1,000 batches each, with a parked batch every 50 runs.
+#[test]
+fn a_snapshot_holds_live_batches_and_those_of_the_kept_runs_only() {
+    let batches_per_run = 1_000u64;
+    let mut events = vec![created()];
+    let mut batch_id = 0;
+    let mut parked = 0;
+    for run_id in 1..=365u64 {
+        events.push(started(run_id, Some(batches_per_run * 10)));
+        for i in 0..batches_per_run {
+            batch_id += 1;
+            let lower = (i > 0).then_some(i * 10);
+            events.push(planned(batch_id, run_id, lower, (i + 1) * 10));
+            if run_id % 50 == 0 && i == 0 {
+                events.push(failed(batch_id, 1, BatchClass));
+                parked += 1;
+            } else {
+                events.push(conflict(batch_id, i * 10 + 1));
+                events.push(deleted(batch_id));
+            }
+        }
+        events.push(finished(run_id));
+    }
+    let original = replay(&events);
+    assert_eq!(original.batches().count() as u64, 365 * batches_per_run);
+    let keep_runs = 2;
+    let (_, rebuilt) = compacted(&original, keep_runs);
+    assert_eq!(
+        rebuilt.batches().count() as u64,
+        parked + u64::from(keep_runs) * batches_per_run
+    );
+    assert_eq!(rebuilt.parked_batches().count() as u64, parked);
+    assert_eq!(rebuilt.runs().len(), 365);
+    assert_eq!(rebuilt.conflicts().len(), CONFLICTS_STORED_MAX);
+    assert_eq!(rebuilt.totals(), original.totals());
+    assert_eq!(rebuilt.next_batch_id(), original.next_batch_id());
+    let mut status = original.summary(1 << 40);
+    status.last_lsn = rebuilt.last_lsn();
+    assert_eq!(
+        rebuilt.summary(1 << 40),
+        status,
+        "status reads the same but for the last lsn"
     );
 }

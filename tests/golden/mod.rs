@@ -137,10 +137,152 @@ fn vectors() -> Vec<(Event, &'static str)> {
     ]
 }
 
+fn counts() -> CountsImage {
+    CountsImage {
+        batches_planned: 2,
+        batches_done: 1,
+        rows_planned: 2000,
+        rows_copied: 1000,
+        rows_already: 0,
+        rows_deleted: 999,
+        rows_conflicting: 1,
+        conflicts: 1,
+        failures: 1,
+    }
+}
+
+/// One hand-checked vector per snapshot record type (10..=14), with one image each: run 1
+/// planned batches 1 and 2 and finished; batch 2 is parked at the delete step after a
+/// batch-class failure and holds a conflict.
+fn snapshot_vectors() -> Vec<(Event, &'static str)> {
+    vec![
+        (
+            Event::SnapshotStarted(SnapshotStarted {
+                covers_lsn: 71,
+                job: job(),
+                created_lsn: 1,
+                created_unix_us: 1_700_000_000_000_000,
+                taken_unix_us: 1_700_000_000_000_003,
+                keep_runs: 2,
+                totals: counts(),
+                conflicts_unstored: 0,
+                runs: 1,
+                batches: 1,
+                conflicts: 1,
+            }),
+            "4700000000000000
+             0800000000000000 6462313a33333036
+             0400000000000000 73686f70
+             0700000000000000 72657761726473
+             0800000000000000 6462313a33333036
+             0400000000000000 73686f70
+             0f00000000000000 726577617264735f61726368697665
+             1900000000000000 637265617465645f6174203c2027323032352d30362d303127
+             0100000000000000 00401e18240a0600 03401e18240a0600 02000000
+             0200000000000000 0100000000000000 d007000000000000 e803000000000000
+             0000000000000000 e703000000000000 0100000000000000 0100000000000000
+             0100000000000000
+             0000000000000000 0100000000000000 0100000000000000 0100000000000000",
+        ),
+        (
+            Event::SnapshotRuns(SnapshotRuns {
+                runs: vec![RunImage {
+                    run_id: 1,
+                    started_lsn: 2,
+                    now_unix_us: -2,
+                    key_bound: Some(vec![KeyValue::UInt(1_000_000)]),
+                    batch_rows: 1000,
+                    attempts_max: 5,
+                    started_unix_us: 1_700_000_000_000_001,
+                    cursor: Some(vec![KeyValue::UInt(2000)]),
+                    first_upper: Some(vec![KeyValue::UInt(1000)]),
+                    first_batch_id: Some(1),
+                    last_batch_id: Some(2),
+                    counts: counts(),
+                    finished: Some(RunEndImage {
+                        lsn: 9,
+                        outcome: RunOutcome::Completed,
+                        finished_unix_us: 1_700_000_000_000_002,
+                    }),
+                }],
+            }),
+            "0100000000000000
+             0100000000000000 0200000000000000 feffffffffffffff
+             01 0100000000000000 01000000 40420f0000000000
+             e8030000 05000000 01401e18240a0600
+             01 0100000000000000 01000000 d007000000000000
+             01 0100000000000000 01000000 e803000000000000
+             01 0100000000000000 01 0200000000000000
+             0200000000000000 0100000000000000 d007000000000000 e803000000000000
+             0000000000000000 e703000000000000 0100000000000000 0100000000000000
+             0100000000000000
+             01 0900000000000000 00000000 02401e18240a0600",
+        ),
+        (
+            Event::SnapshotBatches(SnapshotBatches {
+                batches: vec![BatchImage {
+                    batch_id: 2,
+                    run_id: 1,
+                    planned_lsn: 3,
+                    lower: Some(vec![KeyValue::UInt(1000)]),
+                    upper: vec![KeyValue::UInt(2000)],
+                    rows_planned: 1000,
+                    status: BatchStatusImage::Parked {
+                        step: StepImage::Delete,
+                    },
+                    attempts: 1,
+                    failures: 1,
+                    resets: 0,
+                    last_error: Some(BatchErrorImage {
+                        lsn: 7,
+                        attempt: 1,
+                        class: ErrorClass::Batch,
+                        message: "deadlock".into(),
+                    }),
+                    rows_copied: 1000,
+                    rows_already: 0,
+                    rows_deleted: 0,
+                    rows_conflicting: 0,
+                    conflicts: 1,
+                }],
+            }),
+            "0100000000000000
+             0200000000000000 0100000000000000 0300000000000000
+             01 0100000000000000 01000000 e803000000000000
+             0100000000000000 01000000 d007000000000000
+             e803000000000000 02000000 01000000
+             01000000 0100000000000000 0000000000000000
+             01 0700000000000000 01000000 01000000 0800000000000000 646561646c6f636b
+             e803000000000000 0000000000000000 0000000000000000 0000000000000000
+             0100000000000000",
+        ),
+        (
+            Event::SnapshotConflicts(SnapshotConflicts {
+                conflicts: vec![ConflictImage {
+                    batch_id: 2,
+                    key: vec![KeyValue::Int(-5)],
+                    lsn: 6,
+                }],
+            }),
+            "0100000000000000
+             0200000000000000 0100000000000000 00000000 fbffffffffffffff 0600000000000000",
+        ),
+        (
+            Event::SnapshotFinished(SnapshotFinished { covers_lsn: 71 }),
+            "4700000000000000",
+        ),
+    ]
+}
+
 #[test]
 fn event_payloads_have_the_pinned_bytes() {
-    let vectors = vectors();
-    assert_eq!(vectors.len(), 9, "one vector per record type");
+    let mut vectors = vectors();
+    vectors.extend(snapshot_vectors());
+    assert_eq!(
+        vectors.len(),
+        RECORD_TYPES.len(),
+        "one vector per record type"
+    );
     for (i, (event, hex)) in vectors.iter().enumerate() {
         assert_eq!(event.record_type() as usize, i + 1);
         let bytes = unhex(hex);
