@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::event::{type_name, DecodeError, Event, RECORD_TYPE_MAX};
 use crate::wal::format::segment_file_name;
 use crate::wal::scan::{scan_dir, Damage, DirScan, ScanItem, SegmentSummary};
-use crate::wal::{Record, RecoveryMode};
+use crate::wal::{CompactLeftover, Record, RecoveryMode, SegmentStatus};
 
 /// Payload bytes shown (as hex) for a record that does not decode.
 const UNDECODABLE_HEX_BYTES_MAX: usize = 64;
@@ -129,7 +129,7 @@ pub fn inspect(
         out,
         sink,
         replaying: true,
-        replayed_lsn: 0,
+        replayed_lsn: overview.start_lsn - 1,
         semantic_error: false,
     };
     printer.header(dir, &overview)?;
@@ -212,6 +212,9 @@ impl Printer<'_> {
             for s in &scan.segments {
                 self.line(segment_json(s))?;
             }
+            for leftover in &scan.compact_leftovers {
+                self.line(leftover_json(leftover))?;
+            }
             return Ok(());
         }
         writeln!(self.out, "WAL directory: {}", dir.display())?;
@@ -228,16 +231,52 @@ impl Printer<'_> {
         for s in &scan.segments {
             writeln!(
                 self.out,
-                "  {:<26} {:>12} {:>12} {:>12} {:>10}  {}",
+                "  {:<26} {:>12} {:>12} {:>12} {:>10}  {}{}",
                 s.name,
                 s.file_bytes,
                 opt(s.first_lsn),
                 opt(s.last_lsn),
                 s.records,
-                s.status.as_str()
+                s.status.as_str(),
+                if s.base { ", base" } else { "" }
             )?;
         }
+        self.compaction_lines(scan)?;
         writeln!(self.out, "records:")?;
+        Ok(())
+    }
+
+    /// What a compaction left: where the log begins, superseded segments, unfinished files.
+    fn compaction_lines(&mut self, scan: &DirScan) -> anyhow::Result<()> {
+        if let Some(seq) = scan.base_seq {
+            writeln!(
+                self.out,
+                "the log begins at base segment {} (lsn {}), written by a compaction",
+                segment_file_name(seq),
+                scan.start_lsn
+            )?;
+        }
+        let superseded = superseded_count(scan);
+        if superseded > 0 {
+            writeln!(
+                self.out,
+                "{superseded} superseded segment(s) above are not part of the log and are not read; the writer's next open deletes them"
+            )?;
+        }
+        if !scan.compact_leftovers.is_empty() {
+            writeln!(
+                self.out,
+                "unfinished compaction files (not part of the log, not read; the writer's next open deletes them):"
+            )?;
+            for leftover in &scan.compact_leftovers {
+                writeln!(
+                    self.out,
+                    "  {:<34} {:>12}",
+                    name_of(&leftover.path),
+                    leftover.file_bytes
+                )?;
+            }
+        }
         Ok(())
     }
 
@@ -395,11 +434,18 @@ impl Printer<'_> {
             let summary = self.sink.summary_json();
             return self.line(json!({
                 "kind": "state", "verdict": verdict.as_str(),
-                "segments": scan.segments.len(), "records": scan.records,
+                "segments": scan.segments.len() - superseded_count(scan), "records": scan.records,
+                "start_lsn": scan.start_lsn,
+                "superseded_segments": superseded_count(scan),
+                "compact_leftovers": scan.compact_leftovers.len(),
                 "replayed_through_lsn": self.replayed_lsn, "summary": summary,
             }));
         }
-        writeln!(self.out, "state (replay of lsn 1..={}):", self.replayed_lsn)?;
+        writeln!(
+            self.out,
+            "state (replay of lsn {}..={}):",
+            scan.start_lsn, self.replayed_lsn
+        )?;
         for line in self.sink.summary_lines() {
             writeln!(self.out, "  {line}")?;
         }
@@ -423,10 +469,26 @@ impl Printer<'_> {
             "verdict: {}: {} records in {} segments; {what}",
             verdict.as_str(),
             scan.records,
-            scan.segments.len()
+            scan.segments.len() - superseded_count(scan)
         )?;
         Ok(())
     }
+}
+
+/// Segments below the log's base segment, listed but not part of the log.
+fn superseded_count(scan: &DirScan) -> usize {
+    scan.segments
+        .iter()
+        .filter(|s| s.status == SegmentStatus::Superseded)
+        .count()
+}
+
+fn leftover_json(leftover: &CompactLeftover) -> Value {
+    json!({
+        "kind": "compact-leftover", "name": name_of(&leftover.path), "seq": leftover.seq,
+        "bytes": leftover.file_bytes,
+        "consequence": "an unfinished compaction's file: not part of the log, not read; the writer's next open deletes it",
+    })
 }
 
 fn segment_json(s: &SegmentSummary) -> Value {
@@ -435,5 +497,6 @@ fn segment_json(s: &SegmentSummary) -> Value {
         "log_id": s.log_id.map(|id| format!("{id:032x}")),
         "header_first_lsn": s.header_first_lsn, "first_lsn": s.first_lsn,
         "last_lsn": s.last_lsn, "records": s.records, "status": s.status.as_str(),
+        "base": s.base,
     })
 }

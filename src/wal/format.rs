@@ -28,8 +28,13 @@ pub const FRAME_PREFIX_BYTES: usize = 16;
 )]
 pub const PAYLOAD_BYTES_MAX_U32: u32 = PAYLOAD_BYTES_MAX as u32;
 const _: () = assert!(PAYLOAD_BYTES_MAX_U32 as usize == PAYLOAD_BYTES_MAX);
-/// Default segment size: 64 MiB.
+/// Default segment size: 64 MiB. It is the *largest* size a log's segments grow to
+/// ([`crate::wal::WalOptions::segment_bytes`]); a new log starts at [`SEGMENT_BYTES_FIRST`].
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Size of a new log's first segment: 2 MiB, so that a small job's WAL directory stays small.
+/// Each next segment doubles the previous one's size, up to the configured maximum
+/// ([`next_segment_bytes`]).
+pub const SEGMENT_BYTES_FIRST: u64 = 2 << 20;
 /// Smallest segment size accepted. Segments smaller than a header plus a frame of the largest
 /// payload ([`SEGMENT_BYTES_FULL_PAYLOAD`]) refuse payloads that would not fit an empty segment.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -53,13 +58,53 @@ const _: () = assert!(HEADER_BYTES < 1 << 16);
 const _: () = assert!(SEGMENT_BYTES_MIN <= DEFAULT_SEGMENT_BYTES);
 const _: () = assert!(DEFAULT_SEGMENT_BYTES <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_FULL_PAYLOAD <= DEFAULT_SEGMENT_BYTES);
+// The first segment is an accepted size no larger than the default maximum, and it holds every
+// payload, so that growing segments never refuse a payload the maximum size accepts.
+const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_FIRST);
+const _: () = assert!(SEGMENT_BYTES_FIRST <= DEFAULT_SEGMENT_BYTES);
+const _: () = assert!(SEGMENT_BYTES_FULL_PAYLOAD <= SEGMENT_BYTES_FIRST);
 // The smallest segment still holds a header and a record with a non-empty payload (only
 // segments of at least SEGMENT_BYTES_FULL_PAYLOAD hold every payload).
 const _: () = assert!(SEGMENT_BYTES_MIN > (HEADER_BYTES + FRAME_OVERHEAD_BYTES) as u64);
 
+/// Header flag bit 0: the segment is a *base segment*. The log begins at the base segment with
+/// the highest seq; every segment with a lower seq is superseded (written by a compaction,
+/// `WalWriter::replace_with`).
+pub const FLAG_BASE: u32 = 1;
+/// Every header flag this version knows; a header with another bit set is refused.
+pub const FLAGS_KNOWN: u32 = FLAG_BASE;
+/// Suffix of the file a compaction writes before its atomic rename to the segment name:
+/// `wal-{seq:016x}.seg.compact`.
+pub const COMPACT_SUFFIX: &str = ".compact";
+
 /// The file name of segment `seq`: `wal-{seq:016x}.seg`.
 pub fn segment_file_name(seq: u64) -> String {
     format!("wal-{seq:016x}.seg")
+}
+
+/// The name a compaction writes segment `seq` under before renaming it to
+/// [`segment_file_name`]: `wal-{seq:016x}.seg.compact`.
+pub fn compact_file_name(seq: u64) -> String {
+    format!("{}{COMPACT_SUFFIX}", segment_file_name(seq))
+}
+
+/// The sequence number of a compaction's unfinished file name, or `None` if `name` is not one.
+pub fn parse_compact_file_name(name: &str) -> Option<u64> {
+    parse_segment_file_name(name.strip_suffix(COMPACT_SUFFIX)?)
+}
+
+/// Size of a new log's first segment when segments may grow to `segment_bytes_max`: the
+/// smaller of [`SEGMENT_BYTES_FIRST`] and the maximum.
+pub fn first_segment_bytes(segment_bytes_max: u64) -> u64 {
+    SEGMENT_BYTES_FIRST.min(segment_bytes_max)
+}
+
+/// Size of the segment after one of `previous_bytes`: double it, at least the first size and at
+/// most `segment_bytes_max` (so a log written with a larger maximum shrinks back to it).
+pub fn next_segment_bytes(previous_bytes: u64, segment_bytes_max: u64) -> u64 {
+    previous_bytes
+        .saturating_mul(2)
+        .clamp(first_segment_bytes(segment_bytes_max), segment_bytes_max)
 }
 
 /// The sequence number encoded in a segment file name, or `None` if `name` is not one.
@@ -90,6 +135,8 @@ pub struct SegmentHeader {
     pub first_lsn: u64,
     /// Random identifier of the log, the same in every segment of it.
     pub log_id: u128,
+    /// Flag [`FLAG_BASE`]: the log begins at this segment; lower seqs are superseded.
+    pub base: bool,
 }
 
 impl SegmentHeader {
@@ -100,7 +147,8 @@ impl SegmentHeader {
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         let header_len = u16::try_from(HEADER_BYTES).expect("HEADER_BYTES < 2^16, asserted above");
         b[10..12].copy_from_slice(&header_len.to_le_bytes());
-        b[12..16].copy_from_slice(&0u32.to_le_bytes());
+        let flags = if self.base { FLAG_BASE } else { 0 };
+        b[12..16].copy_from_slice(&flags.to_le_bytes());
         b[16..24].copy_from_slice(&self.seq.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
         b[32..48].copy_from_slice(&self.log_id.to_le_bytes());
@@ -141,13 +189,17 @@ impl SegmentHeader {
         }
         let header_len = u16_at(b, 10);
         let flags = u32_at(b, 12);
-        if usize::from(header_len) != HEADER_BYTES || flags != 0 || !all_zero(&b[48..60]) {
+        if usize::from(header_len) != HEADER_BYTES
+            || flags & !FLAGS_KNOWN != 0
+            || !all_zero(&b[48..60])
+        {
             return Err(HeaderProblem::Fields);
         }
         Ok(SegmentHeader {
             seq: u64_at(b, 16),
             first_lsn: u64_at(b, 24),
             log_id: u128::from_le_bytes(b[32..48].try_into().expect("16 bytes")),
+            base: flags & FLAG_BASE != 0,
         })
     }
 }
@@ -173,7 +225,8 @@ pub enum HeaderProblem {
     },
     /// A format version this code does not know (with a valid checksum).
     Version(u16),
-    /// Header length, flags or reserved bytes are not what version 1 writes.
+    /// Header length, flags (a bit other than [`FLAG_BASE`]) or reserved bytes are not what
+    /// version 1 writes.
     Fields,
 }
 
@@ -454,8 +507,46 @@ mod tests {
             seq: 7,
             first_lsn: 99,
             log_id: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
+            base: false,
         };
         assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+        let base = SegmentHeader { base: true, ..h };
+        let bytes = base.encode();
+        assert_eq!(bytes[12..16], FLAG_BASE.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(base));
+        // An unknown flag bit is refused (with a valid checksum).
+        let mut unknown = h.encode();
+        unknown[12] = 2;
+        let crc = crc32fast::hash(&unknown[0..60]);
+        unknown[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&unknown), Err(HeaderProblem::Fields));
+    }
+
+    #[test]
+    fn segments_grow_from_the_first_size_to_the_maximum() {
+        const MIB: u64 = 1 << 20;
+        // (maximum, sizes of the first five segments)
+        let cases: [(u64, [u64; 5]); 4] = [
+            (64 * MIB, [2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB]),
+            (6 * MIB, [2 * MIB, 4 * MIB, 6 * MIB, 6 * MIB, 6 * MIB]),
+            (MIB + 4096, [MIB + 4096; 5]),
+            (4096, [4096; 5]),
+        ];
+        for (max, want) in cases {
+            let mut sizes = vec![first_segment_bytes(max)];
+            for _ in 1..5 {
+                sizes.push(next_segment_bytes(*sizes.last().unwrap(), max));
+            }
+            assert_eq!(sizes, want, "maximum {max}");
+        }
+        // A log written with a larger maximum shrinks back to the configured one.
+        assert_eq!(next_segment_bytes(64 * MIB, 8 * MIB), 8 * MIB);
+        assert_eq!(compact_file_name(5), "wal-0000000000000005.seg.compact");
+        assert_eq!(
+            parse_compact_file_name("wal-0000000000000005.seg.compact"),
+            Some(5)
+        );
+        assert_eq!(parse_compact_file_name("wal-0000000000000005.seg"), None);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub trait WalFs: Send + Sync {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WalFile>>;
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Renames `from` to `to`, replacing nothing (the writer only renames to a name that does
+    /// not exist). Atomic: after a crash the file has one name or the other.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries durable (fsync on the directory).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
@@ -58,6 +61,10 @@ impl WalFs for RealFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -100,11 +107,38 @@ pub enum FaultKind {
     Write,
     /// `sync_data` / `sync_all` on a segment, or `sync_dir`.
     Sync,
+    /// `create_new` of a file.
+    Create,
+    /// `rename` of a file.
+    Rename,
+    /// `remove_file`.
+    Remove,
 }
 
-/// A test filesystem: the real one, except that one chosen future write or sync fails with an
-/// I/O error ([`FaultyFs::fail_nth`]). Operations after it succeed again, as a flaky disk's
-/// would; the writer must refuse them anyway. Clones share their state.
+impl FaultKind {
+    /// Every kind, in the order of the counters.
+    pub const ALL: [FaultKind; 5] = [
+        FaultKind::Write,
+        FaultKind::Sync,
+        FaultKind::Create,
+        FaultKind::Rename,
+        FaultKind::Remove,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            FaultKind::Write => 0,
+            FaultKind::Sync => 1,
+            FaultKind::Create => 2,
+            FaultKind::Rename => 3,
+            FaultKind::Remove => 4,
+        }
+    }
+}
+
+/// A test filesystem: the real one, except that one chosen future operation of each kind fails
+/// with an I/O error ([`FaultyFs::fail_nth`]) before doing anything. Operations after it succeed
+/// again, as a flaky disk's would; the writer must refuse them anyway. Clones share their state.
 #[derive(Debug, Clone, Default)]
 pub struct FaultyFs {
     state: Arc<FaultState>,
@@ -112,12 +146,10 @@ pub struct FaultyFs {
 
 #[derive(Debug, Default)]
 struct FaultState {
-    writes: AtomicU64,
-    syncs: AtomicU64,
-    /// Fail the write whose 1-based count equals this (0 = none).
-    fail_write: AtomicU64,
-    /// Fail the sync whose 1-based count equals this (0 = none).
-    fail_sync: AtomicU64,
+    /// Operations attempted so far, by [`FaultKind::index`].
+    counts: [AtomicU64; 5],
+    /// Fail the operation whose 1-based count equals this (0 = none), by kind.
+    fail_at: [AtomicU64; 5],
 }
 
 impl FaultyFs {
@@ -138,10 +170,8 @@ impl FaultyFs {
     }
 
     fn counters(&self, kind: FaultKind) -> (&AtomicU64, &AtomicU64) {
-        match kind {
-            FaultKind::Write => (&self.state.writes, &self.state.fail_write),
-            FaultKind::Sync => (&self.state.syncs, &self.state.fail_sync),
-        }
+        let i = kind.index();
+        (&self.state.counts[i], &self.state.fail_at[i])
     }
 
     fn check(&self, kind: FaultKind) -> io::Result<()> {
@@ -168,6 +198,7 @@ impl WalFs for FaultyFs {
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        self.check(FaultKind::Create)?;
         Ok(Box::new(FaultyFile {
             inner: RealFs.create_new(path)?,
             fs: self.clone(),
@@ -175,7 +206,13 @@ impl WalFs for FaultyFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check(FaultKind::Remove)?;
         RealFs.remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(FaultKind::Rename)?;
+        RealFs.rename(from, to)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

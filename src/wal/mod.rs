@@ -7,6 +7,8 @@
 //! - [`scan`]: the read-only scanner shared by recovery, [`read_dir`] and `inspect`; it classifies
 //!   damage as a torn tail (cut by recovery) or corruption (refused).
 //! - [`writer`]: [`WalWriter`], the only code that writes a log directory, under an exclusive lock.
+//! - [`compact`]: [`WalWriter::replace_with`], which replaces the whole log with one base segment
+//!   (compaction), crash-safely.
 //! - [`fs`]: the filesystem seam the writer goes through, with a fault-injecting test double.
 //! - [`stress`]: the deterministic append loop the crash test drives in a child process.
 //!
@@ -24,6 +26,7 @@
     clippy::cast_lossless
 )]
 
+pub mod compact;
 pub mod format;
 pub mod fs;
 pub mod scan;
@@ -32,11 +35,13 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use format::{DEFAULT_SEGMENT_BYTES, FRAME_OVERHEAD_BYTES, HEADER_BYTES};
-pub use scan::{read_dir, DirReport, SegmentStatus, SegmentSummary};
+pub use compact::Replacement;
+pub use format::{DEFAULT_SEGMENT_BYTES, FRAME_OVERHEAD_BYTES, HEADER_BYTES, SEGMENT_BYTES_FIRST};
+pub use scan::{read_dir, CompactLeftover, DirReport, SegmentStatus, SegmentSummary};
 pub use writer::{OpenReport, WalWriter};
 
-/// Log sequence number: the first record of a log has LSN 1, each next record the next number.
+/// Log sequence number: the first record of a log has LSN 1 (or, after a compaction, the first
+/// LSN of its base segment), each next record the next number.
 pub type Lsn = u64;
 
 /// The error type replay visitors ([`WalWriter::open`], [`read_dir`]) may return.
@@ -57,8 +62,10 @@ pub enum RecoveryMode {
 /// How a writer is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalOptions {
-    /// Size of each new segment file in bytes (preallocated), between
-    /// [`format::SEGMENT_BYTES_MIN`] and [`format::SEGMENT_BYTES_MAX`].
+    /// Largest size of a new segment file in bytes (preallocated), between
+    /// [`format::SEGMENT_BYTES_MIN`] and [`format::SEGMENT_BYTES_MAX`]. A new log's first
+    /// segment is [`SEGMENT_BYTES_FIRST`] (or this, if smaller) and each next one doubles the
+    /// previous one's size up to this ([`format::next_segment_bytes`]).
     pub segment_bytes: u64,
     /// What recovery may cut.
     pub recovery: RecoveryMode,

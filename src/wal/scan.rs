@@ -5,6 +5,12 @@
 //! records to a fallible visitor and stops at its first error, so they report a refused record
 //! the same way.
 //!
+//! A log begins at its latest *base segment* (header flag [`FLAG_BASE`](super::format::FLAG_BASE), written by a
+//! compaction) or, without one, at segment 1. Segments below the latest base are superseded:
+//! they are listed ([`SegmentStatus::Superseded`]) but not read, so damage in them is nobody's
+//! problem; unfinished compaction files (`*.seg.compact`) are listed in
+//! [`DirScan::compact_leftovers`] and never read. Only the writer deletes either.
+//!
 //! It never writes, never locks, and opens files read-only. Sealed segments (all but the last)
 //! are memory-mapped; the last one is read into memory, because a concurrent writer may still
 //! change it. Memory is bounded: no length field is trusted before it is bounds-checked, and a
@@ -14,8 +20,9 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    all_zero, check_frame, find_valid_frame_after, nonzero_end, parse_segment_file_name,
-    segment_file_name, Frame, FrameCheck, Resync, SegmentHeader, HEADER_BYTES, SEGMENT_BYTES_MAX,
+    all_zero, check_frame, find_valid_frame_after, nonzero_end, parse_compact_file_name,
+    parse_segment_file_name, segment_file_name, Frame, FrameCheck, Resync, SegmentHeader,
+    HEADER_BYTES, SEGMENT_BYTES_MAX,
 };
 use super::{BoxError, Lsn, Record, RecoveryMode, TailCut, WalError};
 
@@ -33,6 +40,9 @@ pub enum SegmentStatus {
     TornCreation,
     /// Damage recovery refuses to touch.
     Corrupt,
+    /// Below the log's latest base segment: replaced by a compaction, not read, deleted by the
+    /// writer's next open.
+    Superseded,
 }
 
 impl SegmentStatus {
@@ -44,6 +54,7 @@ impl SegmentStatus {
             SegmentStatus::TornTail => "torn-tail",
             SegmentStatus::TornCreation => "torn-creation",
             SegmentStatus::Corrupt => "corrupt",
+            SegmentStatus::Superseded => "superseded",
         }
     }
 }
@@ -63,6 +74,9 @@ pub struct SegmentSummary {
     pub log_id: Option<u128>,
     /// LSN the header says the segment starts at, if the header is valid.
     pub header_first_lsn: Option<Lsn>,
+    /// The header is valid and has flag [`FLAG_BASE`](super::format::FLAG_BASE): a compaction wrote it and the log
+    /// begins at the latest such segment.
+    pub base: bool,
     /// LSN of the first valid record found.
     pub first_lsn: Option<Lsn>,
     /// LSN of the last valid record found.
@@ -127,18 +141,39 @@ pub enum ScanItem<'a> {
     Damage(&'a Damage),
 }
 
+/// A file a compaction left before its switch (`wal-{seq:016x}.seg.compact`): not part of the
+/// log, deleted by the writer's next open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactLeftover {
+    /// Sequence number of the segment it would have become.
+    pub seq: u64,
+    /// Full path.
+    pub path: PathBuf,
+    /// File size in bytes.
+    pub file_bytes: u64,
+}
+
 /// The result of scanning a directory.
 #[derive(Debug, Clone, Default)]
 pub struct DirScan {
-    /// Log id of the first segment with a valid header.
+    /// Log id of the log's first segment (the latest base segment, else segment 1), if its
+    /// header is valid.
     pub log_id: Option<u128>,
-    /// Every segment file, in sequence order (up to where the visitor stopped).
+    /// Every segment file, in sequence order (up to where the visitor stopped): superseded
+    /// ones first, then the log's.
     pub segments: Vec<SegmentSummary>,
+    /// Sequence number of the latest base segment, where the log begins (`None`: segment 1).
+    pub base_seq: Option<u64>,
+    /// LSN the log begins at: the latest base segment's first LSN, else 1.
+    pub start_lsn: Lsn,
+    /// Unfinished compaction files, in sequence order. Never read.
+    pub compact_leftovers: Vec<CompactLeftover>,
     /// Every damage found, in scan order.
     pub damages: Vec<Damage>,
     /// Valid records found.
     pub records: u64,
-    /// LSN of the last valid record found before any corruption (0 if none).
+    /// LSN of the last valid record found before any corruption (`start_lsn - 1` if none: 0
+    /// for a log that begins at LSN 1).
     pub last_lsn: Lsn,
     /// Whether the visitor stopped the scan early.
     pub stopped: bool,
@@ -149,11 +184,15 @@ pub struct DirScan {
 pub struct DirReport {
     /// The log's id (`None` if the directory holds no segment).
     pub log_id: Option<u128>,
-    /// Every segment, in order.
+    /// Every segment, in order, superseded ones ([`SegmentStatus::Superseded`]) included.
     pub segments: Vec<SegmentSummary>,
+    /// LSN the log begins at: 1, or the first LSN of its latest base segment.
+    pub start_lsn: Lsn,
+    /// Unfinished compaction files the writer's next open deletes.
+    pub compact_leftovers: Vec<CompactLeftover>,
     /// Valid records visited.
     pub records: u64,
-    /// LSN of the last valid record (0 if none).
+    /// LSN of the last valid record (`start_lsn - 1` if none).
     pub last_lsn: Lsn,
     /// The torn tail recovery would cut, if any.
     pub torn_tail: Option<TailCut>,
@@ -177,6 +216,8 @@ pub fn read_dir(
         log_id: scan.log_id,
         records: scan.records,
         last_lsn: scan.last_lsn,
+        start_lsn: scan.start_lsn,
+        compact_leftovers: scan.compact_leftovers,
         ..DirReport::default()
     };
     for d in scan.damages {
@@ -227,17 +268,60 @@ pub(crate) fn replay(
 
 /// Lists the segment files of `dir` in sequence order. Other files are ignored.
 pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+    Ok(list_dir(dir)?.segments)
+}
+
+/// The WAL files of a directory, each kind in sequence order.
+#[derive(Debug, Default)]
+pub struct DirListing {
+    /// Segment files `wal-{seq:016x}.seg`.
+    pub segments: Vec<(u64, PathBuf)>,
+    /// Unfinished compaction files `wal-{seq:016x}.seg.compact`.
+    pub compact: Vec<(u64, PathBuf)>,
+}
+
+/// Lists the segment and compaction files of `dir`. Other files are ignored.
+pub fn list_dir(dir: &Path) -> Result<DirListing, WalError> {
     let entries = std::fs::read_dir(dir).map_err(WalError::io("read directory", dir))?;
-    let mut segments = Vec::new();
+    let mut listing = DirListing::default();
     for entry in entries {
         let entry = entry.map_err(WalError::io("read directory", dir))?;
         let name = entry.file_name();
-        if let Some(seq) = name.to_str().and_then(parse_segment_file_name) {
-            segments.push((seq, entry.path()));
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = parse_segment_file_name(name) {
+            listing.segments.push((seq, entry.path()));
+        } else if let Some(seq) = parse_compact_file_name(name) {
+            listing.compact.push((seq, entry.path()));
         }
     }
-    segments.sort();
-    Ok(segments)
+    listing.segments.sort();
+    listing.compact.sort();
+    Ok(listing)
+}
+
+/// The header of a segment file, if it has a valid one. I/O errors are errors.
+fn read_header(path: &Path) -> Result<Option<SegmentHeader>, WalError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(WalError::io("open", path))?;
+    let mut bytes = Vec::with_capacity(HEADER_BYTES);
+    file.take(HEADER_BYTES as u64)
+        .read_to_end(&mut bytes)
+        .map_err(WalError::io("read", path))?;
+    Ok(SegmentHeader::decode(&bytes).ok())
+}
+
+/// The index in `segments` and the header of the latest base segment (a valid header with
+/// [`FLAG_BASE`](super::format::FLAG_BASE) and the seq of its file name), if any. Looks from the highest seq down, so
+/// only the segments from the base on are opened.
+fn latest_base(segments: &[(u64, PathBuf)]) -> Result<Option<(usize, SegmentHeader)>, WalError> {
+    for (i, (seq, path)) in segments.iter().enumerate().rev() {
+        if let Some(header) = read_header(path)? {
+            if header.base && header.seq == *seq {
+                return Ok(Some((i, header)));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Scans every segment of `dir` in order, checking headers, sequence numbers, log ids, LSN
@@ -251,16 +335,31 @@ pub fn scan_dir(
     recovery: RecoveryMode,
     visit: &mut dyn FnMut(ScanItem<'_>) -> ControlFlow<()>,
 ) -> Result<DirScan, WalError> {
-    let files = list_segments(dir)?;
+    let listing = list_dir(dir)?;
+    let files = listing.segments;
     let mut scanner = Scanner {
         recovery,
         expected_seq: 1,
         next_lsn: 1,
         damaged: false,
-        scan: DirScan::default(),
+        scan: DirScan {
+            start_lsn: 1,
+            compact_leftovers: listing.compact.into_iter().map(leftover).collect(),
+            ..DirScan::default()
+        },
         visit,
     };
-    for (i, (seq, path)) in files.iter().enumerate() {
+    let start = match latest_base(&files)? {
+        Some((i, header)) => {
+            scanner.begin_at_base(&header);
+            i
+        }
+        None => 0,
+    };
+    for (seq, path) in &files[..start] {
+        scanner.superseded(*seq, path);
+    }
+    for (i, (seq, path)) in files.iter().enumerate().skip(start) {
         let is_last = i + 1 == files.len();
         let flow = match SegmentBytes::load(path, !is_last)? {
             Some(data) => scanner.segment(*seq, path, &data, is_last),
@@ -272,6 +371,16 @@ pub fn scan_dir(
         }
     }
     Ok(scanner.scan)
+}
+
+/// Describes an unfinished compaction file (its size only; it is never read).
+fn leftover((seq, path): (u64, PathBuf)) -> CompactLeftover {
+    let file_bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    CompactLeftover {
+        seq,
+        path,
+        file_bytes,
+    }
 }
 
 /// A segment's bytes: mapped (sealed segments) or read (the last one).
@@ -291,7 +400,8 @@ impl SegmentBytes {
         }
         if map && len > 0 {
             // SAFETY: sealed segments are never modified or truncated by the writer (only the
-            // last segment is ever cut or deleted), so the mapping stays valid while we read it.
+            // last segment is ever cut or deleted; a compaction deletes sealed ones whole, and an
+            // unlinked file stays mapped intact), so the mapping stays valid while we read it.
             let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(WalError::io("map", path))?;
             let _ = mmap.advise(memmap2::Advice::Sequential);
             return Ok(Some(SegmentBytes::Mapped(mmap)));
@@ -362,6 +472,7 @@ impl Scanner<'_> {
             file_bytes: data.len() as u64,
             log_id: None,
             header_first_lsn: None,
+            base: false,
             first_lsn: None,
             last_lsn: None,
             records: 0,
@@ -372,6 +483,31 @@ impl Scanner<'_> {
                 SegmentStatus::Sealed
             },
         }
+    }
+
+    /// Starts the log at a base segment: its seq and first LSN are the expected ones.
+    fn begin_at_base(&mut self, header: &SegmentHeader) {
+        self.expected_seq = header.seq;
+        // A first LSN of 0 is refused by the header check against this expectation.
+        self.next_lsn = header.first_lsn.max(1);
+        self.scan.base_seq = Some(header.seq);
+        self.scan.start_lsn = self.next_lsn;
+        self.scan.last_lsn = self.next_lsn - 1;
+    }
+
+    /// Lists a segment below the latest base without reading past its header: it is garbage
+    /// awaiting deletion, so nothing in it is damage. Tolerates the file vanishing meanwhile
+    /// (a writer deleting it).
+    fn superseded(&mut self, seq: u64, path: &Path) {
+        let mut summary = Scanner::summary(seq, path, &[], false);
+        summary.status = SegmentStatus::Superseded;
+        summary.file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+        if let Ok(Some(header)) = read_header(path) {
+            summary.log_id = Some(header.log_id);
+            summary.header_first_lsn = Some(header.first_lsn);
+            summary.base = header.base;
+        }
+        self.scan.segments.push(summary);
     }
 
     fn oversized(&mut self, seq: u64, path: &Path) -> ControlFlow<()> {
@@ -440,6 +576,7 @@ impl Scanner<'_> {
             Ok(header) => {
                 summary.log_id = Some(header.log_id);
                 summary.header_first_lsn = Some(header.first_lsn);
+                summary.base = header.base;
                 if header.seq != seq {
                     let detail = format!(
                         "segment header says sequence number {}, the file name says {seq}",

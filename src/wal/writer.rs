@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{
-    encode_frame, payload_bytes_max, segment_file_name, SegmentHeader, FRAME_OVERHEAD_BYTES,
-    HEADER_BYTES, LOCK_FILE_NAME, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    encode_frame, first_segment_bytes, next_segment_bytes, payload_bytes_max, segment_file_name,
+    SegmentHeader, FRAME_OVERHEAD_BYTES, HEADER_BYTES, LOCK_FILE_NAME, SEGMENT_BYTES_MAX,
+    SEGMENT_BYTES_MIN,
 };
 use super::fs::{RealFs, WalFile, WalFs};
-use super::scan::{replay, Damage, SegmentSummary};
+use super::scan::{replay, Damage, DirScan, SegmentStatus, SegmentSummary};
 use super::{BoxError, Lsn, Record, TailCut, WalError, WalOptions};
 
 /// Buffered appends are written to the file once the buffer holds this many bytes.
@@ -39,6 +40,14 @@ pub struct OpenReport {
     pub cut: Option<TailCut>,
     /// A torn (never completely created) last segment that was deleted, if any.
     pub removed_segment: Option<PathBuf>,
+    /// Files of a compaction a crash interrupted before its switch (`*.seg.compact`), deleted:
+    /// the log was complete without them.
+    pub removed_compact: Vec<PathBuf>,
+    /// Segments below the latest base segment, deleted: a compaction a crash interrupted after
+    /// its switch, finished.
+    pub removed_superseded: Vec<PathBuf>,
+    /// LSN the log begins at: 1, or the first LSN of its base segment.
+    pub start_lsn: Lsn,
     /// The log's id.
     pub log_id: u128,
     /// LSN the next append gets.
@@ -48,35 +57,35 @@ pub struct OpenReport {
 /// The writer of one WAL directory. See the module doc.
 pub struct WalWriter {
     /// Filesystem seam every write and sync goes through.
-    fs: Arc<dyn WalFs>,
+    pub(super) fs: Arc<dyn WalFs>,
     /// The WAL directory.
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     /// The locked `LOCK` file; the lock is released when the writer is closed or dropped.
     _lock: DirLock,
     /// Size of new segments.
-    segment_bytes: u64,
+    pub(super) segment_bytes: u64,
     /// Largest payload accepted (fits an empty segment).
     payload_bytes_max: usize,
     /// The log's id, written into every segment header.
-    log_id: u128,
+    pub(super) log_id: u128,
     /// Sequence number of the segment being appended to.
-    seq: u64,
+    pub(super) seq: u64,
     /// That segment's path (for error messages).
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// That segment, open for writing.
-    file: Box<dyn WalFile>,
+    pub(super) file: Box<dyn WalFile>,
     /// Its size: frames must end at or before it.
-    capacity: u64,
+    pub(super) capacity: u64,
     /// File offset where `buf` starts.
-    write_offset: u64,
+    pub(super) write_offset: u64,
     /// Encoded frames not yet written.
     buf: Vec<u8>,
     /// LSN of the next append.
-    next_lsn: Lsn,
+    pub(super) next_lsn: Lsn,
     /// Last LSN made durable (0 = none).
-    durable_lsn: Lsn,
+    pub(super) durable_lsn: Lsn,
     /// An earlier write or sync failed.
-    poisoned: bool,
+    pub(super) poisoned: bool,
 }
 
 /// Where a writer appends: its current segment and the offset in it.
@@ -139,10 +148,18 @@ impl WalWriter {
             segments: scan.segments.len(),
             cut: None,
             removed_segment: None,
+            removed_compact: Vec::new(),
+            removed_superseded: Vec::new(),
+            start_lsn: scan.start_lsn,
             log_id: 0,
             next_lsn: scan.last_lsn + 1,
         };
-        let mut segments = scan.segments;
+        finish_compaction(fs.as_ref(), dir, &scan, &mut report)?;
+        let mut segments: Vec<SegmentSummary> = scan
+            .segments
+            .into_iter()
+            .filter(|s| s.status != SegmentStatus::Superseded)
+            .collect();
         for damage in scan.damages {
             repair(fs.as_ref(), dir, damage, &mut segments, &mut report)?;
         }
@@ -200,12 +217,19 @@ impl WalWriter {
         log_id: u128,
     ) -> Result<WalWriter, WalError> {
         let path = dir.join(segment_file_name(1));
-        let file = create_segment(fs.as_ref(), dir, &path, options.segment_bytes, 1, 1, log_id)?;
+        let capacity = first_segment_bytes(options.segment_bytes);
+        let header = SegmentHeader {
+            seq: 1,
+            first_lsn: 1,
+            log_id,
+            base: false,
+        };
+        let file = create_segment(fs.as_ref(), dir, &path, capacity, &header, &[])?;
         let tail = Tail {
             seq: 1,
             path,
             file,
-            capacity: options.segment_bytes,
+            capacity,
             write_offset: HEADER_BYTES as u64,
         };
         Ok(WalWriter::at(dir, fs, lock, options, log_id, tail, 0))
@@ -318,7 +342,7 @@ impl WalWriter {
         &self.dir
     }
 
-    fn poison_on_error<T>(
+    pub(super) fn poison_on_error<T>(
         &mut self,
         f: impl FnOnce(&mut WalWriter) -> Result<T, WalError>,
     ) -> Result<T, WalError> {
@@ -329,7 +353,7 @@ impl WalWriter {
         result
     }
 
-    fn flush(&mut self) -> Result<(), WalError> {
+    pub(super) fn flush(&mut self) -> Result<(), WalError> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -350,22 +374,67 @@ impl WalWriter {
         self.durable_lsn = self.next_lsn - 1;
         let seq = self.seq + 1;
         let path = self.dir.join(segment_file_name(seq));
-        let file = create_segment(
-            self.fs.as_ref(),
-            &self.dir,
-            &path,
-            self.segment_bytes,
+        let capacity = next_segment_bytes(self.capacity, self.segment_bytes);
+        let header = SegmentHeader {
             seq,
-            self.next_lsn,
-            self.log_id,
-        )?;
+            first_lsn: self.next_lsn,
+            log_id: self.log_id,
+            base: false,
+        };
+        let file = create_segment(self.fs.as_ref(), &self.dir, &path, capacity, &header, &[])?;
         self.seq = seq;
         self.path = path;
         self.file = file;
-        self.capacity = self.segment_bytes;
+        self.capacity = capacity;
         self.write_offset = HEADER_BYTES as u64;
         Ok(())
     }
+}
+
+/// Finishes or undoes a compaction a crash interrupted, once the log has been read without
+/// corruption: deletes unfinished compaction files (before the switch: the log is complete
+/// without them) and segments below the latest base segment (after the switch: they are
+/// superseded), lowest seq first, then fsyncs the directory once.
+fn finish_compaction(
+    fs: &dyn WalFs,
+    dir: &Path,
+    scan: &DirScan,
+    report: &mut OpenReport,
+) -> Result<(), WalError> {
+    for leftover in &scan.compact_leftovers {
+        remove(fs, &leftover.path)?;
+        report.removed_compact.push(leftover.path.clone());
+    }
+    for segment in &scan.segments {
+        if segment.status == SegmentStatus::Superseded {
+            remove(fs, &segment.path)?;
+            report.removed_superseded.push(segment.path.clone());
+        }
+    }
+    if report.removed_compact.is_empty() && report.removed_superseded.is_empty() {
+        return Ok(());
+    }
+    fs.sync_dir(dir).map_err(WalError::io("fsync", dir))?;
+    if !report.removed_compact.is_empty() {
+        tracing::warn!(
+            dir = %dir.display(),
+            files = ?report.removed_compact,
+            "removed the files of a WAL compaction a crash interrupted before its switch; the log is as it was before it"
+        );
+    }
+    if !report.removed_superseded.is_empty() {
+        tracing::warn!(
+            dir = %dir.display(),
+            segments = ?report.removed_superseded,
+            "removed WAL segments superseded by a base segment, finishing a compaction a crash interrupted after its switch"
+        );
+    }
+    Ok(())
+}
+
+/// Removes one file through the seam.
+pub(super) fn remove(fs: &dyn WalFs, path: &Path) -> Result<(), WalError> {
+    fs.remove_file(path).map_err(WalError::io("remove", path))
 }
 
 /// Carries out what recovery decided about one damage of the last segment: zeros a torn tail,
@@ -483,28 +552,28 @@ fn new_log_id() -> Result<u128, WalError> {
     Ok(u128::from_le_bytes(bytes))
 }
 
-/// Creates segment `seq`: allocate (zeros), header, fsync the file, fsync the directory. A crash
-/// anywhere in here leaves a last segment whose header is incomplete and whose body is zeros,
-/// which recovery deletes.
-fn create_segment(
+/// Creates a segment file at `path`: allocate `segment_bytes` (zeros), header, `frames` (encoded
+/// records, empty for a roll-over), fsync the file, fsync the directory. A crash anywhere in
+/// here during a roll-over leaves a last segment whose header is incomplete and whose body is
+/// zeros, which recovery deletes; a compaction writes under a `.compact` name, which recovery
+/// deletes whatever its state.
+pub(super) fn create_segment(
     fs: &dyn WalFs,
     dir: &Path,
     path: &Path,
     segment_bytes: u64,
-    seq: u64,
-    first_lsn: Lsn,
-    log_id: u128,
+    header: &SegmentHeader,
+    frames: &[u8],
 ) -> Result<Box<dyn WalFile>, WalError> {
     let mut file = fs.create_new(path).map_err(WalError::io("create", path))?;
     file.allocate(segment_bytes)
         .map_err(WalError::io("allocate", path))?;
-    let header = SegmentHeader {
-        seq,
-        first_lsn,
-        log_id,
-    };
     file.write_all_at(&header.encode(), 0)
         .map_err(WalError::io("write", path))?;
+    if !frames.is_empty() {
+        file.write_all_at(frames, HEADER_BYTES as u64)
+            .map_err(WalError::io("write", path))?;
+    }
     file.sync_all().map_err(WalError::io("fsync", path))?;
     fs.sync_dir(dir).map_err(WalError::io("fsync", dir))?;
     Ok(file)

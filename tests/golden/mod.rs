@@ -318,6 +318,7 @@ fn frame_and_header_have_the_pinned_bytes() {
         seq: 2,
         first_lsn: 10,
         log_id: 0x0011_2233_4455_6677_8899_aabb_ccdd_eeff,
+        base: false,
     };
     // magic | version 1 | header len 64 | flags 0 | seq 2 | first lsn 10 | log id (u128 LE) |
     // 12 reserved zero bytes | crc32 of bytes 0..60
@@ -327,6 +328,20 @@ fn frame_and_header_have_the_pinned_bytes() {
     );
     assert_eq!(header.encode().to_vec(), expected);
     assert_eq!(SegmentHeader::decode(&expected), Ok(header));
+
+    // A base segment (written by a compaction): flags bit 0, any first LSN (wal-format.md 2.1).
+    let base = SegmentHeader {
+        seq: 6,
+        first_lsn: 100,
+        log_id: 0x0011_2233_4455_6677_8899_aabb_ccdd_eeff,
+        base: true,
+    };
+    let expected = unhex(
+        "4152434857414c00 0100 4000 01000000 0600000000000000 6400000000000000
+         ffeeddccbbaa99887766554433221100 000000000000000000000000 dfd556de",
+    );
+    assert_eq!(base.encode().to_vec(), expected);
+    assert_eq!(SegmentHeader::decode(&expected), Ok(base));
 }
 
 /// The events of the committed golden log, in order.

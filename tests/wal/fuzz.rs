@@ -109,6 +109,7 @@ fn arbitrary_bytes_never_panic_and_are_reported() {
                     seq: 1,
                     first_lsn: 1,
                     log_id,
+                    base: false,
                 };
                 let mut bytes = header.encode().to_vec();
                 let n = rng.below(SEGMENT_BYTES) as usize;

@@ -1,6 +1,8 @@
-//! WAL tests: round trip, torn tails, corruption, crashes, poisoning, fuzzing, locking, replay
-//! visitors that fail, and `replay --inspect`. Helpers shared by them live here.
+//! WAL tests: round trip, torn tails, corruption, crashes, poisoning, fuzzing, locking,
+//! compaction and segment growth, replay visitors that fail, and `replay --inspect`. Helpers
+//! shared by them live here.
 
+mod compact;
 mod corruption;
 mod crash;
 mod fuzz;

@@ -139,6 +139,11 @@ impl WalFs for SimFs {
         std::fs::remove_file(path)
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        drop(self.alive()?);
+        std::fs::rename(from, to)
+    }
+
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         self.syncing().map(|_| ())
     }
