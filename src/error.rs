@@ -68,6 +68,7 @@ impl From<JournalError> for Error {
             JournalError::Wal(wal) => Error::Wal(wal),
             JournalError::Contradiction { event, source } => Error::Contradiction { event, source },
             JournalError::ForeignLog(refusal) => Error::Refused(refusal),
+            JournalError::SnapshotRefused(refused) => Error::Failed(refused.into()),
         }
     }
 }

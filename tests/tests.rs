@@ -9,4 +9,5 @@ mod architecture;
 mod common;
 mod engine;
 mod golden;
+mod journal;
 mod wal;

@@ -46,6 +46,9 @@ enum Command {
         /// Stop starting new batches at this local time (HH:MM, today or tomorrow).
         #[arg(long, value_parser = parse_until)]
         until: Option<chrono::NaiveTime>,
+        /// Never compact the log before the run, whatever `compact_above_records` says.
+        #[arg(long)]
+        no_compact: bool,
     },
     /// Show how far the job is, what failed and why (read-only; works during a run).
     Status {
@@ -84,6 +87,22 @@ enum Command {
         /// The WAL directory.
         #[arg(long)]
         wal_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Replace the log with a snapshot of its state: the last runs in full detail, older runs
+    /// as totals (refused while a run holds the lock).
+    Compact {
+        /// The WAL directory.
+        #[arg(long)]
+        wal_dir: PathBuf,
+        /// Runs kept in full detail, every batch; older runs keep their totals.
+        #[arg(long, default_value_t = crate::config::KEEP_RUNS.default)]
+        keep_runs: u32,
+        /// Say what it would do; write nothing, take no lock.
+        #[arg(long)]
+        dry_run: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -185,8 +204,9 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             config,
             max_runtime,
             until,
+            no_compact,
             ..
-        } => run(&JobConfig::load(&config)?, max_runtime, until),
+        } => run(&JobConfig::load(&config)?, max_runtime, until, !no_compact),
         Command::Status { config, format } => {
             ops::status(&JobConfig::load(&config)?, format == Format::Json, stdout)?;
             Ok(exit::DONE)
@@ -215,6 +235,18 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             let verdict = ops::inspect_log(&wal_dir, format == Format::Json, stdout)?;
             Ok(exit::for_inspect(verdict))
         }
+        Command::Compact {
+            wal_dir,
+            keep_runs,
+            dry_run,
+            format,
+        } => {
+            let keep_runs = crate::config::KEEP_RUNS
+                .value(Some(keep_runs))
+                .map_err(|e| ConfigError(e.0.replace("[job] keep_runs", "--keep-runs")))?;
+            ops::compact(&wal_dir, keep_runs, dry_run, format == Format::Json, stdout)?;
+            Ok(exit::DONE)
+        }
         Command::Debug { command } => debug(command, stdout),
     }
 }
@@ -224,6 +256,7 @@ fn run(
     config: &JobConfig,
     max_runtime: Option<Duration>,
     until: Option<chrono::NaiveTime>,
+    compact: bool,
 ) -> Result<u8, Error> {
     let deadline = [
         max_runtime.map(signals::deadline_after),
@@ -238,7 +271,8 @@ fn run(
         if let Some(deadline) = deadline {
             signals::spawn_deadline(deadline, trigger);
         }
-        let (end, state) = engine::run(config, shutdown).await?;
+        let options = engine::RunOptions { shutdown, compact };
+        let (end, state) = engine::run(config, options).await?;
         match end {
             RunEnd::Done => {}
             RunEnd::Stopped => {

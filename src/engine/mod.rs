@@ -247,9 +247,38 @@ fn unless_stopped<T>(result: Result<T, Halt>) -> Result<Option<T>, Error> {
     }
 }
 
-/// Connects to the servers (patiently), runs the pre-flight, and only then opens the journal.
-/// `None` if a stop was requested while connecting.
-async fn prepare(config: &JobConfig, mut shutdown: Shutdown) -> Result<Option<Engine<'_>>, Error> {
+/// What `run` needs besides the job.
+pub struct RunOptions {
+    /// Stop requests (signals, the time window).
+    pub shutdown: Shutdown,
+    /// Whether the run may compact the log before it starts, when it holds more than
+    /// `compact_above_records` records (`--no-compact` says no).
+    pub compact: bool,
+}
+
+/// Compacts the log if it holds more records than the job's threshold (and `allowed`).
+fn compact_if_large(journal: Journal, config: &JobConfig, allowed: bool) -> Result<Journal, Error> {
+    let threshold = u64::from(config.history.compact_above_records);
+    if !allowed || threshold == 0 || journal.records() <= threshold {
+        return Ok(journal);
+    }
+    let (journal, report) = journal.compact(config.history.keep_runs, now_unix_us())?;
+    tracing::warn!(
+        "compacted the log before the run ({} records, above compact_above_records = {threshold}): {}",
+        report.records_before,
+        report.lines().join("; ")
+    );
+    Ok(journal)
+}
+
+/// Connects to the servers (patiently), runs the pre-flight, and only then opens the journal
+/// (compacting it first if it grew past the job's threshold). `None` if a stop was requested
+/// while connecting.
+async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engine<'_>>, Error> {
+    let RunOptions {
+        mut shutdown,
+        compact,
+    } = options;
     check_existing_log(config)?;
     let window = std::time::Duration::from_secs(config.sessions.reconnect_timeout_s.into());
     let lock_wait = config.sessions.lock_wait_timeout_s;
@@ -275,6 +304,7 @@ async fn prepare(config: &JobConfig, mut shutdown: Shutdown) -> Result<Option<En
     if let Some(hook) = crash_hook::CrashHook::from_env() {
         journal.observe(Box::new(hook));
     }
+    let journal = compact_if_large(journal, config, compact)?;
     Ok(Some(Engine {
         config,
         queries,
@@ -286,8 +316,8 @@ async fn prepare(config: &JobConfig, mut shutdown: Shutdown) -> Result<Option<En
 
 /// Runs the job until its run is finished, or a stop is requested. See the module doc.
 /// Returns how it ended and the state it left, for the caller's report.
-pub async fn run(config: &JobConfig, shutdown: Shutdown) -> Result<(RunEnd, State), Error> {
-    let Some(mut engine) = prepare(config, shutdown).await? else {
+pub async fn run(config: &JobConfig, options: RunOptions) -> Result<(RunEnd, State), Error> {
+    let Some(mut engine) = prepare(config, options).await? else {
         return Ok((RunEnd::Stopped, State::new()));
     };
     let end = engine.run_loop().await?;

@@ -1,11 +1,12 @@
-//! The operator's commands around a job's log: `status`, `reset`, `replay --inspect` and
-//! `--salvage-last-segment`, the dry run, and the end-of-run attention report. They return
+//! The operator's commands around a job's log: `status`, `reset`, `compact`, `replay --inspect`
+//! and `--salvage-last-segment`, the dry run, and the end-of-run attention report. They return
 //! outcomes (a verdict, lines to print), never exit codes: the CLI decides those.
 //!
 //! Everything here but `reset` and salvage is read-only and takes no lock, so it works while a
 //! run is active.
 
 mod attention;
+mod compact;
 mod dry_run;
 pub mod inspect;
 mod reset;
@@ -13,6 +14,7 @@ mod salvage;
 mod status;
 
 pub use attention::attention_lines;
+pub use compact::compact;
 pub use dry_run::dry_run;
 pub use reset::{like, reset, ResetSelection};
 pub use salvage::salvage;

@@ -131,6 +131,17 @@ impl State {
         Ok(events)
     }
 
+    /// Whether two states say the same of the job, whatever LSN each has reached: a compacted
+    /// log's snapshot records take LSNs after those they replace, so the state it replays to is
+    /// `retained` with only `last_lsn` moved on.
+    pub fn same_but_last_lsn(&self, other: &State) -> bool {
+        let moved = State {
+            last_lsn: other.last_lsn,
+            ..self.clone()
+        };
+        moved == *other
+    }
+
     /// This state as its snapshot kept with `keep_runs` rebuilds it: the same, less the done
     /// batches of every run but the last `keep_runs` (those runs keep their counts, their batch
     /// id ranges and their first batch's upper bound). `last_lsn` stays this state's; an open

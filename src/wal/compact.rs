@@ -17,7 +17,7 @@
 //! whichever is left over.
 
 use super::format::{
-    compact_file_name, encode_frame, next_segment_bytes, segment_file_name, SegmentHeader,
+    compact_file_name, encode_frame, first_segment_bytes, segment_file_name, SegmentHeader,
     FRAME_OVERHEAD_BYTES, HEADER_BYTES, PAYLOAD_BYTES_MAX, SEGMENT_BYTES_MAX,
 };
 use super::scan::list_segments;
@@ -64,7 +64,9 @@ impl WalWriter {
         let first_lsn = self.next_lsn;
         let frames = encode_records(records, first_lsn)?;
         let needed = HEADER_BYTES as u64 + frames.len() as u64;
-        let segment_bytes = next_segment_bytes(self.capacity, self.segment_bytes).max(needed);
+        // The log is small again: its size restarts at the first segment's, as a new log's
+        // does (a base sized as the next one after the old last would double every compaction).
+        let segment_bytes = first_segment_bytes(self.segment_bytes).max(needed);
         self.poison_on_error(|w| w.switch(&frames, records.len() as u64, segment_bytes))
     }
 

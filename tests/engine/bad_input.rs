@@ -277,11 +277,21 @@ fn second_concurrent_run_is_refused() {
     assert_exit(&output, 75, "second run");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("lock"), "{stderr}");
-    // reset is refused too while the run is active; status works.
+    // reset and compact are refused too while the run is active; status works.
     assert_exit(
         &job.archiver("reset", &["--failed"]),
         75,
         "reset during a run",
+    );
+    let compact = common::archiver_cmd()
+        .args(["compact", "--wal-dir"])
+        .arg(&job.wal_dir)
+        .output()
+        .unwrap();
+    assert_exit(&compact, 75, "compact during a run");
+    assert!(
+        String::from_utf8_lossy(&compact.stderr).contains("holds the WAL lock"),
+        "{compact:?}"
     );
     let status = job.status();
     assert!(

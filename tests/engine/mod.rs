@@ -4,6 +4,7 @@
 //! temporary WAL directory, and runs the real binary.
 
 mod bad_input;
+mod compaction;
 mod concurrent;
 mod cross;
 mod key_types;
