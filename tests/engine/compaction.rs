@@ -94,3 +94,55 @@ fn an_interrupted_run_resumes_after_compaction_exactly_where_it_stopped() {
     assert_success(&compact(&job, &[]), "second compaction");
     assert_eq!(next_action(&job), "start a new run");
 }
+
+/// A log past `compact_above_records` is compacted by the next run before it starts, which
+/// then runs as usual; `--no-compact` leaves it alone.
+#[test]
+fn a_run_compacts_a_log_past_the_threshold_before_it_starts() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "autocompact", 2_000);
+    let job = Job::new(
+        &sandbox,
+        &db,
+        MIXED_PREDICATE,
+        "batch_rows = 100\ncompact_above_records = 20\nkeep_runs = 1",
+    );
+    assert_success(&job.archiver("run", &[]), "run 1");
+    let records_after_run_1 = job.events().len();
+    assert!(records_after_run_1 > 20, "{records_after_run_1} records");
+    let insert_new = |db: &mut TestDb, prefix: &str| {
+        db.exec(&format!(
+            "INSERT INTO src SELECT 8, CONCAT('{prefix}', seq), seq, TIMESTAMP'2024-01-01 00:00:00', 'new', NULL
+             FROM seq_1_to_300"
+        ));
+    };
+    insert_new(&mut db, "a");
+    let output = job.archiver("run", &[]);
+    assert_success(&output, "run 2");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("compacted the log before the run"),
+        "{stderr}"
+    );
+    let events = job.events();
+    assert_eq!(events[0].0, "SnapshotStarted");
+    assert!(
+        events.iter().any(|(name, _)| name == "RunFinished"),
+        "run 2 went on"
+    );
+    assert_eq!(count_matching(&mut db, MIXED_PREDICATE), 0);
+    let status = job.status();
+    assert_eq!(status["runs_total"], 2);
+    assert_eq!(status["runs"][1]["counts"]["rows_deleted"], 300);
+
+    insert_new(&mut db, "b");
+    let output = job.archiver("run", &["--no-compact"]);
+    assert_success(&output, "run 3, --no-compact");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("compacted"));
+    assert_eq!(
+        job.events()[..events.len()],
+        events[..],
+        "the log only grew"
+    );
+    assert_eq!(count_matching(&mut db, MIXED_PREDICATE), 0);
+}
