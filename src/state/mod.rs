@@ -19,6 +19,7 @@
 //!   and delete are one transaction); a failure may park it; an operator reset un-parks it;
 //! - counters of a batch are added to the run that planned it and to the log's totals.
 
+mod batches;
 mod snapshot;
 mod summary;
 #[cfg(test)]
@@ -31,7 +32,9 @@ pub use summary::{
     RunSummary, Summary, CONFLICTS_LISTED_MAX, PROBLEM_BATCHES_LISTED_MAX, RUNS_LISTED_MAX,
 };
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use self::batches::Batches;
 use std::fmt;
 
 use serde::Serialize;
@@ -608,7 +611,7 @@ pub struct State {
     /// beside the batches of run 365), and a `Vec` with an offset would hold a slot for every
     /// dropped id in between; the map costs a logarithmic lookup per event, which replay
     /// does not notice.
-    batches: BTreeMap<u64, Batch>,
+    batches: Batches,
     /// The largest batch id planned (0 = none); the ids below it need not all be held.
     last_batch_id: u64,
     /// Ids of the batches with status Planned or Copied.
@@ -948,27 +951,25 @@ impl State {
         run.counts.add(&delta);
         self.totals.add(&delta);
         self.last_batch_id = e.batch_id;
-        self.batches.insert(
-            e.batch_id,
-            Batch {
-                batch_id: e.batch_id,
-                run_id: e.run_id,
-                planned_lsn: lsn,
-                lower: e.lower.clone(),
-                upper: e.upper.clone(),
-                rows_planned: e.rows_planned,
-                status: BatchStatus::Planned,
-                attempts: 0,
-                failures: 0,
-                resets: 0,
-                last_error: None,
-                rows_copied: 0,
-                rows_already: 0,
-                rows_deleted: 0,
-                rows_conflicting: 0,
-                conflicts: 0,
-            },
-        );
+        let planned = self.batches.push(Batch {
+            batch_id: e.batch_id,
+            run_id: e.run_id,
+            planned_lsn: lsn,
+            lower: e.lower.clone(),
+            upper: e.upper.clone(),
+            rows_planned: e.rows_planned,
+            status: BatchStatus::Planned,
+            attempts: 0,
+            failures: 0,
+            resets: 0,
+            last_error: None,
+            rows_copied: 0,
+            rows_already: 0,
+            rows_deleted: 0,
+            rows_conflicting: 0,
+            conflicts: 0,
+        });
+        assert!(planned.is_ok(), "checked: batch ids increase");
         self.pending.insert(e.batch_id);
     }
 
@@ -1097,7 +1098,7 @@ impl State {
 
     fn batch_mut(&mut self, batch_id: u64) -> &mut Batch {
         self.batches
-            .get_mut(&batch_id)
+            .get_mut(batch_id)
             .expect("checked: the batch exists")
     }
 
@@ -1180,13 +1181,13 @@ impl State {
     /// A batch by id; `None` for an id never planned, and for a done batch of an old run
     /// that a snapshot dropped.
     pub fn batch(&self, batch_id: u64) -> Option<&Batch> {
-        self.batches.get(&batch_id)
+        self.batches.get(batch_id)
     }
 
     /// Every batch held, by id (after a snapshot, not every batch ever planned: see
     /// [`State`]).
     pub fn batches(&self) -> impl Iterator<Item = &Batch> {
-        self.batches.values()
+        self.batches.iter()
     }
 
     /// The run that planned a batch, also for a batch a snapshot dropped (runs keep their

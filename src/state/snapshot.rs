@@ -6,7 +6,9 @@
 //! The images (`event::RunImage`, ...) are wire types; the conversions below destructure every
 //! struct whole, so a field added to `Run` or `Batch` and forgotten here does not compile.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use super::batches::Batches;
 
 use crate::event::{
     chunk_images, BatchErrorImage, BatchImage, BatchStatusImage, ConflictImage, CountsImage, Event,
@@ -88,7 +90,7 @@ impl State {
         let runs: Vec<RunImage> = self.runs.iter().map(RunImage::from).collect();
         let batches: Vec<BatchImage> = self
             .batches
-            .values()
+            .iter()
             .filter(|b| self.keeps(keep_runs, b))
             .map(BatchImage::from)
             .collect();
@@ -153,12 +155,7 @@ impl State {
             created_unix_us: self.created_unix_us,
             last_lsn: self.last_lsn,
             runs: self.runs.clone(),
-            batches: self
-                .batches
-                .iter()
-                .filter(|(_, b)| self.keeps(keep_runs, b))
-                .map(|(&id, b)| (id, b.clone()))
-                .collect(),
+            batches: self.batches.filtered(|b| self.keeps(keep_runs, b)),
             last_batch_id: self.last_batch_id,
             pending: self.pending.clone(),
             parked: self.parked.clone(),
@@ -293,7 +290,7 @@ impl State {
 /// held twice.
 fn state_of_images(open: &OpenSnapshot, lsn: u64) -> Result<State, String> {
     let header = &open.header;
-    let mut batches = BTreeMap::new();
+    let mut batches = Batches::default();
     let mut pending = BTreeSet::new();
     let mut parked = BTreeSet::new();
     for image in &open.batches {
@@ -304,8 +301,8 @@ fn state_of_images(open: &OpenSnapshot, lsn: u64) -> Result<State, String> {
         if matches!(batch.status, BatchStatus::Parked { .. }) {
             parked.insert(batch.batch_id);
         }
-        if let Some(twice) = batches.insert(batch.batch_id, batch) {
-            return Err(format!("batch {} is held twice", twice.batch_id));
+        if let Err(batch_id) = batches.push(batch) {
+            return Err(format!("batch {batch_id} is held twice or out of id order"));
         }
     }
     let runs: Vec<Run> = open.runs.iter().map(Run::from).collect();
@@ -357,7 +354,7 @@ fn check_consistent(state: &State) -> Result<(), String> {
     if sum != state.totals {
         return Err("the totals are not the sum of the runs' counts".to_string());
     }
-    for batch in state.batches.values() {
+    for batch in state.batches.iter() {
         let run = state.run(batch.run_id);
         if !run.is_some_and(|r| r.batch_ids().contains(&batch.batch_id)) {
             return Err(format!(

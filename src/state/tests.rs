@@ -1517,9 +1517,9 @@ fn check_snapshot_equivalence(events: &[Event], original: &State, keep_runs: u32
     assert_eq!(rebuilt_after.next_action(), original_after.next_action());
     assert_eq!(rebuilt_after.summary(now), original_after.summary(now));
     let mut without_dropped = original_after.clone();
-    without_dropped
+    without_dropped.batches = original_after
         .batches
-        .retain(|id, _| rebuilt.batch(*id).is_some() || *id > original.last_batch_id);
+        .filtered(|b| rebuilt.batch(b.batch_id).is_some() || b.batch_id > original.last_batch_id);
     assert_eq!(rebuilt_after, without_dropped);
 }
 
