@@ -683,8 +683,9 @@ impl Event {
         }
         match self {
             Event::SnapshotStarted(e) => format!(
-                "covers lsn {}, keeps the done batches of the last {} runs; {} runs, {} batches, \
-                 {} conflicts follow; {} batches planned in all",
+                "history up to lsn {} summarized here: every run's totals, the done batches of \
+                 the last {} runs only; {} runs, {} batches, {} conflicts follow; {} batches \
+                 planned in all",
                 e.covers_lsn, e.keep_runs, e.runs, e.batches, e.conflicts, e.totals.batches_planned
             ),
             Event::SnapshotRuns(e) => format!(
