@@ -222,15 +222,45 @@ fn password(
             } else {
                 file.to_path_buf()
             };
-            match std::fs::read_to_string(&path) {
-                Ok(text) => Password::Given(text.lines().next().unwrap_or("").to_string()),
-                Err(e) => Password::Unavailable(format!(
-                    "[{section}] cannot read password_file {}: {e}",
-                    path.display()
-                )),
-            }
+            password_from_file(section, &path)
         }
         (None, None) => Password::None,
     };
     Ok(password)
+}
+
+/// Permission bits of a password file that let other users (not the owner, not its group)
+/// read or change it.
+const PASSWORD_FILE_OTHERS_MODE: u32 = 0o007;
+
+/// The first line of a password file, or why it cannot be used: unreadable, or readable by
+/// every user of the machine (as `ssh` refuses such a private key: the password is exposed
+/// already, and the operator should know before the job uses it). A file its group may read
+/// (0640, a service group) is accepted.
+fn password_from_file(section: &str, path: &Path) -> Password {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode(),
+        Err(e) => {
+            return Password::Unavailable(format!(
+                "[{section}] cannot read password_file {}: {e}",
+                path.display()
+            ))
+        }
+    };
+    if mode & PASSWORD_FILE_OTHERS_MODE != 0 {
+        return Password::Unavailable(format!(
+            "[{section}] password_file {} can be read or changed by every user of this machine (mode {:04o}); make it the owner's only: chmod 600 {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        ));
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => Password::Given(text.lines().next().unwrap_or("").to_string()),
+        Err(e) => Password::Unavailable(format!(
+            "[{section}] cannot read password_file {}: {e}",
+            path.display()
+        )),
+    }
 }

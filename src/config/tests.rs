@@ -257,6 +257,44 @@ fn a_missing_password_is_an_error_only_when_connecting() {
     );
 }
 
+/// A password file every user may read is refused when connecting (as `ssh` refuses such a
+/// key), naming the file, its mode and the fix; one readable by its owner, or by its group (a
+/// service group), is used.
+#[test]
+fn a_password_file_readable_by_every_user_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pw");
+    std::fs::write(&path, "secret\nignored\n").unwrap();
+    let text = GOOD.replacen(
+        "password_env = \"PW\"",
+        &format!("password_file = {:?}", path.display().to_string()),
+        1,
+    );
+    let cases: &[(u32, Option<&str>)] = &[
+        (0o600, None),
+        (0o640, None),
+        (0o400, None),
+        (0o644, Some("mode 0644")),
+        (0o604, Some("mode 0604")),
+        (0o602, Some("mode 0602")),
+    ];
+    for &(mode, refused) in cases {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let config = parse(&text).expect("the job file itself is fine");
+        let opened = config.source.endpoint.connect_opts();
+        match refused {
+            None => assert!(opened.is_ok(), "{mode:o}: {:?}", opened.err()),
+            Some(what) => {
+                let message = opened.unwrap_err().0;
+                assert!(message.contains(what), "{mode:o}: {message}");
+                assert!(message.contains("every user"), "{message}");
+                assert!(message.contains("chmod 600"), "{message}");
+            }
+        }
+    }
+}
+
 #[test]
 fn urls_are_never_echoed_with_their_password() {
     for (url, shown) in [

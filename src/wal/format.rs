@@ -9,6 +9,12 @@
 /// allocates no more.
 pub const PAYLOAD_BYTES_MAX: usize = 1 << 20;
 
+/// Permissions of the files the writer creates (segments, `.compact` files, `LOCK`): the
+/// owner's only, since the log names servers, tables, the predicate and key values.
+pub const FILE_MODE: u32 = 0o600;
+/// Permissions of a WAL directory the writer creates (and of missing parents it creates).
+pub const FILE_MODE_DIR: u32 = 0o700;
+
 /// The first 8 bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"ARCHWAL\0";
 /// The format version this code writes and the only one it reads.

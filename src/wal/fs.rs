@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,6 +55,7 @@ impl WalFs for RealFs {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(super::format::FILE_MODE)
             .open(path)?;
         Ok(Box::new(RealFile(file)))
     }

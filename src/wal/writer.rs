@@ -10,13 +10,14 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{
     encode_frame, first_segment_bytes, next_segment_bytes, payload_bytes_max, segment_file_name,
-    SegmentHeader, FRAME_OVERHEAD_BYTES, HEADER_BYTES, LOCK_FILE_NAME, SEGMENT_BYTES_MAX,
-    SEGMENT_BYTES_MIN,
+    SegmentHeader, FILE_MODE, FILE_MODE_DIR, FRAME_OVERHEAD_BYTES, HEADER_BYTES, LOCK_FILE_NAME,
+    SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 use super::fs::{RealFs, WalFile, WalFs};
 use super::scan::{replay, Damage, DirScan, SegmentStatus, SegmentSummary};
@@ -481,7 +482,12 @@ fn create_dir(dir: &Path, fs: &dyn WalFs) -> Result<(), WalError> {
     if dir.is_dir() {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(WalError::io("create directory", dir))?;
+    // Owner-only: the log names servers, tables, the predicate and key values.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(FILE_MODE_DIR)
+        .create(dir)
+        .map_err(WalError::io("create directory", dir))?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs.sync_dir(parent).map_err(WalError::io("fsync", parent))?;
     }
@@ -514,6 +520,7 @@ fn lock_dir(dir: &Path) -> Result<DirLock, WalError> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(FILE_MODE)
         .open(&path)
         .map_err(WalError::io("open", &path))?;
     match file.try_lock() {

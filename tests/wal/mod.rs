@@ -8,6 +8,7 @@ mod crash;
 mod fuzz;
 mod inspect;
 mod lock;
+mod permissions;
 mod poison;
 mod power_loss;
 mod replay;
