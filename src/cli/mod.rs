@@ -272,19 +272,21 @@ fn run(
             signals::spawn_deadline(deadline, trigger);
         }
         let options = engine::RunOptions { shutdown, compact };
-        let (end, state) = engine::run(config, options).await?;
-        match end {
-            RunEnd::Done => {}
-            RunEnd::Stopped => {
-                eprintln!("archiver: stopped early with work left; the next run resumes");
-            }
+        let report = engine::run(config, options).await?;
+        match report.end {
+            RunEnd::Done => eprintln!("archiver: done: {}", report.line()),
+            RunEnd::Stopped => eprintln!(
+                "archiver: stopped early with work left; the next run resumes: {}",
+                report.line()
+            ),
             RunEnd::Attention => {
-                for line in ops::attention_lines(&state) {
+                eprintln!("archiver: {}", report.line());
+                for line in ops::attention_lines(&report.state) {
                     eprintln!("{line}");
                 }
             }
         }
-        Ok(exit::for_run(end))
+        Ok(exit::for_run(report.end))
     })
 }
 

@@ -28,7 +28,7 @@ use crate::db::{self, sql::Queries, DbError};
 use crate::error::Error;
 use crate::event::{ErrorClass, Event, LogCreated, RunFinished, RunOutcome, RunStarted};
 use crate::journal::{self, Durability, Journal, JournalError};
-use crate::state::{Action, PlanOrder, State};
+use crate::state::{Action, Counts, PlanOrder, State};
 
 use self::backoff::Backoff;
 use self::servers::Servers;
@@ -316,10 +316,17 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
 
 /// Runs the job until its run is finished, or a stop is requested. See the module doc.
 /// Returns how it ended and the state it left, for the caller's report.
-pub async fn run(config: &JobConfig, options: RunOptions) -> Result<(RunEnd, State), Error> {
+pub async fn run(config: &JobConfig, options: RunOptions) -> Result<RunReport, Error> {
+    let started = std::time::Instant::now();
     let Some(mut engine) = prepare(config, options).await? else {
-        return Ok((RunEnd::Stopped, State::new()));
+        return Ok(RunReport {
+            end: RunEnd::Stopped,
+            state: State::new(),
+            moved: Counts::default(),
+            elapsed: started.elapsed(),
+        });
     };
+    let before = *engine.journal.state().totals();
     let end = engine.run_loop().await?;
     let state = engine.journal.close()?;
     let end = match end {
@@ -327,7 +334,46 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> Result<(RunEnd, Sta
         _ if needs_attention(&state) => RunEnd::Attention,
         _ => RunEnd::Done,
     };
-    Ok((end, state))
+    Ok(RunReport {
+        end,
+        moved: state.totals().since(&before),
+        state,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// How a run invocation ended and what it did, for the caller's report.
+#[derive(Debug)]
+pub struct RunReport {
+    /// How it ended.
+    pub end: RunEnd,
+    /// The state it left.
+    pub state: State,
+    /// What this invocation added to the log's totals (rows moved, batches done, conflicts).
+    pub moved: Counts,
+    /// Wall time of this invocation.
+    pub elapsed: std::time::Duration,
+}
+
+impl RunReport {
+    /// One line saying what this invocation did.
+    pub fn line(&self) -> String {
+        let m = &self.moved;
+        let seconds = self.elapsed.as_secs_f64();
+        let rate = if seconds > 0.0 {
+            format!(", {:.0} rows/s", m.rows_deleted as f64 / seconds)
+        } else {
+            String::new()
+        };
+        let run = self
+            .state
+            .last_run()
+            .map_or(String::new(), |run| format!(" (run {})", run.run_id));
+        format!(
+            "moved {} rows in {} batches{run}, {} already archived, {} kept for conflicts, in {seconds:.1} s{rate}",
+            m.rows_deleted, m.batches_done, m.rows_already, m.rows_conflicting
+        )
+    }
 }
 
 /// Whether the log holds something an operator must look at: parked batches, or conflicts

@@ -280,6 +280,23 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// What was added to these counters since they were `before` (a run invocation's share).
+    pub fn since(&self, before: &Counts) -> Counts {
+        Counts {
+            batches_planned: self.batches_planned.saturating_sub(before.batches_planned),
+            batches_done: self.batches_done.saturating_sub(before.batches_done),
+            rows_planned: self.rows_planned.saturating_sub(before.rows_planned),
+            rows_copied: self.rows_copied.saturating_sub(before.rows_copied),
+            rows_already: self.rows_already.saturating_sub(before.rows_already),
+            rows_deleted: self.rows_deleted.saturating_sub(before.rows_deleted),
+            rows_conflicting: self
+                .rows_conflicting
+                .saturating_sub(before.rows_conflicting),
+            conflicts: self.conflicts.saturating_sub(before.conflicts),
+            failures: self.failures.saturating_sub(before.failures),
+        }
+    }
+
     fn add(&mut self, delta: &Counts) {
         self.batches_planned = self.batches_planned.saturating_add(delta.batches_planned);
         self.batches_done = self.batches_done.saturating_add(delta.batches_done);

@@ -357,6 +357,14 @@ fn end_to_end_composite_key_all_types() {
     assert_success(&output, "run");
     assert_moved(&mut db, MIXED_PREDICATE, original, matching);
     assert!(output.stdout.is_empty(), "a successful run is quiet");
+    // ... but for one line on stderr saying what it did.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said = format!(
+        "archiver: done: moved {matching} rows in {} batches (run 1), 0 already archived, 0 kept for conflicts, in ",
+        matching.div_ceil(250)
+    );
+    assert!(stderr.starts_with(&said), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 
     // The WAL tells the same story, decoded from its bytes.
     let events = job.events();
@@ -366,9 +374,14 @@ fn end_to_end_composite_key_all_types() {
     let planned = events.iter().filter(|(t, _)| t == "BatchPlanned").count() as u64;
     assert_eq!(planned, matching.div_ceil(250));
 
-    // A second run finds nothing and changes nothing.
+    // A second run finds nothing and changes nothing, and says so.
     let output = job.archiver("run", &[]);
     assert_success(&output, "second run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("archiver: done: moved 0 rows in 0 batches (run 2)"),
+        "{stderr}"
+    );
     assert_moved(&mut db, MIXED_PREDICATE, original, matching);
     let status = job.status();
     assert_eq!(status["runs"].as_array().map(Vec::len), Some(2), "{status}");
