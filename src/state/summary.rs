@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{Batch, BatchStatus, Counts, Run, State};
 pub use crate::event::key_text;
-use crate::event::{ErrorClass, JobIdentity, Key, KeyValue};
+use crate::event::{ErrorClass, JobIdentity, Key, KeyValue, RunOutcome};
 
 /// Most conflicts listed by a summary (the most recent stored ones); the count covers all.
 pub const CONFLICTS_LISTED_MAX: usize = 20;
@@ -198,6 +198,15 @@ fn first_int(key: &Key) -> Option<i128> {
 /// is the start of the table, whose smallest key is unknown) to the key bound, by the first key
 /// column.
 fn fraction_planned(run: &Run) -> Option<f64> {
+    // A completed run planned every matching row up to its bound, wherever its last batch ended
+    // (rows past the cursor did not match): all of its range is done, not the cursor's share.
+    if run
+        .finished
+        .as_ref()
+        .is_some_and(|end| end.outcome == RunOutcome::Completed)
+    {
+        return Some(1.0);
+    }
     let origin = first_int(run.first_upper.as_ref()?)?;
     let cursor = first_int(run.cursor.as_ref()?)?;
     let bound = first_int(run.key_bound.as_ref()?)?;

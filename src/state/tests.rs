@@ -925,6 +925,35 @@ fn keys_read_as_sql_like_tuples() {
     }
 }
 
+/// A completed run planned its whole key range, even when its last batch ended below the bound
+/// (nothing past it matched): `status` said "62.6% of the key range planned" for such a run.
+#[test]
+fn a_completed_run_has_planned_all_of_its_range() {
+    let events = vec![
+        created(),
+        started(1, Some(110)),
+        planned(1, 1, None, 10),
+        deleted(1),
+        planned(2, 1, Some(10), 70),
+        deleted(2),
+    ];
+    let open = replay(&events);
+    let p = open.summary(20_000_000).current_run.unwrap();
+    assert!(
+        (p.fraction_planned.unwrap() - 0.6).abs() < 1e-9,
+        "open: 60 of 100"
+    );
+    let mut events = events;
+    events.push(finished(1));
+    let p = replay(&events).summary(20_000_000).current_run.unwrap();
+    assert_eq!(p.fraction_planned, Some(1.0), "completed");
+    assert_eq!(
+        p.cursor.as_deref(),
+        Some("(70)"),
+        "the cursor is still where it stopped"
+    );
+}
+
 #[test]
 fn summary_reports_progress_rate_eta_and_problems() {
     let mut events = vec![
