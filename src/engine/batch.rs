@@ -93,7 +93,26 @@ impl Engine<'_> {
             rows_conflicting: conflicts,
         });
         self.journal.append(event, Durability::Buffered)?;
+        self.log_progress(batch_id, result);
         Ok(())
+    }
+
+    /// One line per batch at `-v`: what it moved, and where its run stands.
+    fn log_progress(&self, batch_id: u64, result: &BatchResult) {
+        let state = self.journal.state();
+        let Some(run) = state.run_of(batch_id) else {
+            return;
+        };
+        tracing::info!(
+            "batch {batch_id}: moved {} rows ({} already archived, {} kept for conflicts); run {}: {} rows moved in {} of {} batches",
+            result.rows_deleted,
+            result.rows_already,
+            result.conflicts.len(),
+            run.run_id,
+            run.counts.rows_deleted,
+            run.counts.batches_done,
+            run.counts.batches_planned
+        );
     }
 
     /// Records a failed attempt durably. A fatal error stops the run (the next run retries the

@@ -580,3 +580,32 @@ fn usage_errors_exit_with_the_configuration_code() {
     let output = common::archiver_cmd().arg("--help").output().unwrap();
     assert_success(&output, "--help");
 }
+
+/// `-v` shows one progress line per batch (README: "`-v` shows progress"); it showed none.
+#[test]
+fn verbose_runs_show_a_line_per_batch() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "verbose", 1_000);
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    let job = Job::new(&sandbox, &db, MIXED_PREDICATE, "batch_rows = 100");
+    let output = job.archiver("run", &["-v"]);
+    assert_success(&output, "run -v");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let batches = matching.div_ceil(100);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(": moved ")).collect();
+    // One per batch, and the final summary line.
+    assert_eq!(lines.len() as u64, batches + 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "batch {batches}: moved {} rows",
+            matching - 100 * (batches - 1)
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "run 1: {matching} rows moved in {batches} of {batches} batches"
+        )),
+        "{stderr}"
+    );
+}
