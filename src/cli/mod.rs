@@ -206,7 +206,15 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             until,
             no_compact,
             ..
-        } => run(&JobConfig::load(&config)?, max_runtime, until, !no_compact),
+        } => {
+            let args = RunArgs {
+                max_runtime,
+                until,
+                compact: !no_compact,
+                sentinel: engine::Sentinel::beside(&config),
+            };
+            run(&JobConfig::load(&config)?, args)
+        }
         Command::Status { config, format } => {
             ops::status(&JobConfig::load(&config)?, format == Format::Json, stdout)?;
             Ok(exit::DONE)
@@ -252,12 +260,25 @@ fn dispatch(command: Command) -> Result<u8, Error> {
 }
 
 /// `archiver run`: the engine, with signals and the time window as its stop requests.
-fn run(
-    config: &JobConfig,
+/// What `archiver run` takes besides the job.
+struct RunArgs {
+    /// `--max-runtime`.
     max_runtime: Option<Duration>,
+    /// `--until`.
     until: Option<chrono::NaiveTime>,
+    /// Not `--no-compact`.
     compact: bool,
-) -> Result<u8, Error> {
+    /// The job's stop and pause flag files.
+    sentinel: engine::Sentinel,
+}
+
+fn run(config: &JobConfig, args: RunArgs) -> Result<u8, Error> {
+    let RunArgs {
+        max_runtime,
+        until,
+        compact,
+        sentinel,
+    } = args;
     let deadline = [
         max_runtime.map(signals::deadline_after),
         until.map(signals::deadline_at),
@@ -271,7 +292,11 @@ fn run(
         if let Some(deadline) = deadline {
             signals::spawn_deadline(deadline, trigger);
         }
-        let options = engine::RunOptions { shutdown, compact };
+        let options = engine::RunOptions {
+            shutdown,
+            compact,
+            sentinel: Some(sentinel),
+        };
         let report = engine::run(config, options).await?;
         match report.end {
             RunEnd::Done => eprintln!("archiver: done: {}", report.line()),

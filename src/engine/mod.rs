@@ -18,6 +18,7 @@ pub mod backoff;
 mod batch;
 #[cfg(feature = "crash-hook")]
 pub mod crash_hook;
+pub mod sentinel;
 mod servers;
 pub mod shutdown;
 
@@ -31,6 +32,7 @@ use crate::journal::{self, Durability, Journal, JournalError};
 use crate::state::{Action, Counts, PlanOrder, State};
 
 use self::backoff::Backoff;
+pub use self::sentinel::Sentinel;
 use self::servers::Servers;
 pub use self::shutdown::{Shutdown, ShutdownTrigger};
 
@@ -97,6 +99,8 @@ struct Engine<'a> {
     servers: Servers<'a>,
     /// Stop requests; interrupts waits.
     shutdown: Shutdown,
+    /// The stop and pause flag files, checked before every step.
+    sentinel: Option<Sentinel>,
 }
 
 impl Engine<'_> {
@@ -191,6 +195,11 @@ impl Engine<'_> {
             if self.shutdown.requested() {
                 return Ok(ended(finished_a_run));
             }
+            if let Some(sentinel) = &self.sentinel {
+                if sentinel.check(&mut self.shutdown).await == sentinel::Verdict::Stop {
+                    return Ok(ended(finished_a_run));
+                }
+            }
             let action = self.journal.state().next_action();
             if finished_a_run && matches!(action, Action::StartRun { .. }) {
                 return Ok(RunEnd::Done);
@@ -254,6 +263,8 @@ pub struct RunOptions {
     /// Whether the run may compact the log before it starts, when it holds more than
     /// `compact_above_records` records (`--no-compact` says no).
     pub compact: bool,
+    /// The stop and pause flag files, if the caller has a job file to put them beside.
+    pub sentinel: Option<Sentinel>,
 }
 
 /// Compacts the log if it holds more records than the job's threshold (and `allowed`).
@@ -278,6 +289,7 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
     let RunOptions {
         mut shutdown,
         compact,
+        sentinel,
     } = options;
     check_existing_log(config)?;
     let window = std::time::Duration::from_secs(config.sessions.reconnect_timeout_s.into());
@@ -311,6 +323,7 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
         journal,
         servers: Servers::new(config, source, archive, shutdown.clone()),
         shutdown,
+        sentinel,
     }))
 }
 

@@ -135,3 +135,106 @@ fn job_has_run(job: &Job) -> bool {
             .iter()
             .any(|l| l["kind"] == "record" && l["type_name"] == "RunStarted")
 }
+
+/// The flag files beside the job file (pt-archiver's `--sentinel`): `JOB.pause` holds the run
+/// between batches, nothing appended while it exists; removing it resumes; `JOB.stop` stops it
+/// between batches with "stopped early" (2); the next run, once the file is gone, finishes.
+#[test]
+fn pause_and_stop_files_beside_the_job_file_hold_and_stop_the_run() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "sentinel", 2_000);
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    let before = db.checksum_union("src", "arch");
+    let job = Job::new(
+        &sandbox,
+        &db,
+        MIXED_PREDICATE,
+        "batch_rows = 10\nsleep_ms = 100",
+    );
+    let flag = |suffix: &str| {
+        let mut name = job.config.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let (pause, stop) = (flag(".pause"), flag(".stop"));
+    let child = job
+        .command("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let batches_deleted = || {
+        job.events()
+            .iter()
+            .filter(|(name, _)| name == "BatchDeleted")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !job.wal_dir.exists() || batches_deleted() < 2 {
+        assert!(Instant::now() < deadline, "the run never got going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&pause, "").unwrap();
+    // The step in flight finishes, then nothing more is appended while paused: wait until the
+    // log has not grown for 1.5 s (a running job appends every 100 ms or so), then check it
+    // stays so.
+    let mut held = job.events().len();
+    let mut still_since = Instant::now();
+    while still_since.elapsed() < Duration::from_millis(1_500) {
+        assert!(
+            Instant::now() < deadline,
+            "the pause file did not hold the run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let now = job.events().len();
+        if now != held {
+            (held, still_since) = (now, Instant::now());
+        }
+    }
+    std::thread::sleep(Duration::from_millis(2_000));
+    assert_eq!(job.events().len(), held, "paused: nothing appended");
+    std::fs::remove_file(&pause).unwrap();
+    let resumed = Instant::now() + Duration::from_secs(30);
+    while job.events().len() == held {
+        assert!(
+            Instant::now() < resumed,
+            "did not resume after the pause file went"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&stop, "").unwrap();
+    let mut child = child;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stop file did not stop the run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pause file"), "{stderr}");
+    assert!(stderr.contains("stop file"), "{stderr}");
+    assert!(
+        count_matching(&mut db, MIXED_PREDICATE) > 0,
+        "work was left"
+    );
+    // With the stop file still there, the next run stops before doing anything.
+    let output = job.archiver("run", &[]);
+    assert_exit(&output, 2, "run with the stop file present");
+    std::fs::remove_file(&stop).unwrap();
+    assert_success(&job.archiver("run", &[]), "the run after");
+    assert_eq!(count_matching(&mut db, MIXED_PREDICATE), 0);
+    let archived: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
+    assert_eq!(archived, matching);
+    assert_eq!(db.checksum_union("src", "arch"), before);
+}
