@@ -84,6 +84,17 @@ pub fn replay_record(state: &mut State, record: &Record<'_>) -> Result<(), BoxEr
     Ok(())
 }
 
+/// Replays the log in `dir` read-only: the state, and how many records it holds.
+fn replay_dir(dir: &Path) -> Result<(State, u64), JournalError> {
+    let mut state = State::new();
+    let mut records = 0;
+    wal::read_dir(dir, &mut |record| {
+        records += 1;
+        replay_record(&mut state, record)
+    })?;
+    Ok((state, records))
+}
+
 /// Whether `dir` already holds a log: any segment file, named as the WAL names them.
 pub fn has_log(dir: &Path) -> bool {
     wal::scan::list_segments(dir).is_ok_and(|segments| !segments.is_empty())
@@ -145,9 +156,7 @@ impl Journal {
 
     /// Replays the log in `dir` without locking or changing it (works during a run).
     pub fn read(dir: &Path) -> Result<State, JournalError> {
-        let mut state = State::new();
-        wal::read_dir(dir, &mut |record| replay_record(&mut state, record))?;
-        Ok(state)
+        Ok(replay_dir(dir)?.0)
     }
 
     /// The state every appended record has been applied to.
@@ -291,18 +300,6 @@ fn snapshot_records(
     Ok((records, rebuilt))
 }
 
-/// Segment files of `dir` and their size on disk.
-fn segment_files(dir: &Path) -> Result<(u64, u64), JournalError> {
-    let segments = wal::scan::list_segments(dir)?;
-    let mut bytes = 0;
-    for (_, path) in &segments {
-        bytes += std::fs::metadata(path)
-            .map_err(WalError::io("stat", path))?
-            .len();
-    }
-    Ok((segments.len() as u64, bytes))
-}
-
 fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -357,13 +354,10 @@ impl Journal {
         now_unix_us: i64,
     ) -> Result<CompactReport, JournalError> {
         let started = Instant::now();
-        let mut state = State::new();
-        let mut records = 0;
-        wal::read_dir(dir, &mut |record| {
-            records += 1;
-            replay_record(&mut state, record)
-        })?;
-        let (segments_before, bytes_before) = segment_files(dir)?;
+        let (state, records) = replay_dir(dir)?;
+        let segments = wal::scan::segment_files(dir)?;
+        let segments_before = segments.len() as u64;
+        let bytes_before = segments.iter().map(|(_, _, bytes)| bytes).sum();
         let (snapshot, rebuilt) =
             snapshot_records(&state, keep_runs, state.last_lsn() + 1, now_unix_us)?;
         let record_bytes: usize = snapshot

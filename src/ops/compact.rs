@@ -18,11 +18,7 @@ pub fn compact(
     out: &mut dyn Write,
 ) -> Result<CompactReport, Error> {
     if !crate::journal::has_log(dir) {
-        return Err(crate::config::ConfigError(format!(
-            "{} holds no WAL segments (files named wal-<16 hex digits>.seg); is it the right --wal-dir?",
-            dir.display()
-        ))
-        .into());
+        return Err(crate::config::ConfigError(super::inspect::no_segments(dir)).into());
     }
     let report = if dry_run {
         Journal::plan_compaction(dir, keep_runs, now_unix_us())?

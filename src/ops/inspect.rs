@@ -100,6 +100,14 @@ impl InspectVerdict {
     }
 }
 
+/// The error for a `--wal-dir` that holds no log: `inspect` and `compact` say the same.
+pub fn no_segments(dir: &Path) -> String {
+    format!(
+        "{} holds no WAL segments (files named wal-<16 hex digits>.seg); is it the right --wal-dir?",
+        dir.display()
+    )
+}
+
 /// Prints everything the WAL in `dir` holds to `out` (JSON lines if `json`), feeds the records
 /// replay would apply to `sink`, and returns the verdict. Never writes to `dir`. Errors are
 /// I/O errors and unusable directories (missing, not a directory, no segment in it).
@@ -119,10 +127,7 @@ pub fn inspect(
         ControlFlow::Continue(())
     })?;
     if overview.segments.is_empty() {
-        bail!(
-            "{} holds no WAL segments (files named wal-<16 hex digits>.seg); is it the right --wal-dir?",
-            dir.display()
-        );
+        bail!("{}", no_segments(dir));
     }
     let mut printer = Printer {
         json,

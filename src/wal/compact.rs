@@ -20,7 +20,7 @@ use super::format::{
     compact_file_name, encode_frame, first_segment_bytes, segment_file_name, SegmentHeader,
     FRAME_OVERHEAD_BYTES, HEADER_BYTES, PAYLOAD_BYTES_MAX, SEGMENT_BYTES_MAX,
 };
-use super::scan::list_segments;
+use super::scan::segment_files;
 use super::writer::{create_segment, remove};
 use super::{Lsn, WalError, WalWriter};
 use std::path::PathBuf;
@@ -83,7 +83,8 @@ impl WalWriter {
             .sync_data()
             .map_err(WalError::io("fdatasync", &self.path))?;
         self.durable_lsn = self.next_lsn - 1;
-        let before = self.segment_files()?;
+        // Under the lock, after open's cleanup, these are exactly the log's segments.
+        let before = segment_files(&self.dir)?;
 
         // 2. The base segment, under a name no reader takes for a segment.
         let seq = self.seq + 1;
@@ -134,19 +135,6 @@ impl WalWriter {
             next_lsn: self.next_lsn,
             base_segment: path,
         })
-    }
-
-    /// Every segment file in the directory (seq, path, size in bytes), lowest seq first. Under
-    /// the lock, after open's cleanup, these are exactly the log's segments.
-    fn segment_files(&self) -> Result<Vec<(u64, PathBuf, u64)>, WalError> {
-        let mut files = Vec::new();
-        for (seq, path) in list_segments(&self.dir)? {
-            let bytes = std::fs::metadata(&path)
-                .map_err(WalError::io("stat", &path))?
-                .len();
-            files.push((seq, path, bytes));
-        }
-        Ok(files)
     }
 
     fn sync_dir(&self) -> Result<(), WalError> {

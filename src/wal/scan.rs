@@ -324,6 +324,19 @@ fn latest_base(segments: &[(u64, PathBuf)]) -> Result<Option<(usize, SegmentHead
     Ok(None)
 }
 
+/// Every segment file of `dir` with its size on disk in bytes (preallocated), in sequence
+/// order: `(seq, path, bytes)`.
+pub fn segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf, u64)>, WalError> {
+    let mut files = Vec::new();
+    for (seq, path) in list_segments(dir)? {
+        let bytes = std::fs::metadata(&path)
+            .map_err(WalError::io("stat", &path))?
+            .len();
+        files.push((seq, path, bytes));
+    }
+    Ok(files)
+}
+
 /// Scans every segment of `dir` in order, checking headers, sequence numbers, log ids, LSN
 /// continuity and every frame, and hands records and damage to `visit` as it finds them.
 /// `recovery` decides how the last segment's damage is classified. If `visit` returns

@@ -11,20 +11,16 @@ use super::*;
 /// Far longer than any of these tests may take: a wait that is not cut short fails them.
 const WAIT_S: u32 = 600;
 
-/// Sends SIGTERM to `child` and returns its exit code and stderr; fails if it is still running
-/// after `limit` (a tenth of the wait it would otherwise sit out).
-fn terminate(mut child: Child, limit: Duration) -> (Option<i32>, String) {
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + limit;
+/// Waits for `child` to exit by `deadline` and returns its exit code and stderr; kills it and
+/// fails with `why` if it is still running then.
+fn exit_by(mut child: Child, deadline: Instant, why: &str) -> (Option<i32>, String) {
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         if Instant::now() > deadline {
             child.kill().unwrap();
-            panic!("still running {limit:?} after SIGTERM: the wait was not cut short");
+            panic!("still running: {why}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -36,6 +32,16 @@ fn terminate(mut child: Child, limit: Duration) -> (Option<i32>, String) {
         .read_to_string(&mut stderr)
         .unwrap();
     (status.code(), stderr)
+}
+
+/// Sends SIGTERM to `child` and returns its exit code and stderr; fails if it is still running
+/// after `limit` (a tenth of the wait it would otherwise sit out).
+fn terminate(child: Child, limit: Duration) -> (Option<i32>, String) {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let why = format!("{limit:?} after SIGTERM, the wait was not cut short");
+    exit_by(child, Instant::now() + limit, &why)
 }
 
 /// The source server is unreachable from the start (nothing listens on the port) and the job
@@ -203,25 +209,8 @@ fn pause_and_stop_files_beside_the_job_file_hold_and_stop_the_run() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::fs::write(&stop, "").unwrap();
-    let mut child = child;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stop file did not stop the run"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(2), "{stderr}");
+    let (code, stderr) = exit_by(child, deadline, "the stop file did not stop the run");
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("pause file"), "{stderr}");
     assert!(stderr.contains("stop file"), "{stderr}");
     assert!(
