@@ -265,6 +265,28 @@ pub struct RunFinished {
     pub finished_unix_us: i64,
 }
 
+/// An invocation continues the open run (the run began in an earlier invocation): from here
+/// until the invocation's `RunPaused` or `RunFinished`, the run is running. With those two, the
+/// log knows the time a run actually ran, not the hours between nightly invocations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunResumed {
+    /// The open run.
+    pub run_id: u64,
+    /// Wall clock, microseconds since the Unix epoch.
+    pub resumed_unix_us: i64,
+}
+
+/// An invocation ends with the run still open (stopped, or failed): it stops running until
+/// the next invocation's `RunResumed`. An invocation killed (`kill -9`) writes none; the time
+/// it ran is then unknown and left out of the run's active time, with the rows it moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunPaused {
+    /// The open run.
+    pub run_id: u64,
+    /// Wall clock, microseconds since the Unix epoch.
+    pub paused_unix_us: i64,
+}
+
 // Snapshot records (issue 8, log compaction). A compacted log is one snapshot of the state
 // replay reconstructed: `SnapshotStarted`, then chunks of images (`SnapshotRuns`,
 // `SnapshotBatches`, `SnapshotConflicts`), then `SnapshotFinished`. The images are wire types of
@@ -466,6 +488,28 @@ pub struct SnapshotRuns {
     pub runs: Vec<RunImage>,
 }
 
+/// The time a run actually ran (the state's `Activity`), for the runs that have any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityImage {
+    /// The run.
+    pub run_id: u64,
+    /// Microseconds the run ran, over the invocations whose start and end the log holds.
+    pub active_us: u64,
+    /// Rows those invocations moved.
+    pub active_rows: u64,
+    /// The start of the invocation under way (microseconds since the Unix epoch), if one is.
+    pub since_unix_us: Option<i64>,
+    /// The run's rows moved when it started (0 when none is under way).
+    pub since_rows: u64,
+}
+
+/// A chunk of activity images, in run order (runs without activity have none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotActivity {
+    /// The images.
+    pub activity: Vec<ActivityImage>,
+}
+
 /// A chunk of batch images, in id order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotBatches {
@@ -649,6 +693,9 @@ record_types! {
     12 => SnapshotBatches,
     13 => SnapshotConflicts,
     14 => SnapshotFinished,
+    17 => RunResumed,
+    18 => RunPaused,
+    19 => SnapshotActivity,
 }
 
 /// The largest record type this version knows.
@@ -705,6 +752,7 @@ impl Event {
                 )
             ),
             Event::SnapshotConflicts(e) => format!("{} conflicts", e.conflicts.len()),
+            Event::SnapshotActivity(e) => format!("activity of {} runs", e.activity.len()),
             Event::SnapshotFinished(e) => {
                 format!("closes the snapshot covering lsn {}", e.covers_lsn)
             }

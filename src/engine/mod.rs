@@ -207,6 +207,30 @@ impl Engine<'_> {
         self.progress.estimated(rows_left, moved);
     }
 
+    /// Records that this invocation continues (`starting`) or leaves (`!starting`) a run that
+    /// is open, so the log knows the time the run actually ran. A run this invocation starts
+    /// or finishes is marked by `RunStarted` and `RunFinished` themselves. Buffered: the next
+    /// sync, or closing the journal, makes it durable; losing it loses only a span of time.
+    fn mark_invocation(&mut self, starting: bool) -> Result<(), Error> {
+        let Some(run) = self.journal.state().open_run() else {
+            return Ok(());
+        };
+        let (run_id, at) = (run.run_id, now_unix_us());
+        let event = if starting {
+            Event::RunResumed(crate::event::RunResumed {
+                run_id,
+                resumed_unix_us: at,
+            })
+        } else {
+            Event::RunPaused(crate::event::RunPaused {
+                run_id,
+                paused_unix_us: at,
+            })
+        };
+        self.journal.append(event, Durability::Buffered)?;
+        Ok(())
+    }
+
     /// Shows where the open run stands.
     fn show_progress(&mut self) {
         if let Some(run) = self.journal.state().open_run() {
@@ -394,9 +418,12 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> Result<RunReport, E
         });
     };
     let before = *engine.journal.state().totals();
+    engine.mark_invocation(true)?;
     let end = engine.run_loop().await;
     engine.progress.finish();
+    let marked = engine.mark_invocation(false);
     let end = end?;
+    marked?;
     let state = engine.journal.close()?;
     let end = match end {
         RunEnd::Stopped => RunEnd::Stopped,

@@ -352,6 +352,41 @@ pub struct Run {
     pub counts: Counts,
     /// Set by `RunFinished`; `None` while the run is open.
     pub finished: Option<RunEnd>,
+    /// The time the run actually ran, from its invocations' start and end records.
+    pub activity: Activity,
+}
+
+/// The time a run actually ran, over its invocations: each starts with `RunStarted` or
+/// `RunResumed` and ends with `RunPaused` or `RunFinished`. An invocation whose end the log
+/// lacks (killed) is left out, with the rows it moved, so the rate stays true.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Microseconds of the invocations with both ends recorded.
+    pub active_us: u64,
+    /// Rows those invocations moved.
+    pub active_rows: u64,
+    /// The invocation under way: its start (microseconds since the Unix epoch) and the run's
+    /// rows moved then.
+    pub since: Option<(i64, u64)>,
+}
+
+impl Activity {
+    /// An invocation starts at `at_unix_us`, the run having moved `rows` (one under way whose
+    /// end is missing is dropped).
+    fn start(&mut self, at_unix_us: i64, rows: u64) {
+        self.since = Some((at_unix_us, rows));
+    }
+
+    /// The invocation under way ends at `at_unix_us`, the run having moved `rows`.
+    fn end(&mut self, at_unix_us: i64, rows: u64) {
+        if let Some((start, rows_then)) = self.since.take() {
+            let span = u64::try_from(at_unix_us.saturating_sub(start)).unwrap_or(0);
+            self.active_us = self.active_us.saturating_add(span);
+            self.active_rows = self
+                .active_rows
+                .saturating_add(rows.saturating_sub(rows_then));
+        }
+    }
 }
 
 impl Run {
@@ -683,6 +718,15 @@ impl State {
             Event::BatchFailed(e) => self.apply_batch_failed(lsn, e),
             Event::BatchReset(e) => self.apply_batch_reset(e),
             Event::RunFinished(e) => self.apply_run_finished(lsn, e),
+            Event::RunResumed(e) => {
+                let run = self.run_mut(e.run_id);
+                run.activity
+                    .start(e.resumed_unix_us, run.counts.rows_deleted);
+            }
+            Event::RunPaused(e) => {
+                let run = self.run_mut(e.run_id);
+                run.activity.end(e.paused_unix_us, run.counts.rows_deleted);
+            }
             Event::SnapshotStarted(e) => self.apply_snapshot_started(lsn, e),
             Event::SnapshotRuns(e) => self.collect_snapshot(|open| {
                 open.runs.extend(e.runs.iter().cloned());
@@ -692,6 +736,9 @@ impl State {
             }),
             Event::SnapshotConflicts(e) => self.collect_snapshot(|open| {
                 open.conflicts.extend(e.conflicts.iter().cloned());
+            }),
+            Event::SnapshotActivity(e) => self.collect_snapshot(|open| {
+                open.activity.extend(e.activity.iter().cloned());
             }),
             Event::SnapshotFinished(_) => unreachable!("a verdict on it is the rebuilt state"),
         }
@@ -726,6 +773,7 @@ impl State {
             Event::SnapshotRuns(_)
             | Event::SnapshotBatches(_)
             | Event::SnapshotConflicts(_)
+            | Event::SnapshotActivity(_)
             | Event::SnapshotFinished(_) => Err(Problem::NoSnapshotOpen),
             _ => self.contradiction(event).map(|()| None),
         }
@@ -748,6 +796,7 @@ impl State {
             | Event::SnapshotRuns(_)
             | Event::SnapshotBatches(_)
             | Event::SnapshotConflicts(_)
+            | Event::SnapshotActivity(_)
             | Event::SnapshotFinished(_) => unreachable!("handled above"),
             Event::RunStarted(e) => self.check_run_started(e),
             Event::BatchPlanned(e) => self.check_batch_planned(e),
@@ -774,6 +823,8 @@ impl State {
                 Some(_) => Ok(()),
             },
             Event::RunFinished(e) => self.check_run_finished(e),
+            Event::RunResumed(e) => self.open_run_named(e.run_id).map(|_| ()),
+            Event::RunPaused(e) => self.open_run_named(e.run_id).map(|_| ()),
         }
     }
 
@@ -951,6 +1002,10 @@ impl State {
             last_batch_id: None,
             counts: Counts::default(),
             finished: None,
+            activity: Activity {
+                since: Some((e.started_unix_us, 0)),
+                ..Activity::default()
+            },
         });
     }
 
@@ -1106,6 +1161,8 @@ impl State {
 
     fn apply_run_finished(&mut self, lsn: u64, e: &RunFinished) {
         let run = self.run_mut(e.run_id);
+        run.activity
+            .end(e.finished_unix_us, run.counts.rows_deleted);
         run.finished = Some(RunEnd {
             lsn,
             outcome: e.outcome,

@@ -11,13 +11,14 @@ use std::collections::BTreeSet;
 use super::batches::Batches;
 
 use crate::event::{
-    chunk_images, BatchErrorImage, BatchImage, BatchStatusImage, ConflictImage, CountsImage, Event,
-    RunEndImage, RunImage, SnapshotBatches, SnapshotConflicts, SnapshotFinished, SnapshotRuns,
-    SnapshotStarted, StepImage, PAYLOAD_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX,
+    chunk_images, ActivityImage, BatchErrorImage, BatchImage, BatchStatusImage, ConflictImage,
+    CountsImage, Event, RunEndImage, RunImage, SnapshotActivity, SnapshotBatches,
+    SnapshotConflicts, SnapshotFinished, SnapshotRuns, SnapshotStarted, StepImage,
+    PAYLOAD_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX,
 };
 
 use super::{
-    Batch, BatchError, BatchStatus, Conflict, Counts, Problem, Run, RunEnd, State, Step,
+    Activity, Batch, BatchError, BatchStatus, Conflict, Counts, Problem, Run, RunEnd, State, Step,
     CONFLICTS_STORED_MAX,
 };
 
@@ -56,6 +57,8 @@ pub(super) struct OpenSnapshot {
     pub(super) batches: Vec<BatchImage>,
     /// Conflict images received.
     pub(super) conflicts: Vec<ConflictImage>,
+    /// Activity images received (not announced: at most one per run).
+    pub(super) activity: Vec<ActivityImage>,
 }
 
 impl OpenSnapshot {
@@ -71,7 +74,7 @@ impl OpenSnapshot {
 
 impl State {
     /// The records that rebuild this state, in order: `SnapshotStarted`, chunks of runs, of
-    /// batches, of conflicts (each payload at most [`SNAPSHOT_CHUNK_BYTES_MAX`] bytes unless one
+    /// batches, of conflicts, of run activity (each payload at most [`SNAPSHOT_CHUNK_BYTES_MAX`] bytes unless one
     /// image alone is larger), `SnapshotFinished`. Replayed alone, or after the log they cover,
     /// they rebuild [`State::retained`]`(keep_runs)`: every run with its counts, every batch not
     /// done, the done batches of the last `keep_runs` runs, the stored conflicts, the totals.
@@ -121,6 +124,7 @@ impl State {
             chunks_of_conflicts
                 .map(|conflicts| Event::SnapshotConflicts(SnapshotConflicts { conflicts })),
         );
+        events.extend(self.activity_events());
         events.push(Event::SnapshotFinished(SnapshotFinished {
             covers_lsn: self.last_lsn,
         }));
@@ -131,6 +135,28 @@ impl State {
             });
         }
         Ok(events)
+    }
+
+    /// The `SnapshotActivity` chunks: the time each run ran, for the runs with any activity
+    /// (the start of an invocation under way included, so a log compacted and then continued
+    /// measures the same spans as one never compacted).
+    fn activity_events(&self) -> Vec<Event> {
+        let activity: Vec<ActivityImage> = self
+            .runs
+            .iter()
+            .filter(|run| run.activity != Activity::default())
+            .map(|run| ActivityImage {
+                run_id: run.run_id,
+                active_us: run.activity.active_us,
+                active_rows: run.activity.active_rows,
+                since_unix_us: run.activity.since.map(|(at, _)| at),
+                since_rows: run.activity.since.map_or(0, |(_, rows)| rows),
+            })
+            .collect();
+        chunk_images(activity, SNAPSHOT_CHUNK_BYTES_MAX)
+            .into_iter()
+            .map(|activity| Event::SnapshotActivity(SnapshotActivity { activity }))
+            .collect()
     }
 
     /// Whether two states say the same of the job, whatever LSN each has reached: a compacted
@@ -216,6 +242,11 @@ impl State {
             Event::SnapshotRuns(e) => (runs, e.runs.len()),
             Event::SnapshotBatches(e) => (batches, e.batches.len()),
             Event::SnapshotConflicts(e) => (conflicts, e.conflicts.len()),
+            // Not announced by `SnapshotStarted`; at most one per run.
+            Event::SnapshotActivity(e) => (
+                ("run activity", open.header.runs, open.activity.len()),
+                e.activity.len(),
+            ),
             Event::SnapshotFinished(e) => return self.rebuild(open, lsn, e).map(Some),
             _ => {
                 return Err(Problem::SnapshotOpen {
@@ -237,6 +268,7 @@ impl State {
             runs: Vec::new(),
             batches: Vec::new(),
             conflicts: Vec::new(),
+            activity: Vec::new(),
         }));
     }
 
@@ -305,7 +337,29 @@ fn state_of_images(open: &OpenSnapshot, lsn: u64) -> Result<State, String> {
             return Err(format!("batch {batch_id} is held twice or out of id order"));
         }
     }
-    let runs: Vec<Run> = open.runs.iter().map(Run::from).collect();
+    let mut runs: Vec<Run> = open.runs.iter().map(Run::from).collect();
+    for image in &open.activity {
+        let index = usize::try_from(image.run_id.wrapping_sub(1)).unwrap_or(usize::MAX);
+        // Run i is in place i - 1 in any valid snapshot; a run out of place is reported by
+        // the consistency check that follows, with the numbering it breaks.
+        let Some(run) = runs.get_mut(index) else {
+            return Err(format!(
+                "activity of run {}, which it does not hold",
+                image.run_id
+            ));
+        };
+        if run.activity != Activity::default() {
+            return Err(format!("run {} has its activity twice", image.run_id));
+        }
+        run.activity = Activity {
+            active_us: image.active_us,
+            active_rows: image.active_rows,
+            since: image.since_unix_us.map(|at| (at, image.since_rows)),
+        };
+        if run.activity == Activity::default() {
+            return Err(format!("run {}'s activity image is empty", image.run_id));
+        }
+    }
     let last_batch_id = runs
         .iter()
         .filter_map(|r| r.last_batch_id)
@@ -501,6 +555,8 @@ impl From<&Run> for RunImage {
             last_batch_id,
             counts,
             finished,
+            // Not part of the run image (its layout is fixed): `SnapshotActivity` carries it.
+            activity: _,
         } = r.clone();
         RunImage {
             run_id,
@@ -551,6 +607,7 @@ impl From<&RunImage> for Run {
             last_batch_id,
             counts: Counts::from(&counts),
             finished: finished.as_ref().map(RunEnd::from),
+            activity: Activity::default(),
         }
     }
 }

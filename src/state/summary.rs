@@ -118,19 +118,26 @@ pub struct RunProgress {
     pub rows_already: u64,
     /// Rows kept in the source because of conflicts.
     pub rows_conflicting: u64,
-    /// Seconds from the run's start to its end, or to `now` if open.
+    /// Seconds from the run's start to its end, or to `now` if open: wall time, the gaps
+    /// between invocations included.
     pub elapsed_s: f64,
-    /// `rows_moved / elapsed_s`, when time has passed.
+    /// Seconds the run actually ran: its invocations whose start and end the log holds (one
+    /// under way, or killed, is not counted yet).
+    pub active_s: f64,
+    /// Rows those invocations moved.
+    pub active_rows: u64,
+    /// `active_rows / active_s`, when time has been recorded: the run's own rate, not
+    /// diluted by the hours between nightly invocations.
     pub rate_rows_per_s: Option<f64>,
     /// Upper bound of the last planned batch.
     pub cursor: Option<String>,
     /// The run's key bound.
     pub key_bound: Option<String>,
     /// Fraction of the run's key range planned, 0..=1, when the key's first column is an
-    /// integer and the run has planned a batch.
+    /// integer and the run has planned a batch. Not a measure of the rows left: the matching
+    /// rows of an "old rows first" predicate all sit at the start of the range (the running
+    /// job's ETA counts them instead).
     pub fraction_planned: Option<f64>,
-    /// Seconds left at the run's rate, when the fraction is known and the run is open.
-    pub eta_s: Option<f64>,
 }
 
 /// Conflicts over the whole log.
@@ -228,12 +235,10 @@ fn progress(state: &State, run: &Run, now_unix_us: i64) -> RunProgress {
         .map_or(now_unix_us, |end| end.finished_unix_us);
     let elapsed_s = (end_us.saturating_sub(run.started_unix_us)).max(0) as f64 / 1e6;
     let rows_moved = run.counts.rows_deleted;
-    let rate_rows_per_s = (elapsed_s > 0.0).then(|| rows_moved as f64 / elapsed_s);
+    let active_s = run.activity.active_us as f64 / 1e6;
+    let active_rows = run.activity.active_rows;
+    let rate_rows_per_s = (active_s > 0.0).then(|| active_rows as f64 / active_s);
     let fraction = fraction_planned(run);
-    let eta_s = match (run.is_open(), fraction) {
-        (true, Some(f)) if f > 0.0 && elapsed_s > 0.0 => Some(elapsed_s * (1.0 - f) / f),
-        _ => None,
-    };
     RunProgress {
         run_id: run.run_id,
         open: run.is_open(),
@@ -242,11 +247,12 @@ fn progress(state: &State, run: &Run, now_unix_us: i64) -> RunProgress {
         rows_already: run.counts.rows_already,
         rows_conflicting: run.counts.rows_conflicting,
         elapsed_s,
+        active_s,
+        active_rows,
         rate_rows_per_s,
         cursor: run.cursor.as_ref().map(key_text),
         key_bound: run.key_bound.as_ref().map(key_text),
         fraction_planned: fraction,
-        eta_s,
     }
 }
 
@@ -504,7 +510,7 @@ fn progress_lines(p: &RunProgress) -> Vec<String> {
     let state = if p.open { "open" } else { "finished" };
     let mut line = format!(
         "current run {} ({state}): {} of {} batches done, {} pending ({} failed), {} parked; \
-         {} rows moved in {}",
+         {} rows moved",
         p.run_id,
         p.batches.done,
         p.batches.total,
@@ -512,10 +518,25 @@ fn progress_lines(p: &RunProgress) -> Vec<String> {
         p.batches.failed,
         p.batches.parked,
         p.rows_moved,
-        duration_text(p.elapsed_s)
     );
     if let Some(rate) = p.rate_rows_per_s {
-        line.push_str(&format!(" ({} rows/s)", rate_text(rate)));
+        let of_them = if p.active_rows == p.rows_moved {
+            String::new()
+        } else {
+            format!(", {} of them", p.active_rows)
+        };
+        line.push_str(&format!(
+            "{of_them} in {} of running ({} rows/s; {} since it started)",
+            duration_text(p.active_s),
+            rate_text(rate),
+            duration_text(p.elapsed_s)
+        ));
+    } else {
+        line.push_str(&format!(
+            " since it started {} ago (no invocation of it has ended yet: its rate shows in \
+             `archiver ctl status` while it runs)",
+            duration_text(p.elapsed_s)
+        ));
     }
     let mut lines = vec![line];
     let mut position = format!(
@@ -525,9 +546,6 @@ fn progress_lines(p: &RunProgress) -> Vec<String> {
     );
     if let Some(f) = p.fraction_planned {
         position.push_str(&format!(", {:.1}% of the key range planned", f * 100.0));
-    }
-    if let Some(eta) = p.eta_s {
-        position.push_str(&format!(", about {} left", duration_text(eta)));
     }
     lines.push(position);
     lines

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::event::{KeyValue, RunOutcome, SnapshotFinished};
+use crate::event::{KeyValue, RunOutcome, RunPaused, RunResumed, SnapshotFinished};
 
 fn k(v: u64) -> Key {
     vec![KeyValue::UInt(v)]
@@ -106,6 +106,20 @@ fn finished(run_id: u64) -> Event {
         run_id,
         outcome: RunOutcome::Completed,
         finished_unix_us: 20_000_000,
+    })
+}
+
+fn resumed(run_id: u64, at_s: i64) -> Event {
+    Event::RunResumed(RunResumed {
+        run_id,
+        resumed_unix_us: at_s * 1_000_000,
+    })
+}
+
+fn paused(run_id: u64, at_s: i64) -> Event {
+    Event::RunPaused(RunPaused {
+        run_id,
+        paused_unix_us: at_s * 1_000_000,
     })
 }
 
@@ -968,7 +982,7 @@ fn summary_reports_progress_rate_eta_and_problems() {
         failed(3, 1, Transient),
     ];
     let state = replay(&events);
-    // Started at 10 s; now is 28 s: 18 rows in 18 s.
+    // Started at 10 s; now is 28 s: 18 rows, but no invocation has ended, so no rate yet.
     let s = state.summary(28_000_000);
     let p = s.current_run.as_ref().unwrap();
     assert_eq!(p.run_id, 1);
@@ -985,10 +999,9 @@ fn summary_reports_progress_rate_eta_and_problems() {
     );
     assert_eq!(p.rows_moved, 18);
     assert_eq!(p.elapsed_s, 18.0);
-    assert_eq!(p.rate_rows_per_s, Some(1.0));
+    assert_eq!((p.active_s, p.rate_rows_per_s), (0.0, None));
     // From the first batch's upper bound 10 to the bound 110: cursor 80 is 70%.
     assert!((p.fraction_planned.unwrap() - 0.7).abs() < 1e-9);
-    assert!((p.eta_s.unwrap() - 18.0 * 0.3 / 0.7).abs() < 1e-9);
     assert_eq!(p.cursor.as_deref(), Some("(80)"));
     assert_eq!(s.next_action, "run batch 3 from the copy step");
     assert_eq!(s.conflicts.total, 1);
@@ -1013,7 +1026,9 @@ fn summary_reports_progress_rate_eta_and_problems() {
 
     let lines = s.lines();
     assert!(
-        lines.iter().any(|l| l.contains("(1.0 rows/s)")),
+        lines
+            .iter()
+            .any(|l| l.contains("no invocation of it has ended yet")),
         "{lines:#?}"
     );
     assert!(
@@ -1033,7 +1048,24 @@ fn summary_reports_progress_rate_eta_and_problems() {
         "next: run batch 3 from the copy step"
     );
 
-    // A finished run: no ETA, elapsed up to its end.
+    // The invocation stops at 28 s; the next resumes at 1000 s (a night later) and is still
+    // running at 1005 s: the rate is over the 18 s the run ran, not the 995 s since it began.
+    let mut later = events.clone();
+    later.extend([paused(1, 28), resumed(1, 1000)]);
+    let s = replay(&later).summary(1_005_000_000);
+    let p = s.current_run.as_ref().unwrap();
+    assert_eq!((p.elapsed_s, p.active_s, p.active_rows), (995.0, 18.0, 18));
+    assert_eq!(p.rate_rows_per_s, Some(1.0));
+    let lines = s.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .contains("18 rows moved in 18s of running (1.0 rows/s; 16m35s since it started)")),
+        "{lines:#?}"
+    );
+
+    // A finished run: elapsed and active time up to its end.
     events.extend([
         deleted(3),
         planned(4, 1, Some(80), 110),
@@ -1044,9 +1076,10 @@ fn summary_reports_progress_rate_eta_and_problems() {
     let p = s.current_run.as_ref().unwrap();
     assert!(!p.open);
     assert_eq!(
-        (p.elapsed_s, p.eta_s, p.fraction_planned),
-        (10.0, None, Some(1.0))
+        (p.elapsed_s, p.active_s, p.fraction_planned),
+        (10.0, 10.0, Some(1.0))
     );
+    assert_eq!(p.rate_rows_per_s, Some(3.6));
     assert_eq!(s.next_action, "start a new run");
 }
 
@@ -1083,12 +1116,59 @@ fn summary_of_an_empty_log_and_of_non_integer_keys() {
     ]);
     let p = state.summary(0).current_run.unwrap();
     assert_eq!(
-        (p.fraction_planned, p.eta_s, p.rate_rows_per_s),
-        (None, None, None)
+        (p.fraction_planned, p.active_rows, p.rate_rows_per_s),
+        (None, 0, None)
     );
     assert_eq!(
         state.next_action().to_string(),
         "run batch 1 from the copy step"
+    );
+}
+
+/// An invocation killed before it could record its end is left out of the run's active time,
+/// with the rows it moved; the next invocation's span counts. A snapshot keeps the activity.
+#[test]
+fn active_time_leaves_out_an_invocation_whose_end_is_missing() {
+    let events = vec![
+        created(),
+        started(1, Some(1000)),
+        planned(1, 1, None, 10),
+        deleted(1),
+        // killed: no RunPaused; the next invocation resumes at 100 s
+        resumed(1, 100),
+        planned(2, 1, Some(10), 20),
+        deleted(2),
+        paused(1, 104),
+        resumed(1, 200),
+        paused(1, 201),
+    ];
+    let state = replay(&events);
+    let run = state.open_run().unwrap();
+    assert_eq!(run.activity.active_us, 5_000_000);
+    assert_eq!(run.activity.active_rows, 9);
+    assert_eq!(run.counts.rows_deleted, 18);
+    let p = state.summary(300_000_000).current_run.unwrap();
+    assert_eq!(p.rate_rows_per_s, Some(1.8));
+
+    let mut compacted = State::new();
+    for (i, event) in state.snapshot(10, 0).unwrap().iter().enumerate() {
+        compacted.apply(100 + i as u64, event).unwrap();
+    }
+    assert_eq!(compacted.open_run().unwrap().activity, run.activity);
+    assert!(compacted.same_but_last_lsn(&state.retained(10)));
+
+    // A resume or pause must name the open run.
+    let mut wrong = events.clone();
+    wrong.push(paused(2, 300));
+    let mut state = State::new();
+    let error = wrong
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| state.apply(i as u64 + 1, e).err())
+        .expect("a pause of a run that is not open is refused");
+    assert!(
+        matches!(error.problem, Problem::NotOpenRun { .. }),
+        "{error:?}"
     );
 }
 
@@ -1245,6 +1325,17 @@ fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
                 .collect();
             if !not_done.is_empty() {
                 batch_events.push(reset(not_done[next() as usize % not_done.len()]));
+            }
+        }
+        if batch_events.is_empty() && c % 17 == 0 {
+            // An invocation ends and the next continues the open run; or (c % 34) it was
+            // killed and the next continues without the end recorded.
+            if let Some(run) = state.open_run() {
+                let at = 10 + i64::from(next());
+                if c % 34 != 0 {
+                    batch_events.push(paused(run.run_id, at));
+                }
+                batch_events.push(resumed(run.run_id, at + i64::from(next())));
             }
         }
         if batch_events.is_empty() {

@@ -115,8 +115,8 @@ fn a_stop_during_the_pause_between_batches_does_not_wait_it_out() {
     let names: Vec<String> = job.events().into_iter().map(|(name, _)| name).collect();
     assert_eq!(
         names,
-        ["LogCreated", "RunStarted"],
-        "stopped in the first pause, before planning anything"
+        ["LogCreated", "RunStarted", "RunPaused"],
+        "stopped in the first pause, before planning anything; the invocation's end recorded"
     );
     let moved: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
     assert_eq!(moved, 0);
