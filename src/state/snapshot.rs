@@ -12,13 +12,14 @@ use super::batches::Batches;
 
 use crate::event::{
     chunk_images, BatchErrorImage, BatchImage, BatchStatusImage, ConflictImage, CountsImage, Event,
-    RunEndImage, RunImage, SnapshotBatches, SnapshotConflicts, SnapshotFinished, SnapshotRuns,
-    SnapshotStarted, StepImage, PAYLOAD_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX,
+    RunEndImage, RunImage, RunSettingsImage, SnapshotBatches, SnapshotConflicts, SnapshotFinished,
+    SnapshotRuns, SnapshotSettings, SnapshotStarted, StepImage, PAYLOAD_BYTES_MAX,
+    SNAPSHOT_CHUNK_BYTES_MAX,
 };
 
 use super::{
-    Batch, BatchError, BatchStatus, Conflict, Counts, Problem, Run, RunEnd, State, Step,
-    CONFLICTS_STORED_MAX,
+    Batch, BatchError, BatchStatus, Conflict, Counts, LiveSettings, Problem, Run, RunEnd, State,
+    Step, CONFLICTS_STORED_MAX,
 };
 
 /// Why [`State::snapshot`] gives no records.
@@ -56,6 +57,8 @@ pub(super) struct OpenSnapshot {
     pub(super) batches: Vec<BatchImage>,
     /// Conflict images received.
     pub(super) conflicts: Vec<ConflictImage>,
+    /// Run settings images received (not announced: at most one per run).
+    pub(super) settings: Vec<RunSettingsImage>,
 }
 
 impl OpenSnapshot {
@@ -71,7 +74,7 @@ impl OpenSnapshot {
 
 impl State {
     /// The records that rebuild this state, in order: `SnapshotStarted`, chunks of runs, of
-    /// batches, of conflicts (each payload at most [`SNAPSHOT_CHUNK_BYTES_MAX`] bytes unless one
+    /// the live settings of the runs that have some, of batches, of conflicts (each payload at most [`SNAPSHOT_CHUNK_BYTES_MAX`] bytes unless one
     /// image alone is larger), `SnapshotFinished`. Replayed alone, or after the log they cover,
     /// they rebuild [`State::retained`]`(keep_runs)`: every run with its counts, every batch not
     /// done, the done batches of the last `keep_runs` runs, the stored conflicts, the totals.
@@ -88,6 +91,12 @@ impl State {
         }
         let job = self.job.clone().ok_or(SnapshotRefused::Empty)?;
         let runs: Vec<RunImage> = self.runs.iter().map(RunImage::from).collect();
+        let settings: Vec<RunSettingsImage> = self
+            .runs
+            .iter()
+            .filter(|run| run.live.any())
+            .map(|run| settings_image(run.run_id, &run.live))
+            .collect();
         let batches: Vec<BatchImage> = self
             .batches
             .iter()
@@ -112,6 +121,11 @@ impl State {
         let bound = SNAPSHOT_CHUNK_BYTES_MAX;
         let chunks_of_runs = chunk_images(runs, bound).into_iter();
         events.extend(chunks_of_runs.map(|runs| Event::SnapshotRuns(SnapshotRuns { runs })));
+        let chunks_of_settings = chunk_images(settings, bound).into_iter();
+        events.extend(
+            chunks_of_settings
+                .map(|settings| Event::SnapshotSettings(SnapshotSettings { settings })),
+        );
         let chunks_of_batches = chunk_images(batches, bound).into_iter();
         events.extend(
             chunks_of_batches.map(|batches| Event::SnapshotBatches(SnapshotBatches { batches })),
@@ -216,6 +230,11 @@ impl State {
             Event::SnapshotRuns(e) => (runs, e.runs.len()),
             Event::SnapshotBatches(e) => (batches, e.batches.len()),
             Event::SnapshotConflicts(e) => (conflicts, e.conflicts.len()),
+            // Not announced; at most one per run.
+            Event::SnapshotSettings(e) => (
+                ("run settings", open.header.runs, open.settings.len()),
+                e.settings.len(),
+            ),
             Event::SnapshotFinished(e) => return self.rebuild(open, lsn, e).map(Some),
             _ => {
                 return Err(Problem::SnapshotOpen {
@@ -237,6 +256,7 @@ impl State {
             runs: Vec::new(),
             batches: Vec::new(),
             conflicts: Vec::new(),
+            settings: Vec::new(),
         }));
     }
 
@@ -305,7 +325,23 @@ fn state_of_images(open: &OpenSnapshot, lsn: u64) -> Result<State, String> {
             return Err(format!("batch {batch_id} is held twice or out of id order"));
         }
     }
-    let runs: Vec<Run> = open.runs.iter().map(Run::from).collect();
+    let mut runs: Vec<Run> = open.runs.iter().map(Run::from).collect();
+    for image in &open.settings {
+        let index = usize::try_from(image.run_id.wrapping_sub(1)).unwrap_or(usize::MAX);
+        let Some(run) = runs.get_mut(index).filter(|r| r.run_id == image.run_id) else {
+            return Err(format!(
+                "live settings of run {}, which it does not hold",
+                image.run_id
+            ));
+        };
+        if run.live.any() {
+            return Err(format!("run {} has live settings twice", image.run_id));
+        }
+        run.live = LiveSettings::from(image);
+        if !run.live.any() || run.live.batch_rows == Some(0) {
+            return Err(format!("run {}'s live settings are invalid", image.run_id));
+        }
+    }
     let last_batch_id = runs
         .iter()
         .filter_map(|r| r.last_batch_id)
@@ -501,6 +537,8 @@ impl From<&Run> for RunImage {
             last_batch_id,
             counts,
             finished,
+            // Not part of the run image (its layout is fixed): `SnapshotSettings` carries it.
+            live: _,
         } = r.clone();
         RunImage {
             run_id,
@@ -551,6 +589,46 @@ impl From<&RunImage> for Run {
             last_batch_id,
             counts: Counts::from(&counts),
             finished: finished.as_ref().map(RunEnd::from),
+            live: LiveSettings::default(),
+        }
+    }
+}
+
+/// The image of a run's live settings.
+fn settings_image(run_id: u64, live: &LiveSettings) -> RunSettingsImage {
+    let LiveSettings {
+        batch_rows,
+        sleep_ms,
+        max_lag_s,
+        changed_lsn,
+        changed_unix_us,
+    } = *live;
+    RunSettingsImage {
+        run_id,
+        changed_lsn,
+        batch_rows,
+        sleep_ms,
+        max_lag_s,
+        changed_unix_us,
+    }
+}
+
+impl From<&RunSettingsImage> for LiveSettings {
+    fn from(image: &RunSettingsImage) -> Self {
+        let RunSettingsImage {
+            run_id: _,
+            changed_lsn,
+            batch_rows,
+            sleep_ms,
+            max_lag_s,
+            changed_unix_us,
+        } = *image;
+        LiveSettings {
+            batch_rows,
+            sleep_ms,
+            max_lag_s,
+            changed_lsn,
+            changed_unix_us,
         }
     }
 }

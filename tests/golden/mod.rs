@@ -274,10 +274,42 @@ fn snapshot_vectors() -> Vec<(Event, &'static str)> {
     ]
 }
 
+/// The records of live control (issue 9): a `SettingsChanged` (`archiver ctl set`) and the
+/// snapshot chunk that carries such settings through a compaction.
+fn live_settings_vectors() -> Vec<(Event, &'static str)> {
+    vec![
+        (
+            Event::SettingsChanged(SettingsChanged {
+                run_id: 1,
+                batch_rows: Some(500),
+                sleep_ms: None,
+                max_lag_s: Some(30),
+                changed_unix_us: 1_700_000_000_000_003,
+            }),
+            "0100000000000000 01 f4010000 00 01 1e000000 03401e18240a0600",
+        ),
+        (
+            Event::SnapshotSettings(SnapshotSettings {
+                settings: vec![RunSettingsImage {
+                    run_id: 1,
+                    changed_lsn: 9,
+                    batch_rows: Some(500),
+                    sleep_ms: Some(0),
+                    max_lag_s: None,
+                    changed_unix_us: 1_700_000_000_000_003,
+                }],
+            }),
+            "0100000000000000
+             0100000000000000 0900000000000000 01 f4010000 01 00000000 00 03401e18240a0600",
+        ),
+    ]
+}
+
 #[test]
 fn event_payloads_have_the_pinned_bytes() {
     let mut vectors = vectors();
     vectors.extend(snapshot_vectors());
+    vectors.extend(live_settings_vectors());
     assert_eq!(
         vectors.len(),
         RECORD_TYPES.len(),
