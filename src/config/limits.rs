@@ -102,6 +102,19 @@ pub const COMPACT_ABOVE_RECORDS: Limit = Limit {
     default: 100_000,
 };
 
+// Live control (issue 9): `archiver ctl set max_lag_s=N` is checked against this range. The
+// replica-lag throttle's job-file key shares it (one Limit for both at merge).
+
+/// Largest replica lag the throttle lets the run go on with, in seconds. An hour at most: a
+/// replica further behind than that is broken, not busy.
+pub const MAX_LAG_S: Limit = Limit {
+    key: "max_lag_s",
+    min: 1,
+    max: 3_600,
+    default: 10,
+};
+const _: () = assert!(MAX_LAG_S.default_in_range());
+
 const _: () = assert!(BATCH_ROWS.default_in_range());
 const _: () = assert!(KEEP_RUNS.default_in_range());
 const _: () = assert!(COMPACT_ABOVE_RECORDS.default_in_range());
