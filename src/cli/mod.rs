@@ -286,19 +286,26 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             ops::compact(&wal_dir, keep_runs, dry_run, format == Format::Json, stdout)?;
             Ok(exit::DONE)
         }
-        Command::Ctl {
-            config,
-            action,
-            settings,
-            format,
-        } => {
-            let request = ctl_request(action, settings)?;
-            let job = JobConfig::load(&config)?;
-            ops::ctl(&job, &config, &request, format == Format::Json, stdout)?;
-            Ok(exit::DONE)
-        }
+        command @ Command::Ctl { .. } => ctl(command, stdout),
         Command::Debug { command } => debug(command, stdout),
     }
+}
+
+/// `archiver ctl`: one request to the job's running process, its answer printed.
+fn ctl(command: Command, out: &mut dyn std::io::Write) -> Result<u8, Error> {
+    let Command::Ctl {
+        config,
+        action,
+        settings,
+        format,
+    } = command
+    else {
+        unreachable!("dispatch passes ctl commands only");
+    };
+    let request = ctl_request(action, settings)?;
+    let job = JobConfig::load(&config)?;
+    ops::ctl(&job, &config, &request, format == Format::Json, out)?;
+    Ok(exit::DONE)
 }
 
 /// The request of `archiver ctl ACTION [KEY=VALUE...]`; settings go with `set` only.

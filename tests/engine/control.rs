@@ -75,8 +75,8 @@ fn curl_installed() -> bool {
 /// The whole story on one real run: pause holds it (nothing appended, status says so), bad
 /// settings are refused with nothing recorded, `set batch_rows` is recorded and obeyed, the
 /// same works through curl, stop exits 2 and removes the socket, `ctl` then says no job runs,
-/// the next run resumes with the live settings and moves every row exactly once, and a new
-/// run starts from the job file's batch_rows again.
+/// a compaction keeps the live settings, the next run resumes with them and moves every row
+/// exactly once, and a new run starts from the job file's batch_rows again.
 #[test]
 fn ctl_pauses_sets_and_stops_a_running_job_which_then_resumes_exactly() {
     let sandbox = common::sandbox();
@@ -246,16 +246,30 @@ fn ctl_pauses_sets_and_stops_a_running_job_which_then_resumes_exactly() {
         "{stderr}"
     );
 
-    // The next run resumes run 1 with the live settings still in force, and finishes exactly.
-    let planned_before = planned_after_change(&records(&job)).len();
-    assert_success(&job.archiver("run", &[]), "the resumed run");
-    let all = records(&job);
-    assert_eq!(all.iter().filter(|(n, _)| n == "RunStarted").count(), 1);
-    let planned = planned_after_change(&all);
+    // A compaction keeps the live settings (a SnapshotSettings record) ...
+    let output = common::archiver_cmd()
+        .args(["compact", "--wal-dir"])
+        .arg(&job.wal_dir)
+        .output()
+        .unwrap();
+    assert_success(&output, "compact");
+    let compacted = records(&job);
     assert!(
-        planned.len() > planned_before,
-        "the resumed run planned batches"
+        compacted.iter().any(|(n, e)| n == "SnapshotSettings"
+            && e["settings"][0]["batch_rows"] == 3
+            && e["settings"][0]["sleep_ms"] == 20),
+        "{compacted:?}"
     );
+    assert!(!compacted.iter().any(|(n, _)| n == "BatchPlanned"));
+
+    // ... and the next run resumes run 1 with them still in force, and finishes exactly.
+    assert_success(&job.archiver("run", &[]), "the resumed run");
+    let planned: Vec<u64> = records(&job)
+        .iter()
+        .filter(|(n, _)| n == "BatchPlanned")
+        .map(|(_, e)| e["rows_planned"].as_u64().unwrap())
+        .collect();
+    assert!(!planned.is_empty(), "the resumed run planned batches");
     assert!(planned.iter().all(|&rows| rows <= 3), "{planned:?}");
     assert_eq!(count_matching(&mut db, MIXED_PREDICATE), 0);
     let archived: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
@@ -265,9 +279,10 @@ fn ctl_pauses_sets_and_stops_a_running_job_which_then_resumes_exactly() {
         before,
         "source ∪ archive unchanged"
     );
-    assert_eq!(job.rows_deleted(), matching);
     let status = job.status();
+    assert_eq!(status["runs"].as_array().map(Vec::len), Some(1), "{status}");
     assert_eq!(status["runs"][0]["live"]["batch_rows"], 3, "{status}");
+    assert_eq!(status["runs"][0]["live"]["sleep_ms"], 20, "{status}");
 
     // A new run starts from the job file's batch_rows (10) again.
     db.exec(

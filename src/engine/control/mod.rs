@@ -333,8 +333,8 @@ impl Routes {
             Err(_) => Response::message(
                 202,
                 format!(
-                    "accepted: the run is in a step that takes a while (a batch waiting for a \
-                     lock, a reconnection); it applies {what} as soon as the step ends"
+                    "accepted: the run is busy (a batch waiting for a lock, a reconnection, \
+                     or held by the pause file); it applies {what} as soon as that ends"
                 ),
             ),
         }
