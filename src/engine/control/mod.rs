@@ -484,6 +484,8 @@ pub struct Control {
     paused_since: Option<i64>,
     /// What reports add to the state.
     baseline: Baseline,
+    /// The routes the socket serves, for another listener to serve too.
+    routes: Routes,
 }
 
 /// Binds the job's control socket (the caller holds the WAL lock) and starts serving it; `stop`
@@ -516,7 +518,7 @@ pub fn start(
         report: report.clone(),
         trigger,
     };
-    let task = tokio::spawn(listen(listener, routes));
+    let task = tokio::spawn(listen(listener, routes.clone()));
     tracing::info!("control socket: {}", path.display());
     Ok(Control {
         _server: Server { path, task },
@@ -525,10 +527,17 @@ pub fn start(
         report,
         paused_since: None,
         baseline,
+        routes,
     })
 }
 
 impl Control {
+    /// The routes the socket serves: another listener (a TCP port) serves the same with
+    /// `http::serve(stream, |request| routes.respond(request))`.
+    pub fn routes(&self) -> Routes {
+        self.routes.clone()
+    }
+
     /// Between steps: obeys the commands waiting, then holds while paused, obeying commands
     /// meanwhile (a set is recorded, resume ends the hold), until resumed or a stop is
     /// requested.
