@@ -102,15 +102,15 @@ pub const COMPACT_ABOVE_RECORDS: Limit = Limit {
     default: 100_000,
 };
 
-// Live control (issue 9): `archiver ctl set max_lag_s=N` is checked against this range. The
-// replica-lag throttle's job-file key shares it (one Limit for both at merge).
+// Live control (issue 9): `archiver ctl set max_lag_s=N` is checked against this range. It is
+// the throttle's `[throttle] max_lag_s` (same name, range and default as on h-throttle): at
+// merge, keep one definition.
 
-/// Largest replica lag the throttle lets the run go on with, in seconds. An hour at most: a
-/// replica further behind than that is broken, not busy.
+/// Replica lag above which the job pauses between batches, in seconds (`[throttle] max_lag_s`).
 pub const MAX_LAG_S: Limit = Limit {
     key: "max_lag_s",
     min: 1,
-    max: 3_600,
+    max: 86_400,
     default: 10,
 };
 const _: () = assert!(MAX_LAG_S.default_in_range());
