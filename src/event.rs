@@ -287,11 +287,30 @@ pub struct RunPaused {
     pub paused_unix_us: i64,
 }
 
+/// Settings an operator changed while a run ran (`archiver ctl set`, the control socket), for
+/// the open run from its next batch on, and for its later invocations when it is resumed. A new
+/// run starts from the job file's values again. `None`: this record leaves that setting as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsChanged {
+    /// The open run.
+    pub run_id: u64,
+    /// Rows per batch from the next batch planned on (replaces `RunStarted`'s).
+    pub batch_rows: Option<u32>,
+    /// Pause between batches, in milliseconds (replaces the job file's `sleep_ms`).
+    pub sleep_ms: Option<u32>,
+    /// Largest replica lag, in seconds, before the throttle holds the run (replaces the job
+    /// file's bound).
+    pub max_lag_s: Option<u32>,
+    /// Wall clock of the change, microseconds since the Unix epoch (informational).
+    pub changed_unix_us: i64,
+}
+
 // Snapshot records (issue 8, log compaction). A compacted log is one snapshot of the state
 // replay reconstructed: `SnapshotStarted`, then chunks of images (`SnapshotRuns`,
-// `SnapshotBatches`, `SnapshotConflicts`), then `SnapshotFinished`. The images are wire types of
-// their own, field for field the state's `Run`, `Batch`, `Counts`, `Conflict`, ..., so that
-// the in-memory structs may change without changing the format; `src/state` converts both ways.
+// `SnapshotBatches`, `SnapshotConflicts`, and since issue 9 `SnapshotSettings` when runs had
+// settings changed live), then `SnapshotFinished`. The images are wire types of their own, field
+// for field the state's `Run`, `Batch`, `Counts`, `Conflict`, ..., so that the in-memory
+// structs may change without changing the format; `src/state` converts both ways.
 
 /// Largest encoded payload of one snapshot chunk record, in bytes: chunks are filled with images
 /// while their encoded size stays within it. A quarter of [`PAYLOAD_BYTES_MAX`], so that one
@@ -452,6 +471,23 @@ pub struct ConflictImage {
     pub lsn: u64,
 }
 
+/// The settings a run had changed live (the state's `LiveSettings`), for a run that has some.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSettingsImage {
+    /// The run.
+    pub run_id: u64,
+    /// LSN of its last `SettingsChanged`.
+    pub changed_lsn: u64,
+    /// Rows per batch, if changed.
+    pub batch_rows: Option<u32>,
+    /// Pause between batches in milliseconds, if changed.
+    pub sleep_ms: Option<u32>,
+    /// Replica lag bound in seconds, if changed.
+    pub max_lag_s: Option<u32>,
+    /// Wall clock of the last change, microseconds since the Unix epoch.
+    pub changed_unix_us: i64,
+}
+
 /// A snapshot of the replayed state begins: everything that is not a list, and how many images
 /// of each kind follow before `SnapshotFinished`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -522,6 +558,15 @@ pub struct SnapshotBatches {
 pub struct SnapshotConflicts {
     /// The images.
     pub conflicts: Vec<ConflictImage>,
+}
+
+/// A chunk of run settings images, in run order: the runs whose settings were changed live.
+/// Written after the run images, before `SnapshotFinished`; a snapshot of a log without live
+/// changes has none (so `SnapshotStarted` does not count them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSettings {
+    /// The images.
+    pub settings: Vec<RunSettingsImage>,
 }
 
 /// The snapshot is complete: replay replaces its state with the one the images rebuild.
@@ -693,6 +738,8 @@ record_types! {
     12 => SnapshotBatches,
     13 => SnapshotConflicts,
     14 => SnapshotFinished,
+    15 => SettingsChanged,
+    16 => SnapshotSettings,
     17 => RunResumed,
     18 => RunPaused,
     19 => SnapshotActivity,
@@ -753,6 +800,14 @@ impl Event {
             ),
             Event::SnapshotConflicts(e) => format!("{} conflicts", e.conflicts.len()),
             Event::SnapshotActivity(e) => format!("activity of {} runs", e.activity.len()),
+            Event::SnapshotSettings(e) => format!(
+                "live settings of {} runs{}",
+                e.settings.len(),
+                ids(
+                    e.settings.first().map(|s| s.run_id),
+                    e.settings.last().map(|s| s.run_id)
+                )
+            ),
             Event::SnapshotFinished(e) => {
                 format!("closes the snapshot covering lsn {}", e.covers_lsn)
             }

@@ -114,6 +114,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Control the job's running process over its socket in the WAL directory: status, pause,
+    /// resume, stop, or set batch_rows=N / sleep_ms=N / max_lag_s=N for the rest of its run.
+    Ctl {
+        /// The job file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// What to ask.
+        #[arg(value_enum)]
+        action: CtlAction,
+        /// For `set`: KEY=VALUE, one or more (batch_rows, sleep_ms, max_lag_s).
+        #[arg(value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        /// Output format (json: the answer as the job sent it).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Developer tools (hidden).
     #[command(hide = true)]
     Debug {
@@ -137,6 +153,21 @@ enum DebugCommand {
         #[arg(long, default_value_t = crate::wal::DEFAULT_SEGMENT_BYTES)]
         segment_bytes: u64,
     },
+}
+
+/// What `archiver ctl` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CtlAction {
+    /// What the process is doing: state, rows, settings.
+    Status,
+    /// Hold between batches, no transaction open.
+    Pause,
+    /// End a pause made with `ctl pause`.
+    Resume,
+    /// Finish the current batch and exit "stopped early" (2).
+    Stop,
+    /// Change settings for the rest of the run (recorded in the WAL).
+    Set,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -304,8 +335,42 @@ fn dispatch(command: Command, say: Say) -> Result<u8, Error> {
             ops::compact(&wal_dir, keep_runs, dry_run, format == Format::Json, stdout)?;
             Ok(exit::DONE)
         }
+        command @ Command::Ctl { .. } => ctl(command, stdout),
         Command::Debug { command } => debug(command, stdout),
     }
+}
+
+/// `archiver ctl`: one request to the job's running process, its answer printed.
+fn ctl(command: Command, out: &mut dyn std::io::Write) -> Result<u8, Error> {
+    let Command::Ctl {
+        config,
+        action,
+        settings,
+        format,
+    } = command
+    else {
+        unreachable!("dispatch passes ctl commands only");
+    };
+    let request = ctl_request(action, settings)?;
+    let job = JobConfig::load(&config)?;
+    ops::ctl(&job, &config, &request, format == Format::Json, out)?;
+    Ok(exit::DONE)
+}
+
+/// The request of `archiver ctl ACTION [KEY=VALUE...]`; settings go with `set` only.
+fn ctl_request(action: CtlAction, settings: Vec<String>) -> Result<ops::CtlRequest, ConfigError> {
+    if action != CtlAction::Set && !settings.is_empty() {
+        return Err(ConfigError(
+            format!("ctl {action:?} takes no KEY=VALUE; only `ctl set` does").to_lowercase(),
+        ));
+    }
+    Ok(match action {
+        CtlAction::Status => ops::CtlRequest::Status,
+        CtlAction::Pause => ops::CtlRequest::Pause,
+        CtlAction::Resume => ops::CtlRequest::Resume,
+        CtlAction::Stop => ops::CtlRequest::Stop,
+        CtlAction::Set => ops::CtlRequest::Set(settings),
+    })
 }
 
 /// `archiver run`: the engine, with signals and the time window as its stop requests.
@@ -340,6 +405,7 @@ fn run(config: &JobConfig, args: RunArgs, say: Say) -> Result<u8, Error> {
     .min();
     runtime()?.block_on(async {
         let (trigger, shutdown) = shutdown::channel();
+        let control = trigger.clone();
         signals::spawn_signal_handler(trigger.clone());
         if let Some(deadline) = deadline {
             signals::spawn_deadline(deadline, trigger);
@@ -349,6 +415,7 @@ fn run(config: &JobConfig, args: RunArgs, say: Say) -> Result<u8, Error> {
             compact,
             sentinel: Some(sentinel),
             display,
+            control: Some(control),
         };
         let report = engine::run(config, options).await?;
         match report.end {

@@ -102,6 +102,19 @@ pub const COMPACT_ABOVE_RECORDS: Limit = Limit {
     default: 100_000,
 };
 
+// Live control (issue 9): `archiver ctl set max_lag_s=N` is checked against this range. It is
+// the throttle's `[throttle] max_lag_s` (same name, range and default as on h-throttle): at
+// merge, keep one definition.
+
+/// Replica lag above which the job pauses between batches, in seconds (`[throttle] max_lag_s`).
+pub const MAX_LAG_S: Limit = Limit {
+    key: "max_lag_s",
+    min: 1,
+    max: 86_400,
+    default: 10,
+};
+const _: () = assert!(MAX_LAG_S.default_in_range());
+
 const _: () = assert!(BATCH_ROWS.default_in_range());
 const _: () = assert!(KEEP_RUNS.default_in_range());
 const _: () = assert!(COMPACT_ABOVE_RECORDS.default_in_range());

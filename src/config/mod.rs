@@ -29,6 +29,7 @@ use crate::event::JobIdentity;
 
 use endpoint::endpoint;
 pub use endpoint::{masked_url, Endpoint};
+pub use limits::MAX_LAG_S;
 pub use limits::{
     Limit, ATTEMPTS_MAX, ATTEMPTS_MAX_DEFAULT, ATTEMPTS_MAX_LIMIT, BATCH_ROWS, BATCH_ROWS_DEFAULT,
     BATCH_ROWS_MAX, COMPACT_ABOVE_RECORDS, KEEP_RUNS, LOCK_WAIT_TIMEOUT_S,
@@ -116,6 +117,17 @@ impl History {
             keep_runs: KEEP_RUNS.value(raw.keep_runs)?,
             compact_above_records: COMPACT_ABOVE_RECORDS.value(raw.compact_above_records)?,
         })
+    }
+}
+
+/// File name of the control socket in the WAL directory: `archiver run` listens on it,
+/// `archiver ctl` connects to it (issue 9).
+pub const CONTROL_SOCKET_FILE: &str = "control.sock";
+
+impl JobConfig {
+    /// The control socket of the job's running process: `WAL_DIR/control.sock`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.wal_dir.join(CONTROL_SOCKET_FILE)
     }
 }
 

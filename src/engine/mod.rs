@@ -13,9 +13,12 @@
 //! - `servers`: the connections, reconnection, the pinned `NOW()`.
 //! - `batch`: one batch, on one server or two.
 //! - [`backoff`]: the one waiting rule; [`shutdown`]: the stop request every wait listens to.
+//! - [`control`]: the control socket (`archiver ctl`, `curl --unix-socket`), obeyed between
+//!   steps.
 
 pub mod backoff;
 mod batch;
+pub mod control;
 #[cfg(feature = "crash-hook")]
 pub mod crash_hook;
 pub mod progress;
@@ -91,6 +94,9 @@ pub fn now_unix_us() -> i64 {
 
 /// The live job: the journal, the connections, the statements.
 struct Engine<'a> {
+    /// The control socket, if served. First, so that it is dropped (its socket removed) before
+    /// the journal releases the WAL lock.
+    control: Option<control::Control>,
     /// The job.
     config: &'a JobConfig,
     /// Its statements, from the pre-flight.
@@ -121,16 +127,42 @@ impl Engine<'_> {
             }
             Action::StartRun { run_id } => self.start_run(run_id).await?,
             Action::PlanNext(order) => {
-                let pause = std::time::Duration::from_millis(self.config.batching.sleep_ms.into());
-                if !pause.is_zero() && self.shutdown.sleep(pause).await {
-                    return Err(Halt::Stop);
+                // The pause the run's order carries when it was changed live, else the job's.
+                let sleep_ms = order.sleep_ms.unwrap_or(self.config.batching.sleep_ms);
+                match self.wait_between_batches(sleep_ms).await {
+                    Waited::Stop => return Err(Halt::Stop),
+                    // A control command came: the loop obeys it and asks for the next action
+                    // again (its settings may have changed).
+                    Waited::Interrupted => return Ok(()),
+                    Waited::Elapsed => self.plan_next(order).await?,
                 }
-                self.plan_next(order).await?;
             }
             Action::FinishRun { run_id } => self.finish_run(run_id)?,
             Action::ExecuteBatch(order) => self.execute(order).await?,
         }
         Ok(())
+    }
+
+    /// The pause before planning a batch: cut short by a stop request, or by a control command
+    /// (which the loop obeys before planning).
+    async fn wait_between_batches(&mut self, sleep_ms: u32) -> Waited {
+        let pause = std::time::Duration::from_millis(sleep_ms.into());
+        if pause.is_zero() {
+            return Waited::Elapsed;
+        }
+        let sleeping = self.shutdown.sleep(pause);
+        let stopped = match &mut self.control {
+            None => sleeping.await,
+            Some(control) => tokio::select! {
+                stopped = sleeping => stopped,
+                () = control.command_arrives() => return Waited::Interrupted,
+            },
+        };
+        if stopped {
+            Waited::Stop
+        } else {
+            Waited::Elapsed
+        }
     }
 
     async fn start_run(&mut self, run_id: u64) -> Result<(), Halt> {
@@ -267,7 +299,16 @@ impl Engine<'_> {
                 return Ok(ended(finished_a_run));
             }
             if let Some(sentinel) = &self.sentinel {
+                if let Some(control) = &self.control {
+                    control.note_pause_file(self.journal.state(), sentinel);
+                }
                 if sentinel.check(&mut self.shutdown).await == sentinel::Verdict::Stop {
+                    return Ok(ended(finished_a_run));
+                }
+            }
+            if let Some(control) = &mut self.control {
+                let verdict = control.obey(&mut self.journal, &mut self.shutdown).await?;
+                if verdict == sentinel::Verdict::Stop {
                     return Ok(ended(finished_a_run));
                 }
             }
@@ -299,6 +340,16 @@ impl Engine<'_> {
             }
         }
     }
+}
+
+/// How the pause between batches ended.
+enum Waited {
+    /// It ran its course.
+    Elapsed,
+    /// A stop was requested.
+    Stop,
+    /// A control command arrived.
+    Interrupted,
 }
 
 /// How a loop stopped by request ended: done if it finished the run it had.
@@ -341,6 +392,9 @@ pub struct RunOptions {
     pub sentinel: Option<Sentinel>,
     /// Where progress goes.
     pub display: progress::Display,
+    /// Serve the control socket in the WAL directory (`archiver ctl`), its stop requests going
+    /// through this trigger (the one the signals use); `None`: no socket.
+    pub control: Option<ShutdownTrigger>,
 }
 
 /// Compacts the log if it holds more records than the job's threshold (and `allowed`).
@@ -367,7 +421,11 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
         compact,
         sentinel,
         display,
+        control,
     } = options;
+    if control.is_some() {
+        control::check_socket_path(config)?;
+    }
     check_existing_log(config)?;
     let window = std::time::Duration::from_secs(config.sessions.reconnect_timeout_s.into());
     let lock_wait = config.sessions.lock_wait_timeout_s;
@@ -394,7 +452,13 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
         journal.observe(Box::new(hook));
     }
     let journal = compact_if_large(journal, config, compact)?;
+    // The lock is held: only now may the socket be (re)bound.
+    let control = match control {
+        Some(trigger) => Some(control::start(config, journal.state(), trigger)?),
+        None => None,
+    };
     Ok(Some(Engine {
+        control,
         config,
         queries,
         journal,
@@ -422,6 +486,8 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> Result<RunReport, E
     let end = engine.run_loop().await;
     engine.progress.finish();
     let marked = engine.mark_invocation(false);
+    // The socket goes before the lock: a run started next must find none of ours.
+    drop(engine.control.take());
     let end = end?;
     marked?;
     let state = engine.journal.close()?;

@@ -58,7 +58,7 @@ async fn next_batch(
         return Ok(());
     };
     let after = open_run.and_then(|run| run.cursor.clone());
-    let rows = open_run.map_or(config.batching.rows, |run| run.batch_rows);
+    let rows = open_run.map_or(config.batching.rows, crate::state::Run::batch_rows_now);
     let plan = queries.plan(after.as_ref(), &bound, rows);
     let planned = db::plan(conn, queries, after.as_ref(), &bound, rows).await?;
     writeln!(out, "key bound: {}", key_text(&bound))?;

@@ -1,12 +1,14 @@
 //! The operator's commands around a job's log: `status`, `reset`, `compact`, `replay --inspect`
 //! and `--salvage-last-segment`, the dry run, and the end-of-run attention report. They return
-//! outcomes (a verdict, lines to print), never exit codes: the CLI decides those.
+//! outcomes (a verdict, lines to print), never exit codes: the CLI decides those. `ctl` talks
+//! to a running job over its control socket.
 //!
 //! Everything here but `reset` and salvage is read-only and takes no lock, so it works while a
 //! run is active.
 
 mod attention;
 mod compact;
+mod ctl;
 mod dry_run;
 pub mod inspect;
 mod reset;
@@ -15,6 +17,7 @@ mod status;
 
 pub use attention::attention_lines;
 pub use compact::compact;
+pub use ctl::{ctl, CtlRequest};
 pub use dry_run::dry_run;
 pub use reset::{like, reset, ResetSelection};
 pub use salvage::salvage;

@@ -41,7 +41,7 @@ use serde::Serialize;
 
 use crate::event::{
     BatchCopied, BatchDeleted, BatchFailed, BatchPlanned, BatchReset, ConflictFound, ErrorClass,
-    Event, JobIdentity, Key, LogCreated, RunFinished, RunOutcome, RunStarted,
+    Event, JobIdentity, Key, LogCreated, RunFinished, RunOutcome, RunStarted, SettingsChanged,
 };
 
 pub use crate::event::ERROR_MESSAGE_BYTES_MAX;
@@ -115,12 +115,18 @@ pub struct PlanOrder {
     pub after: Option<Key>,
     /// The run's key bound (inclusive).
     pub bound: Key,
-    /// Matching rows per batch, as the run recorded it.
+    /// Matching rows per batch: as the run recorded it at start, or as last changed live.
     pub rows: u32,
     /// The run's pinned `NOW()`, microseconds since the Unix epoch.
     pub now_unix_us: i64,
     /// The id the planned batch takes.
     pub batch_id: u64,
+    /// Pause before planning, in milliseconds, as changed live for this run (`SettingsChanged`);
+    /// `None`: never changed, the job file's `sleep_ms` applies.
+    pub sleep_ms: Option<u32>,
+    /// Replica lag bound in seconds for the throttle, as changed live for this run; `None`:
+    /// never changed, the job file's bound applies.
+    pub max_lag_s: Option<u32>,
 }
 
 impl fmt::Display for Action {
@@ -354,6 +360,8 @@ pub struct Run {
     pub finished: Option<RunEnd>,
     /// The time the run actually ran, from its invocations' start and end records.
     pub activity: Activity,
+    /// Settings changed while the run ran (`SettingsChanged`); none by default.
+    pub live: LiveSettings,
 }
 
 /// The time a run actually ran, over its invocations: each starts with `RunStarted` or
@@ -389,10 +397,39 @@ impl Activity {
     }
 }
 
+/// The settings an operator changed while a run ran (`archiver ctl set`), each the last value
+/// recorded; `None` for a setting never changed. They apply to that run only: a new run starts
+/// from the job file again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LiveSettings {
+    /// Rows per batch, replacing the one `RunStarted` recorded.
+    pub batch_rows: Option<u32>,
+    /// Pause between batches in milliseconds, replacing the job file's.
+    pub sleep_ms: Option<u32>,
+    /// Replica lag bound in seconds, replacing the job file's.
+    pub max_lag_s: Option<u32>,
+    /// LSN of the last `SettingsChanged` (0: none).
+    pub changed_lsn: u64,
+    /// Wall clock of the last change, microseconds since the Unix epoch (0: none).
+    pub changed_unix_us: i64,
+}
+
+impl LiveSettings {
+    /// Whether any setting was changed.
+    pub fn any(&self) -> bool {
+        self.changed_lsn != 0
+    }
+}
+
 impl Run {
     /// True until `RunFinished`.
     pub fn is_open(&self) -> bool {
         self.finished.is_none()
+    }
+
+    /// Rows per batch for the run's next batch: as changed live, else as it started with.
+    pub fn batch_rows_now(&self) -> u32 {
+        self.live.batch_rows.unwrap_or(self.batch_rows)
     }
 
     /// The ids of the batches this run planned, in order (empty before its first batch).
@@ -727,6 +764,7 @@ impl State {
                 let run = self.run_mut(e.run_id);
                 run.activity.end(e.paused_unix_us, run.counts.rows_deleted);
             }
+            Event::SettingsChanged(e) => self.apply_settings_changed(lsn, e),
             Event::SnapshotStarted(e) => self.apply_snapshot_started(lsn, e),
             Event::SnapshotRuns(e) => self.collect_snapshot(|open| {
                 open.runs.extend(e.runs.iter().cloned());
@@ -739,6 +777,9 @@ impl State {
             }),
             Event::SnapshotActivity(e) => self.collect_snapshot(|open| {
                 open.activity.extend(e.activity.iter().cloned());
+            }),
+            Event::SnapshotSettings(e) => self.collect_snapshot(|open| {
+                open.settings.extend(e.settings.iter().cloned());
             }),
             Event::SnapshotFinished(_) => unreachable!("a verdict on it is the rebuilt state"),
         }
@@ -774,6 +815,7 @@ impl State {
             | Event::SnapshotBatches(_)
             | Event::SnapshotConflicts(_)
             | Event::SnapshotActivity(_)
+            | Event::SnapshotSettings(_)
             | Event::SnapshotFinished(_) => Err(Problem::NoSnapshotOpen),
             _ => self.contradiction(event).map(|()| None),
         }
@@ -797,6 +839,7 @@ impl State {
             | Event::SnapshotBatches(_)
             | Event::SnapshotConflicts(_)
             | Event::SnapshotActivity(_)
+            | Event::SnapshotSettings(_)
             | Event::SnapshotFinished(_) => unreachable!("handled above"),
             Event::RunStarted(e) => self.check_run_started(e),
             Event::BatchPlanned(e) => self.check_batch_planned(e),
@@ -825,6 +868,7 @@ impl State {
             Event::RunFinished(e) => self.check_run_finished(e),
             Event::RunResumed(e) => self.open_run_named(e.run_id).map(|_| ()),
             Event::RunPaused(e) => self.open_run_named(e.run_id).map(|_| ()),
+            Event::SettingsChanged(e) => self.check_settings_changed(e),
         }
     }
 
@@ -967,6 +1011,18 @@ impl State {
         Ok(())
     }
 
+    /// A live change names the open run, and keeps at least one row per batch.
+    fn check_settings_changed(&self, e: &SettingsChanged) -> Result<(), Problem> {
+        self.open_run_named(e.run_id)?;
+        if e.batch_rows == Some(0) {
+            return Err(Problem::ZeroLimit {
+                run_id: e.run_id,
+                field: "batch_rows",
+            });
+        }
+        Ok(())
+    }
+
     fn check_run_finished(&self, e: &RunFinished) -> Result<(), Problem> {
         let run = self.open_run_named(e.run_id)?;
         if let Some(&batch_id) = self.pending.range(run.batch_ids()).next() {
@@ -1006,6 +1062,7 @@ impl State {
                 since: Some((e.started_unix_us, 0)),
                 ..Activity::default()
             },
+            live: LiveSettings::default(),
         });
     }
 
@@ -1170,6 +1227,16 @@ impl State {
         });
     }
 
+    /// Each setting the record carries replaces the open run's; the others stay.
+    fn apply_settings_changed(&mut self, lsn: u64, e: &SettingsChanged) {
+        let live = &mut self.run_mut(e.run_id).live;
+        live.batch_rows = e.batch_rows.or(live.batch_rows);
+        live.sleep_ms = e.sleep_ms.or(live.sleep_ms);
+        live.max_lag_s = e.max_lag_s.or(live.max_lag_s);
+        live.changed_lsn = lsn;
+        live.changed_unix_us = e.changed_unix_us;
+    }
+
     fn batch_mut(&mut self, batch_id: u64) -> &mut Batch {
         self.batches
             .get_mut(batch_id)
@@ -1208,9 +1275,11 @@ impl State {
                 run_id: run.run_id,
                 after: run.cursor.clone(),
                 bound: bound.clone(),
-                rows: run.batch_rows,
+                rows: run.batch_rows_now(),
                 now_unix_us: run.now_unix_us,
                 batch_id: self.next_batch_id(),
+                sleep_ms: run.live.sleep_ms,
+                max_lag_s: run.live.max_lag_s,
             }),
             _ => Action::FinishRun { run_id: run.run_id },
         }

@@ -12,14 +12,14 @@ use super::batches::Batches;
 
 use crate::event::{
     chunk_images, ActivityImage, BatchErrorImage, BatchImage, BatchStatusImage, ConflictImage,
-    CountsImage, Event, RunEndImage, RunImage, SnapshotActivity, SnapshotBatches,
-    SnapshotConflicts, SnapshotFinished, SnapshotRuns, SnapshotStarted, StepImage,
-    PAYLOAD_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX,
+    CountsImage, Event, RunEndImage, RunImage, RunSettingsImage, SnapshotActivity, SnapshotBatches,
+    SnapshotConflicts, SnapshotFinished, SnapshotRuns, SnapshotSettings, SnapshotStarted,
+    StepImage, PAYLOAD_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX,
 };
 
 use super::{
-    Activity, Batch, BatchError, BatchStatus, Conflict, Counts, Problem, Run, RunEnd, State, Step,
-    CONFLICTS_STORED_MAX,
+    Activity, Batch, BatchError, BatchStatus, Conflict, Counts, LiveSettings, Problem, Run, RunEnd,
+    State, Step, CONFLICTS_STORED_MAX,
 };
 
 /// Why [`State::snapshot`] gives no records.
@@ -59,6 +59,8 @@ pub(super) struct OpenSnapshot {
     pub(super) conflicts: Vec<ConflictImage>,
     /// Activity images received (not announced: at most one per run).
     pub(super) activity: Vec<ActivityImage>,
+    /// Run settings images received (not announced: at most one per run).
+    pub(super) settings: Vec<RunSettingsImage>,
 }
 
 impl OpenSnapshot {
@@ -74,7 +76,8 @@ impl OpenSnapshot {
 
 impl State {
     /// The records that rebuild this state, in order: `SnapshotStarted`, chunks of runs, of
-    /// batches, of conflicts, of run activity (each payload at most [`SNAPSHOT_CHUNK_BYTES_MAX`] bytes unless one
+    /// the live settings of the runs that have some, of batches, of conflicts, of run activity
+    /// (each payload at most [`SNAPSHOT_CHUNK_BYTES_MAX`] bytes unless one
     /// image alone is larger), `SnapshotFinished`. Replayed alone, or after the log they cover,
     /// they rebuild [`State::retained`]`(keep_runs)`: every run with its counts, every batch not
     /// done, the done batches of the last `keep_runs` runs, the stored conflicts, the totals.
@@ -91,6 +94,12 @@ impl State {
         }
         let job = self.job.clone().ok_or(SnapshotRefused::Empty)?;
         let runs: Vec<RunImage> = self.runs.iter().map(RunImage::from).collect();
+        let settings: Vec<RunSettingsImage> = self
+            .runs
+            .iter()
+            .filter(|run| run.live.any())
+            .map(|run| settings_image(run.run_id, &run.live))
+            .collect();
         let batches: Vec<BatchImage> = self
             .batches
             .iter()
@@ -115,6 +124,11 @@ impl State {
         let bound = SNAPSHOT_CHUNK_BYTES_MAX;
         let chunks_of_runs = chunk_images(runs, bound).into_iter();
         events.extend(chunks_of_runs.map(|runs| Event::SnapshotRuns(SnapshotRuns { runs })));
+        let chunks_of_settings = chunk_images(settings, bound).into_iter();
+        events.extend(
+            chunks_of_settings
+                .map(|settings| Event::SnapshotSettings(SnapshotSettings { settings })),
+        );
         let chunks_of_batches = chunk_images(batches, bound).into_iter();
         events.extend(
             chunks_of_batches.map(|batches| Event::SnapshotBatches(SnapshotBatches { batches })),
@@ -247,6 +261,11 @@ impl State {
                 ("run activity", open.header.runs, open.activity.len()),
                 e.activity.len(),
             ),
+            // Not announced; at most one per run.
+            Event::SnapshotSettings(e) => (
+                ("run settings", open.header.runs, open.settings.len()),
+                e.settings.len(),
+            ),
             Event::SnapshotFinished(e) => return self.rebuild(open, lsn, e).map(Some),
             _ => {
                 return Err(Problem::SnapshotOpen {
@@ -269,6 +288,7 @@ impl State {
             batches: Vec::new(),
             conflicts: Vec::new(),
             activity: Vec::new(),
+            settings: Vec::new(),
         }));
     }
 
@@ -338,7 +358,33 @@ fn state_of_images(open: &OpenSnapshot, lsn: u64) -> Result<State, String> {
         }
     }
     let mut runs: Vec<Run> = open.runs.iter().map(Run::from).collect();
-    for image in &open.activity {
+    apply_activity_images(&mut runs, &open.activity)?;
+    apply_settings_images(&mut runs, &open.settings)?;
+    let last_batch_id = runs
+        .iter()
+        .filter_map(|r| r.last_batch_id)
+        .max()
+        .unwrap_or(0);
+    Ok(State {
+        job: Some(header.job.clone()),
+        created_lsn: header.created_lsn,
+        created_unix_us: header.created_unix_us,
+        last_lsn: lsn,
+        runs,
+        batches,
+        last_batch_id,
+        pending,
+        parked,
+        conflicts: open.conflicts.iter().map(Conflict::from).collect(),
+        conflicts_unstored: header.conflicts_unstored,
+        totals: Counts::from(&header.totals),
+        open_snapshot: None,
+    })
+}
+
+/// Gives the runs their activity images (`SnapshotActivity`).
+fn apply_activity_images(runs: &mut [Run], images: &[ActivityImage]) -> Result<(), String> {
+    for image in images {
         let index = usize::try_from(image.run_id.wrapping_sub(1)).unwrap_or(usize::MAX);
         // Run i is in place i - 1 in any valid snapshot; a run out of place is reported by
         // the consistency check that follows, with the numbering it breaks.
@@ -360,26 +406,28 @@ fn state_of_images(open: &OpenSnapshot, lsn: u64) -> Result<State, String> {
             return Err(format!("run {}'s activity image is empty", image.run_id));
         }
     }
-    let last_batch_id = runs
-        .iter()
-        .filter_map(|r| r.last_batch_id)
-        .max()
-        .unwrap_or(0);
-    Ok(State {
-        job: Some(header.job.clone()),
-        created_lsn: header.created_lsn,
-        created_unix_us: header.created_unix_us,
-        last_lsn: lsn,
-        runs,
-        batches,
-        last_batch_id,
-        pending,
-        parked,
-        conflicts: open.conflicts.iter().map(Conflict::from).collect(),
-        conflicts_unstored: header.conflicts_unstored,
-        totals: Counts::from(&header.totals),
-        open_snapshot: None,
-    })
+    Ok(())
+}
+
+/// Gives the runs their live settings images (`SnapshotSettings`).
+fn apply_settings_images(runs: &mut [Run], images: &[RunSettingsImage]) -> Result<(), String> {
+    for image in images {
+        let index = usize::try_from(image.run_id.wrapping_sub(1)).unwrap_or(usize::MAX);
+        let Some(run) = runs.get_mut(index).filter(|r| r.run_id == image.run_id) else {
+            return Err(format!(
+                "live settings of run {}, which it does not hold",
+                image.run_id
+            ));
+        };
+        if run.live.any() {
+            return Err(format!("run {} has live settings twice", image.run_id));
+        }
+        run.live = LiveSettings::from(image);
+        if !run.live.any() || run.live.batch_rows == Some(0) {
+            return Err(format!("run {}'s live settings are invalid", image.run_id));
+        }
+    }
+    Ok(())
 }
 
 /// What a snapshot must satisfy to be a state some valid log reaches (what `apply` would have
@@ -557,6 +605,8 @@ impl From<&Run> for RunImage {
             finished,
             // Not part of the run image (its layout is fixed): `SnapshotActivity` carries it.
             activity: _,
+            // Not part of the run image (its layout is fixed): `SnapshotSettings` carries it.
+            live: _,
         } = r.clone();
         RunImage {
             run_id,
@@ -608,6 +658,46 @@ impl From<&RunImage> for Run {
             counts: Counts::from(&counts),
             finished: finished.as_ref().map(RunEnd::from),
             activity: Activity::default(),
+            live: LiveSettings::default(),
+        }
+    }
+}
+
+/// The image of a run's live settings.
+fn settings_image(run_id: u64, live: &LiveSettings) -> RunSettingsImage {
+    let LiveSettings {
+        batch_rows,
+        sleep_ms,
+        max_lag_s,
+        changed_lsn,
+        changed_unix_us,
+    } = *live;
+    RunSettingsImage {
+        run_id,
+        changed_lsn,
+        batch_rows,
+        sleep_ms,
+        max_lag_s,
+        changed_unix_us,
+    }
+}
+
+impl From<&RunSettingsImage> for LiveSettings {
+    fn from(image: &RunSettingsImage) -> Self {
+        let RunSettingsImage {
+            run_id: _,
+            changed_lsn,
+            batch_rows,
+            sleep_ms,
+            max_lag_s,
+            changed_unix_us,
+        } = *image;
+        LiveSettings {
+            batch_rows,
+            sleep_ms,
+            max_lag_s,
+            changed_lsn,
+            changed_unix_us,
         }
     }
 }

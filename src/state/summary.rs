@@ -65,6 +65,8 @@ pub struct RunSummary {
     pub attempts_max: u32,
     /// Sums over the run's batches.
     pub counts: Counts,
+    /// Settings changed while the run ran (`archiver ctl set`).
+    pub live: super::LiveSettings,
 }
 
 /// Batches by status. `failed` batches are pending ones that failed since planned or reset, so
@@ -267,6 +269,7 @@ fn run_summary(run: &Run) -> RunSummary {
         batch_rows: run.batch_rows,
         attempts_max: run.attempts_max,
         counts: run.counts,
+        live: run.live,
     }
 }
 
@@ -483,13 +486,37 @@ fn run_line(run: &RunSummary) -> String {
         None => "open".to_string(),
     };
     let bound = run.key_bound.as_deref().unwrap_or("none (empty source)");
-    format!(
+    let line = format!(
         "  run {}: started {}, {end}, NOW() = {}, key bound {bound}: {}",
         run.run_id,
         time_text(run.started_unix_us),
         time_text(run.now_unix_us),
         counts_text(&run.counts)
-    )
+    );
+    match live_text(&run.live) {
+        Some(live) => format!("{line}; {live}"),
+        None => line,
+    }
+}
+
+/// "settings changed live at TIME: batch_rows 200, sleep_ms 50", for a run that has some.
+fn live_text(live: &super::LiveSettings) -> Option<String> {
+    if !live.any() {
+        return None;
+    }
+    let changed: Vec<String> = [
+        ("batch_rows", live.batch_rows),
+        ("sleep_ms", live.sleep_ms),
+        ("max_lag_s", live.max_lag_s),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|v| format!("{name} {v}")))
+    .collect();
+    Some(format!(
+        "settings changed live at {}: {}",
+        time_text(live.changed_unix_us),
+        changed.join(", ")
+    ))
 }
 
 fn problem_batch_line(pb: &ProblemBatch) -> String {

@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::event::{KeyValue, RunOutcome, RunPaused, RunResumed, SnapshotFinished};
+use crate::event::{
+    KeyValue, RunOutcome, RunPaused, RunResumed, RunSettingsImage, SnapshotFinished,
+    SnapshotSettings,
+};
 
 fn k(v: u64) -> Key {
     vec![KeyValue::UInt(v)]
@@ -123,6 +126,16 @@ fn paused(run_id: u64, at_s: i64) -> Event {
     })
 }
 
+fn changed(run_id: u64, batch_rows: Option<u32>, sleep_ms: Option<u32>, lag: Option<u32>) -> Event {
+    Event::SettingsChanged(SettingsChanged {
+        run_id,
+        batch_rows,
+        sleep_ms,
+        max_lag_s: lag,
+        changed_unix_us: 15_000_000,
+    })
+}
+
 /// Applies events with LSNs 1, 2, ...; panics on the first error.
 fn replay(events: &[Event]) -> State {
     let mut state = State::new();
@@ -153,6 +166,8 @@ fn plan(run_id: u64, after: Option<u64>, bound: u64) -> Action {
         rows: 0,
         now_unix_us: 0,
         batch_id: 0,
+        sleep_ms: None,
+        max_lag_s: None,
     })
 }
 
@@ -300,6 +315,8 @@ fn actions_carry_what_their_execution_needs() {
             rows: 250,
             now_unix_us: 9_000_000,
             batch_id: 2,
+            sleep_ms: None,
+            max_lag_s: None,
         })
     );
     state.apply(lsn + 1, &finished(2)).unwrap();
@@ -821,7 +838,89 @@ fn contradictions() -> Vec<(&'static str, Vec<Event>, Event, Problem)> {
             finished(1),
             Problem::NoOpenRun,
         ),
+        (
+            "settings changed with no run",
+            vec![c()],
+            changed(1, Some(10), None, None),
+            Problem::NoOpenRun,
+        ),
+        (
+            "settings changed for a finished run",
+            vec![c(), started(1, None), finished(1)],
+            changed(1, None, Some(10), None),
+            Problem::NoOpenRun,
+        ),
+        (
+            "settings changed for another run",
+            vec![c(), started(1, None)],
+            changed(2, None, None, Some(3)),
+            Problem::NotOpenRun {
+                run_id: 2,
+                open_run_id: 1,
+            },
+        ),
+        (
+            "settings changed to zero batch rows",
+            one_batch.clone(),
+            changed(1, Some(0), Some(5), None),
+            Problem::ZeroLimit {
+                run_id: 1,
+                field: "batch_rows",
+            },
+        ),
     ]
+}
+
+/// `archiver ctl set` (issue 9): a `SettingsChanged` reaches the open run's next `PlanOrder`,
+/// merges with earlier changes setting by setting, survives a resume (replay), and ends with
+/// the run: the next run starts from what its `RunStarted` says.
+#[test]
+fn live_settings_reach_the_next_plan_order_and_end_with_the_run() {
+    let mut events = vec![
+        created(),
+        started(1, Some(100)),
+        planned(1, 1, None, 10),
+        deleted(1),
+    ];
+    let order = |state: &State| match state.next_action() {
+        Action::PlanNext(order) => (order.rows, order.sleep_ms, order.max_lag_s),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(order(&replay(&events)), (1000, None, None));
+    events.push(changed(1, Some(5), Some(20), None));
+    let state = replay(&events);
+    assert_eq!(order(&state), (5, Some(20), None));
+    let live = state.open_run().unwrap().live;
+    assert_eq!(
+        live,
+        LiveSettings {
+            batch_rows: Some(5),
+            sleep_ms: Some(20),
+            max_lag_s: None,
+            changed_lsn: 5,
+            changed_unix_us: 15_000_000,
+        }
+    );
+    // A later change of one setting keeps the others.
+    events.push(changed(1, None, None, Some(3)));
+    events.push(planned(2, 1, Some(10), 15));
+    let state = replay(&events);
+    assert_eq!(state.open_run().unwrap().batch_rows, 1000, "as started");
+    assert_eq!(state.open_run().unwrap().batch_rows_now(), 5);
+    events.push(deleted(2));
+    assert_eq!(order(&replay(&events)), (5, Some(20), Some(3)));
+    let lines = replay(&events).summary(20_000_000).lines().join("\n");
+    assert!(
+        lines.contains("settings changed live at 1970-01-01 00:00:15 UTC: batch_rows 5, sleep_ms 20, max_lag_s 3"),
+        "{lines}"
+    );
+    // The next run starts from the job file's values again.
+    events.push(finished(1));
+    events.push(started(2, Some(200)));
+    let state = replay(&events);
+    assert_eq!(order(&state), (1000, None, None));
+    assert!(state.run(1).unwrap().live.any(), "run 1 keeps its history");
+    assert!(!state.open_run().unwrap().live.any());
 }
 
 #[test]
@@ -1312,6 +1411,12 @@ fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
     let mut model: BTreeMap<u64, ModelBatch> =
         state.batches().map(|b| (b.batch_id, model_of(b))).collect();
     let mut attempts_max = state.last_run().map_or(0, |r| r.attempts_max);
+    let open_live = state.open_run().map(|r| r.live).unwrap_or_default();
+    let (mut live_rows, mut live_sleep, mut live_lag) = (
+        open_live.batch_rows,
+        open_live.sleep_ms,
+        open_live.max_lag_s,
+    );
     let mut tape = choices.iter().copied();
     while let Some(c) = tape.next() {
         let mut next = || tape.next().unwrap_or(0);
@@ -1338,6 +1443,17 @@ fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
                 batch_events.push(resumed(run.run_id, at + i64::from(next())));
             }
         }
+        if c % 17 == 3 && state.open_run().is_some() {
+            // An operator's `ctl set` while the run runs.
+            let run_id = state.open_run().unwrap().run_id;
+            let rows = (next() % 3 != 0).then(|| 1 + u32::from(next() % 50));
+            let sleep = (next() % 2 == 0).then(|| u32::from(next()));
+            let lag = (next() % 3 == 0).then(|| 1 + u32::from(next()));
+            batch_events.push(changed(run_id, rows, sleep, lag));
+            live_rows = rows.or(live_rows);
+            live_sleep = sleep.or(live_sleep);
+            live_lag = lag.or(live_lag);
+        }
         if batch_events.is_empty() {
             match state.next_action() {
                 Action::CreateLog => batch_events.push(created()),
@@ -1349,6 +1465,7 @@ fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
                     };
                     attempts_max = 1 + u32::from(next() % 4);
                     batch_events.push(started_with(state.next_run_id(), bound, attempts_max));
+                    (live_rows, live_sleep, live_lag) = (None, None, None);
                 }
                 Action::ExecuteBatch(BatchOrder {
                     batch_id,
@@ -1374,8 +1491,14 @@ fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
                     run_id,
                     after,
                     bound,
+                    rows,
+                    sleep_ms,
+                    max_lag_s,
                     ..
                 }) => {
+                    // What `ctl set` changed for this run, else what it started with.
+                    assert_eq!(rows, live_rows.unwrap_or(1000));
+                    assert_eq!((sleep_ms, max_lag_s), (live_sleep, live_lag));
                     let start = after.as_ref().map_or(0, |key| match key[0] {
                         KeyValue::UInt(v) => v,
                         _ => unreachable!(),
@@ -1462,7 +1585,8 @@ fn fold_model(model: &mut BTreeMap<u64, ModelBatch>, event: &Event, attempts_max
 fn bogus_event(kind: u8, id: u8, next_batch_id: u64) -> Event {
     let batch_id = (next_batch_id + u64::from(id % 4)).saturating_sub(2);
     let n = u64::from(id % 3);
-    match kind % 9 {
+    match kind % 10 {
+        9 => changed(n, Some(u32::from(id % 2)), None, None),
         0 => created(),
         1 => started(n + 1, Some(n * 10)),
         2 => planned(batch_id, n, Some(n), n + 5),
@@ -1941,4 +2065,128 @@ fn a_snapshot_holds_live_batches_and_those_of_the_kept_runs_only() {
         status,
         "status reads the same but for the last lsn"
     );
+}
+
+/// `ctl set` (issue 9) survives compaction: a snapshot carries the live settings of the runs
+/// that have some in `SnapshotSettings` records, the compacted log plans the open run's next
+/// batch with them, and settings images that no log reaches are refused.
+#[test]
+fn live_settings_survive_a_snapshot_and_bad_settings_images_are_refused() {
+    let events = vec![
+        created(),
+        started(1, Some(100)),
+        planned(1, 1, None, 10),
+        deleted(1),
+        changed(1, Some(7), Some(30), None),
+        finished(1),
+        started(2, Some(200)),
+        planned(2, 2, None, 20),
+        deleted(2),
+        changed(2, Some(5), None, Some(9)),
+    ];
+    let original = replay(&events);
+    let records = original.snapshot(0, 0).unwrap();
+    let names: Vec<&str> = records.iter().map(Event::name).collect();
+    assert_eq!(
+        names,
+        [
+            "SnapshotStarted",
+            "SnapshotRuns",
+            "SnapshotSettings",
+            "SnapshotActivity",
+            "SnapshotFinished"
+        ]
+    );
+    for keep_runs in 0..3 {
+        check_snapshot_equivalence(&events, &original, keep_runs, &[7; 40]);
+    }
+    let (_, rebuilt) = compacted(&original, 0);
+    let Action::PlanNext(order) = rebuilt.next_action() else {
+        panic!("{:?}", rebuilt.next_action());
+    };
+    assert_eq!(
+        (order.rows, order.sleep_ms, order.max_lag_s),
+        (5, None, Some(9))
+    );
+    assert_eq!(rebuilt.run(1).unwrap().live, original.run(1).unwrap().live);
+
+    // Tampered settings images, replayed alone (a compacted log) or after their log.
+    let Event::SnapshotSettings(good) = records[2].clone() else {
+        panic!("{:?}", records[2]);
+    };
+    let with = |settings: Vec<RunSettingsImage>| -> Vec<Event> {
+        let mut e = records.clone();
+        e[2] = Event::SnapshotSettings(SnapshotSettings { settings });
+        e
+    };
+    let mut unknown_run = good.settings.clone();
+    unknown_run[1].run_id = 3;
+    let mut twice = good.settings.clone();
+    twice[1].run_id = 1;
+    let mut three = good.settings.clone();
+    three.push(good.settings[0].clone());
+    let mut never = good.settings.clone();
+    never[0].changed_lsn = 0;
+    let mut other_value = good.settings.clone();
+    other_value[1].batch_rows = Some(6);
+    let cases = [
+        (
+            "settings of a run the snapshot does not hold",
+            with(unknown_run),
+            false,
+            Problem::SnapshotInvalid {
+                detail: "live settings of run 3, which it does not hold".into(),
+            },
+        ),
+        (
+            "a run's settings twice",
+            with(twice),
+            false,
+            Problem::SnapshotInvalid {
+                detail: "run 1 has live settings twice".into(),
+            },
+        ),
+        (
+            "more settings than runs",
+            with(three),
+            false,
+            Problem::SnapshotTooManyImages {
+                images: "run settings",
+                declared: 2,
+            },
+        ),
+        (
+            "settings never changed",
+            with(never),
+            false,
+            Problem::SnapshotInvalid {
+                detail: "run 1's live settings are invalid".into(),
+            },
+        ),
+        (
+            "settings other than the log's",
+            with(other_value),
+            true,
+            Problem::SnapshotDiffers { part: "runs" },
+        ),
+    ];
+    for (name, records, after_log, expected) in cases {
+        let mut state = if after_log {
+            original.clone()
+        } else {
+            State {
+                last_lsn: original.last_lsn(),
+                ..State::new()
+            }
+        };
+        let mut error = None;
+        for event in &records {
+            let lsn = state.last_lsn() + 1;
+            if let Err(e) = state.apply(lsn, event) {
+                error = Some(e.problem);
+                break;
+            }
+        }
+        assert_eq!(error, Some(expected), "{name}");
+    }
 }

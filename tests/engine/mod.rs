@@ -6,6 +6,7 @@
 mod bad_input;
 mod compaction;
 mod concurrent;
+mod control;
 mod cross;
 mod key_types;
 mod progress;

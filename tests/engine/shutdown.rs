@@ -13,7 +13,7 @@ const WAIT_S: u32 = 600;
 
 /// Waits for `child` to exit by `deadline` and returns its exit code and stderr; kills it and
 /// fails with `why` if it is still running then.
-fn exit_by(mut child: Child, deadline: Instant, why: &str) -> (Option<i32>, String) {
+pub fn exit_by(mut child: Child, deadline: Instant, why: &str) -> (Option<i32>, String) {
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;

@@ -274,10 +274,77 @@ fn snapshot_vectors() -> Vec<(Event, &'static str)> {
     ]
 }
 
+/// The records of live control (issue 9): a `SettingsChanged` (`archiver ctl set`) and the
+/// snapshot chunk that carries such settings through a compaction.
+fn live_settings_vectors() -> Vec<(Event, &'static str)> {
+    vec![
+        (
+            Event::SettingsChanged(SettingsChanged {
+                run_id: 1,
+                batch_rows: Some(500),
+                sleep_ms: None,
+                max_lag_s: Some(30),
+                changed_unix_us: 1_700_000_000_000_003,
+            }),
+            "0100000000000000 01 f4010000 00 01 1e000000 03401e18240a0600",
+        ),
+        (
+            Event::SnapshotSettings(SnapshotSettings {
+                settings: vec![RunSettingsImage {
+                    run_id: 1,
+                    changed_lsn: 9,
+                    batch_rows: Some(500),
+                    sleep_ms: Some(0),
+                    max_lag_s: None,
+                    changed_unix_us: 1_700_000_000_000_003,
+                }],
+            }),
+            "0100000000000000
+             0100000000000000 0900000000000000 01 f4010000 01 00000000 00 03401e18240a0600",
+        ),
+    ]
+}
+
+/// The records of a run's active time (issue 9): an invocation resuming and leaving an open
+/// run, and the snapshot chunk that carries the runs' activity through a compaction.
+fn activity_vectors() -> Vec<(Event, &'static str)> {
+    vec![
+        (
+            Event::RunResumed(RunResumed {
+                run_id: 1,
+                resumed_unix_us: 1_700_000_000_000_004,
+            }),
+            "0100000000000000 04401e18240a0600",
+        ),
+        (
+            Event::RunPaused(RunPaused {
+                run_id: 1,
+                paused_unix_us: 1_700_000_000_000_005,
+            }),
+            "0100000000000000 05401e18240a0600",
+        ),
+        (
+            Event::SnapshotActivity(SnapshotActivity {
+                activity: vec![ActivityImage {
+                    run_id: 2,
+                    active_us: 90_000_000,
+                    active_rows: 1000,
+                    since_unix_us: Some(1_700_000_000_000_006),
+                    since_rows: 500,
+                }],
+            }),
+            "0100000000000000
+             0200000000000000 804a5d0500000000 e803000000000000 01 06401e18240a0600 f401000000000000",
+        ),
+    ]
+}
+
 #[test]
 fn event_payloads_have_the_pinned_bytes() {
     let mut vectors = vectors();
     vectors.extend(snapshot_vectors());
+    vectors.extend(live_settings_vectors());
+    vectors.extend(activity_vectors());
     assert_eq!(
         vectors.len(),
         RECORD_TYPES.len(),
