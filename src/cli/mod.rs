@@ -49,6 +49,11 @@ enum Command {
         /// Never compact the log before the run, whatever `compact_above_records` says.
         #[arg(long)]
         no_compact: bool,
+        /// At the end, print on stderr where the time went: count, seconds and share of the
+        /// wall time of each action (plan, lock, copy, delete, commit, WAL append and sync,
+        /// throttle, other), and the rows moved with their rate.
+        #[arg(long)]
+        statistics: bool,
     },
     /// Show how far the job is, what failed and why (read-only; works during a run).
     Status {
@@ -205,6 +210,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             max_runtime,
             until,
             no_compact,
+            statistics,
             ..
         } => {
             let args = RunArgs {
@@ -212,6 +218,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
                 until,
                 compact: !no_compact,
                 sentinel: engine::Sentinel::beside(&config),
+                statistics,
             };
             run(&JobConfig::load(&config)?, args)
         }
@@ -270,6 +277,8 @@ struct RunArgs {
     compact: bool,
     /// The job's stop and pause flag files.
     sentinel: engine::Sentinel,
+    /// `--statistics`.
+    statistics: bool,
 }
 
 fn run(config: &JobConfig, args: RunArgs) -> Result<u8, Error> {
@@ -278,6 +287,7 @@ fn run(config: &JobConfig, args: RunArgs) -> Result<u8, Error> {
         until,
         compact,
         sentinel,
+        statistics,
     } = args;
     let deadline = [
         max_runtime.map(signals::deadline_after),
@@ -309,6 +319,12 @@ fn run(config: &JobConfig, args: RunArgs) -> Result<u8, Error> {
                 for line in ops::attention_lines(&report.state) {
                     eprintln!("{line}");
                 }
+            }
+        }
+        if statistics {
+            eprintln!("archiver: statistics:");
+            for line in report.statistics.lines() {
+                eprintln!("{line}");
             }
         }
         Ok(exit::for_run(report.end))

@@ -7,16 +7,19 @@
 //! - [`batch`]: planning and the one-transaction batch (archive on the source server).
 //! - [`cross`]: the two-step batch for an archive on its own server.
 //! - `error`: [`DbError`] and its classification.
+//! - [`times`]: where a batch's time goes, step by step (the run's statistics).
 
 pub mod batch;
 pub mod cross;
 mod error;
 pub mod preflight;
 pub mod sql;
+pub mod times;
 
 pub use batch::{execute_batch, key_bound, plan, BatchResult};
 pub use cross::{copy_rows, delete_archived, lock_batch_rows, RowValues};
 pub use error::{DbError, DbResult, NotCopied};
+pub use times::{BatchTimes, Tally};
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Row, Value};

@@ -8,6 +8,7 @@ mod compaction;
 mod concurrent;
 mod cross;
 mod key_types;
+mod metrics;
 mod resume;
 mod schema_refusals;
 mod schemas;
