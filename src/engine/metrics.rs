@@ -172,8 +172,20 @@ impl Metrics {
         metrics
     }
 
-    /// Registers every metric, with its help text; units become name suffixes.
+    /// Registers every metric, with its help text; units become name suffixes. The series
+    /// every dashboard expects exist from the start, at zero.
     fn register(&mut self, config: &JobConfig) {
+        self.register_counts();
+        self.register_gauges(config);
+        self.throttle.get_or_create_owned(&label("reason", "sleep"));
+        for outcome in ["done", "failed", "parked"] {
+            self.batches.get_or_create_owned(&label("outcome", outcome));
+        }
+        self.set_outcome(Outcome::Running);
+    }
+
+    /// The counters and the histogram.
+    fn register_counts(&mut self) {
         let r = &mut self.registry;
         r.register("rows_archived", "Rows moved: deleted from the source after an identical copy was committed in the archive", self.rows_archived.clone());
         r.register(
@@ -188,11 +200,6 @@ impl Metrics {
         );
         r.register("conflicts", "Rows kept in the source because the archive holds a different row under their key (found again by every run until resolved)", self.conflicts.clone());
         r.register("batches", "Batches by outcome: done, failed (each failed attempt), parked (a failure that parked the batch)", self.batches.clone());
-        r.register(
-            "batches_parked",
-            "Batches parked now, waiting for archiver reset",
-            self.batches_parked.clone(),
-        );
         // The unit is in the name, without a UNIT line: OpenMetrics parsers disagree on whether
         // a histogram may carry one (openmetrics-parser refuses it).
         r.register("batch_duration_seconds", "Wall time of each batch attempt of this process: lock, copy, delete, commit and the WAL records", self.batch_duration.clone());
@@ -201,6 +208,16 @@ impl Metrics {
             "Time spent waiting on purpose between batches, by reason",
             Unit::Seconds,
             self.throttle.clone(),
+        );
+    }
+
+    /// The gauges, the job's info among them.
+    fn register_gauges(&mut self, config: &JobConfig) {
+        let r = &mut self.registry;
+        r.register(
+            "batches_parked",
+            "Batches parked now, waiting for archiver reset",
+            self.batches_parked.clone(),
         );
         r.register_with_unit(
             "replica_lag",
@@ -231,7 +248,7 @@ impl Metrics {
             self.outcome.clone(),
         );
         let info: Family<[(&'static str, String); 2], Gauge> = Family::default();
-        info.get_or_create(&[
+        info.get_or_create_owned(&[
             ("source", config.source.table.to_string()),
             ("archive", config.archive.table.to_string()),
         ])
@@ -241,13 +258,6 @@ impl Metrics {
             "The job: its source and archive tables (always 1)",
             info,
         );
-        for reason in ["sleep"] {
-            self.throttle.get_or_create_owned(&label("reason", reason));
-        }
-        for outcome in ["done", "failed", "parked"] {
-            self.batches.get_or_create_owned(&label("outcome", outcome));
-        }
-        self.set_outcome(Outcome::Running);
     }
 
     /// Starts the counters at the totals of the log replayed into `state`, and the gauges at
@@ -295,7 +305,7 @@ impl Metrics {
     /// Counts `seconds` of waiting on purpose for `reason` (e.g. `sleep`, `replica_lag`,
     /// `threads_running`).
     pub fn add_throttle(&self, reason: &str, seconds: f64) {
-        if !(seconds > 0.0) {
+        if seconds.is_nan() || seconds <= 0.0 {
             return;
         }
         self.throttle

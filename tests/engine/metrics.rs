@@ -435,3 +435,61 @@ fn statistics_time_the_two_server_batch_and_the_pause() {
     );
     assert!(slept >= 0.02 * (plans - 1) as f64, "{slept}");
 }
+
+/// During a run the file is rewritten every `textfile_interval_s`: a slow run (a pause between
+/// batches) shows "running" with rows already archived before it ends; every read of the file
+/// meanwhile parses whole (it is replaced, never written in place). Stopped by its stop file,
+/// the last write says "stopped" with the rows the WAL records.
+#[test]
+fn the_textfile_is_rewritten_during_the_run() {
+    let sandbox = common::sandbox();
+    let db = mixed_db(&sandbox, "metricslive", 1_000);
+    let job = Job::new(
+        &sandbox,
+        &db,
+        MIXED_PREDICATE,
+        "batch_rows = 100\nsleep_ms = 1500",
+    );
+    let prom_dir = tempfile::tempdir().unwrap();
+    let textfile = prom_dir.path().join("archiver_live.prom");
+    with_textfile(&job, &textfile);
+    let mut text = std::fs::read_to_string(&job.config).unwrap();
+    text.push_str("textfile_interval_s = 1\n");
+    std::fs::write(&job.config, text).unwrap();
+    let mut child = job
+        .command("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let seen = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw rows archived while running"
+        );
+        if textfile.exists() {
+            let metrics = read_metrics(&textfile);
+            if value(&metrics, "archiver_outcome{outcome=\"running\"}") == 1.0
+                && value(&metrics, "archiver_rows_archived_total") >= 100.0
+            {
+                break metrics;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(value(&seen, "archiver_run_id"), 1.0);
+    let stop = PathBuf::from(format!("{}.stop", job.config.display()));
+    std::fs::write(&stop, "").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2), "stopped by the stop file");
+    let last = read_metrics(&textfile);
+    assert_eq!(value(&last, "archiver_outcome{outcome=\"stopped\"}"), 1.0);
+    assert_eq!(
+        value(&last, "archiver_rows_archived_total"),
+        job.rows_deleted() as f64
+    );
+    assert!(job.rows_deleted() < 1_000, "stopped before the end");
+    assert_eq!(value(&last, "archiver_last_success_timestamp_seconds"), 0.0);
+    assert_eq!(names_in(prom_dir.path()), ["archiver_live.prom"]);
+}
