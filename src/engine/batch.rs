@@ -20,8 +20,9 @@ impl Engine<'_> {
     /// that is not the batch's (fatal SQL errors, the WAL), a server that stays unreachable,
     /// a stop request while reconnecting. Failing to reach a server is not an attempt at the
     /// batch.
-    /// The attempt's wall time (reaching the server excepted, waiting after a failure
-    /// excepted) goes to the batch duration histogram.
+    ///
+    /// The attempt's wall time, from when its servers were reached to when its outcome was
+    /// recorded (not the wait after a failure), goes to the batch duration histogram.
     pub(super) async fn execute(&mut self, order: BatchOrder) -> Result<(), Halt> {
         // With the archive on the source server, copy and delete are one transaction, so both
         // steps redo the whole (idempotent) batch; with its own server, Delete skips the copy.
