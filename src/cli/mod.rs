@@ -33,30 +33,39 @@ struct Args {
     command: Command,
 }
 
+/// `archiver run`'s arguments.
+#[derive(Debug, clap::Args)]
+struct RunCommand {
+    /// The job file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Print the plan and the exact SQL; change nothing (no WAL written either).
+    #[arg(long)]
+    dry_run: bool,
+    /// Stop starting new batches after this long (e.g. 45m, 2h); the next run resumes.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_runtime: Option<Duration>,
+    /// Stop starting new batches at this local time (HH:MM, today or tomorrow).
+    #[arg(long, value_parser = parse_until)]
+    until: Option<chrono::NaiveTime>,
+    /// Never compact the log before the run, whatever `compact_above_records` says.
+    #[arg(long)]
+    no_compact: bool,
+    /// Without a terminal, log a progress line this often (e.g. 30s, 5m; 0 for none). On a
+    /// terminal a live bar shows progress instead.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    progress_every: Duration,
+    /// At the end, print on stderr where the time went: count, seconds and share of the
+    /// wall time of each action (plan, lock, copy, delete, commit, WAL append and sync,
+    /// throttle, other), and the rows moved with their rate.
+    #[arg(long)]
+    statistics: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Archive the rows the job selects: resume an unfinished run, or start one.
-    Run {
-        /// The job file (TOML).
-        #[arg(long)]
-        config: PathBuf,
-        /// Print the plan and the exact SQL; change nothing (no WAL written either).
-        #[arg(long)]
-        dry_run: bool,
-        /// Stop starting new batches after this long (e.g. 45m, 2h); the next run resumes.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        max_runtime: Option<Duration>,
-        /// Stop starting new batches at this local time (HH:MM, today or tomorrow).
-        #[arg(long, value_parser = parse_until)]
-        until: Option<chrono::NaiveTime>,
-        /// Never compact the log before the run, whatever `compact_above_records` says.
-        #[arg(long)]
-        no_compact: bool,
-        /// Without a terminal, log a progress line this often (e.g. 30s, 5m; 0 for none). On a
-        /// terminal a live bar shows progress instead.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-        progress_every: Duration,
-    },
+    Run(RunCommand),
     /// Show how far the job is, what failed and why (read-only; works during a run).
     Status {
         /// The job file (TOML).
@@ -269,32 +278,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 fn dispatch(command: Command, say: Say) -> Result<u8, Error> {
     let stdout = &mut std::io::stdout().lock();
     match command {
-        Command::Run {
-            config,
-            dry_run: true,
-            ..
-        } => {
-            let config = JobConfig::load(&config)?;
-            runtime()?.block_on(ops::dry_run(&config, stdout))?;
-            Ok(exit::DONE)
-        }
-        Command::Run {
-            config,
-            max_runtime,
-            until,
-            no_compact,
-            progress_every,
-            ..
-        } => {
-            let args = RunArgs {
-                max_runtime,
-                until,
-                compact: !no_compact,
-                sentinel: engine::Sentinel::beside(&config),
-                display: engine::progress::Display::auto(progress_every),
-            };
-            run(&JobConfig::load(&config)?, args, say)
-        }
+        Command::Run(command) => run_command(command, say, stdout),
         Command::Status { config, format } => {
             ops::status(&JobConfig::load(&config)?, format == Format::Json, stdout)?;
             Ok(exit::DONE)
@@ -373,6 +357,28 @@ fn ctl_request(action: CtlAction, settings: Vec<String>) -> Result<ops::CtlReque
     })
 }
 
+/// `archiver run`, or its dry run.
+fn run_command(
+    command: RunCommand,
+    say: Say,
+    stdout: &mut dyn std::io::Write,
+) -> Result<u8, Error> {
+    let config = JobConfig::load(&command.config)?;
+    if command.dry_run {
+        runtime()?.block_on(ops::dry_run(&config, stdout))?;
+        return Ok(exit::DONE);
+    }
+    let args = RunArgs {
+        max_runtime: command.max_runtime,
+        until: command.until,
+        compact: !command.no_compact,
+        sentinel: engine::Sentinel::beside(&command.config),
+        display: engine::progress::Display::auto(command.progress_every),
+        statistics: command.statistics,
+    };
+    run(&config, args, say)
+}
+
 /// `archiver run`: the engine, with signals and the time window as its stop requests.
 /// What `archiver run` takes besides the job.
 struct RunArgs {
@@ -386,6 +392,8 @@ struct RunArgs {
     sentinel: engine::Sentinel,
     /// Where progress goes.
     display: engine::progress::Display,
+    /// `--statistics`.
+    statistics: bool,
 }
 
 fn run(config: &JobConfig, args: RunArgs, say: Say) -> Result<u8, Error> {
@@ -395,6 +403,7 @@ fn run(config: &JobConfig, args: RunArgs, say: Say) -> Result<u8, Error> {
         compact,
         sentinel,
         display,
+        statistics,
     } = args;
     let deadline = [
         max_runtime.map(signals::deadline_after),
@@ -432,6 +441,12 @@ fn run(config: &JobConfig, args: RunArgs, say: Say) -> Result<u8, Error> {
                 for line in ops::attention_lines(&report.state) {
                     say.more("attention", &line);
                 }
+            }
+        }
+        if statistics {
+            eprintln!("archiver: statistics:");
+            for line in report.statistics.lines() {
+                eprintln!("{line}");
             }
         }
         Ok(exit::for_run(report.end))

@@ -115,6 +115,17 @@ pub const MAX_LAG_S: Limit = Limit {
 };
 const _: () = assert!(MAX_LAG_S.default_in_range());
 
+/// Seconds between rewrites of the `[metrics] textfile` during a run (it is also written at
+/// the start and the end). node_exporter reads the file when scraped, typically every 15 to 60
+/// s; an hour is the longest a dashboard should wait to see a run move.
+pub const TEXTFILE_INTERVAL_S: Limit = Limit {
+    key: "textfile_interval_s",
+    min: 1,
+    max: 3_600,
+    default: 10,
+};
+
+const _: () = assert!(TEXTFILE_INTERVAL_S.default_in_range());
 const _: () = assert!(BATCH_ROWS.default_in_range());
 const _: () = assert!(KEEP_RUNS.default_in_range());
 const _: () = assert!(COMPACT_ABOVE_RECORDS.default_in_range());

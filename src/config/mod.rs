@@ -30,6 +30,7 @@ use crate::event::JobIdentity;
 use endpoint::endpoint;
 pub use endpoint::{masked_url, Endpoint};
 pub use limits::MAX_LAG_S;
+pub use limits::TEXTFILE_INTERVAL_S;
 pub use limits::{
     Limit, ATTEMPTS_MAX, ATTEMPTS_MAX_DEFAULT, ATTEMPTS_MAX_LIMIT, BATCH_ROWS, BATCH_ROWS_DEFAULT,
     BATCH_ROWS_MAX, COMPACT_ABOVE_RECORDS, KEEP_RUNS, LOCK_WAIT_TIMEOUT_S,
@@ -38,6 +39,7 @@ pub use limits::{
 };
 use names::table_name;
 pub use names::TableName;
+pub use raw::RawMetrics;
 pub use raw::{RawArchive, RawConfig, RawJob, RawSource, Safety};
 
 /// The validated job.
@@ -59,6 +61,54 @@ pub struct JobConfig {
     pub history: History,
     /// Opt-ins for triggers and foreign keys.
     pub safety: Safety,
+    /// The Prometheus metrics file, if any (`[metrics]`).
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`, validated.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// The node_exporter textfile (`textfile`, relative to the job file's directory), named
+    /// `*.prom`; `None` writes no file.
+    pub textfile: Option<PathBuf>,
+    /// Seconds between rewrites of the file during a run.
+    pub textfile_interval_s: u32,
+}
+
+impl MetricsConfig {
+    /// `textfile` (a `.prom` file name, relative to `base` unless absolute) and
+    /// `textfile_interval_s` within its [`Limit`].
+    fn from_raw(raw: &RawMetrics, base: &Path) -> Result<MetricsConfig, ConfigError> {
+        let textfile_interval_s = TEXTFILE_INTERVAL_S
+            .value(raw.textfile_interval_s)
+            .map_err(|e| ConfigError(e.0.replace("[job]", "[metrics]")))?;
+        let textfile = match &raw.textfile {
+            None => None,
+            Some(path) => Some(textfile(path, base)?),
+        };
+        Ok(MetricsConfig {
+            textfile,
+            textfile_interval_s,
+        })
+    }
+}
+
+/// `[metrics] textfile`: node_exporter's textfile collector reads only files named `*.prom`,
+/// so any other name would be written and never seen.
+fn textfile(raw: &Path, base: &Path) -> Result<PathBuf, ConfigError> {
+    let is_prom = raw.extension().is_some_and(|ext| ext == "prom")
+        && raw.file_stem().is_some_and(|stem| !stem.is_empty());
+    if !is_prom {
+        return err(format!(
+            "[metrics] textfile = {:?} does not end in .prom; node_exporter's textfile collector reads only *.prom files, so name it e.g. \"/var/lib/node_exporter/textfile_collector/archiver_rewards.prom\"",
+            raw.display().to_string()
+        ));
+    }
+    Ok(if raw.is_relative() {
+        base.join(raw)
+    } else {
+        raw.to_path_buf()
+    })
 }
 
 /// `[source]`, validated.
@@ -169,6 +219,7 @@ impl JobConfig {
         let sessions = Sessions::from_raw(&raw.job)?;
         let wal_dir = wal_dir(&raw.job.wal_dir, base)?;
         let history = History::from_raw(&raw.job)?;
+        let metrics = MetricsConfig::from_raw(&raw.metrics, base)?;
         Ok(JobConfig {
             source,
             archive,
@@ -178,6 +229,7 @@ impl JobConfig {
             wal_dir,
             history,
             safety: raw.safety,
+            metrics,
         })
     }
 

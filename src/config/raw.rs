@@ -20,6 +20,9 @@ pub struct RawConfig {
     /// Opt-ins for schema objects the pre-flight refuses by default.
     #[serde(default)]
     pub safety: Safety,
+    /// Prometheus metrics written for node_exporter's textfile collector.
+    #[serde(default)]
+    pub metrics: RawMetrics,
 }
 
 impl RawConfig {
@@ -100,4 +103,14 @@ pub struct Safety {
     /// referencing it with ON DELETE RESTRICT/NO ACTION (a row with children parks its batch).
     #[serde(default)]
     pub allow_foreign_keys: Vec<String>,
+}
+
+/// `[metrics]`: the Prometheus metrics file for node_exporter's textfile collector.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Path of the `.prom` file, replaced atomically during and at the end of every run.
+    pub textfile: Option<PathBuf>,
+    /// Seconds between rewrites of the file during a run.
+    pub textfile_interval_s: Option<u32>,
 }

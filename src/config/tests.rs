@@ -318,3 +318,41 @@ fn urls_are_never_echoed_with_their_password() {
         assert!(!message.contains("secret"), "{url}: {message}");
     }
 }
+
+/// `[metrics]`: absent, no file and the default interval; a relative textfile is taken from the
+/// job file's directory; a name node_exporter would never read, an interval out of range and
+/// an unknown key are refused, each naming the `[metrics]` key.
+#[test]
+fn the_metrics_table_is_validated() {
+    let config = parse(GOOD).unwrap();
+    assert_eq!(config.metrics.textfile, None);
+    assert_eq!(config.metrics.textfile_interval_s, 10);
+    let with = |table: &str| parse(&format!("{GOOD}\n[metrics]\n{table}\n"));
+    let config =
+        with("textfile = \"prom/archiver_rewards.prom\"\ntextfile_interval_s = 3600").unwrap();
+    assert_eq!(
+        config.metrics.textfile.as_deref(),
+        Some(Path::new("/etc/archiver/prom/archiver_rewards.prom"))
+    );
+    assert_eq!(config.metrics.textfile_interval_s, 3_600);
+    let refused: &[(&str, &str)] = &[
+        (
+            "textfile = \"/var/lib/x/archiver.txt\"",
+            "does not end in .prom",
+        ),
+        ("textfile = \"/var/lib/x/.prom\"", "does not end in .prom"),
+        (
+            "textfile_interval_s = 0",
+            "[metrics] textfile_interval_s = 0 is out of range; use 1 to 3600",
+        ),
+        (
+            "textfile_interval_s = 3601",
+            "[metrics] textfile_interval_s = 3601 is out of range",
+        ),
+        ("text_file = \"a.prom\"", "unknown field `text_file`"),
+    ];
+    for (table, expected) in refused {
+        let error = with(table).expect_err(table).0;
+        assert!(error.contains(expected), "{table}: {error}");
+    }
+}

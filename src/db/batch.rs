@@ -4,7 +4,10 @@
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row};
 
+use std::time::Instant;
+
 use super::sql::Queries;
+use super::times::{BatchTimes, Tally};
 use super::{end_transaction, from_value, is_true, params, row_to_key, DbResult, NotCopied};
 use crate::event::Key;
 
@@ -82,37 +85,92 @@ fn sort_leftovers(
 /// copy those whose key the archive lacks, delete those with an identical archive copy, sort
 /// the locked rows left (conflicts, or a failed copy that fails the batch), commit.
 /// Idempotent: running it again after any crash moves nothing twice and loses nothing.
+/// The time of each step is added to `times`, whether the batch succeeds or not.
 pub async fn execute_batch(
     conn: &mut Conn,
     queries: &Queries,
     lower: Option<&Key>,
     upper: &Key,
+    times: &mut BatchTimes,
 ) -> DbResult<BatchResult> {
-    conn.query_drop("START TRANSACTION").await?;
-    let result = batch_statements(conn, queries, lower, upper).await;
-    end_transaction(conn, result).await
+    let started = Instant::now();
+    let begun = conn.query_drop("START TRANSACTION").await;
+    if let Err(error) = begun {
+        times.lock.add_since(started);
+        return Err(error.into());
+    }
+    let result = batch_statements(conn, queries, lower, upper, times, started).await;
+    let committing = Instant::now();
+    let result = end_transaction(conn, result).await;
+    times.commit.add_since(committing);
+    result
 }
 
+/// The batch's statements; `started` is when its transaction began (counted as locking).
 async fn batch_statements(
     conn: &mut Conn,
     queries: &Queries,
     lower: Option<&Key>,
     upper: &Key,
+    times: &mut BatchTimes,
+    started: Instant,
 ) -> DbResult<BatchResult> {
     let lock = queries.lock_batch(lower, upper);
-    let locked: Vec<Row> = conn.exec(lock.sql.as_str(), params(&lock)).await?;
-    let locked = locked
+    let locked: DbResult<Vec<Row>> = timed(&mut times.lock, started, async {
+        Ok(conn.exec(lock.sql.as_str(), params(&lock)).await?)
+    })
+    .await;
+    let locked = locked?
         .into_iter()
         .map(row_to_key)
         .collect::<DbResult<std::collections::HashSet<Key>>>()?;
     let copy = queries.copy_batch(lower, upper);
-    conn.exec_drop(copy.sql.as_str(), params(&copy)).await?;
+    timed(&mut times.copy, Instant::now(), async {
+        Ok(conn.exec_drop(copy.sql.as_str(), params(&copy)).await?)
+    })
+    .await?;
     let rows_copied = conn.affected_rows();
+    let deleting = Instant::now();
     let delete = queries.delete_batch(lower, upper);
-    conn.exec_drop(delete.sql.as_str(), params(&delete)).await?;
+    let deleted = conn.exec_drop(delete.sql.as_str(), params(&delete)).await;
+    if let Err(error) = deleted {
+        times.delete.add_since(deleting);
+        return Err(error.into());
+    }
     let rows_deleted = conn.affected_rows();
-    // Always asked, never inferred from counts: a row that entered the range during the batch
-    // can make the counts agree while a locked row was kept.
+    let conflicts = check_leftovers(conn, queries, lower, upper, &locked).await;
+    times.delete.add_since(deleting);
+    let conflicts = conflicts?;
+    let rows_already = rows_deleted.saturating_sub(rows_copied);
+    Ok(BatchResult {
+        rows_copied,
+        rows_already,
+        rows_deleted,
+        conflicts,
+    })
+}
+
+/// Awaits `step`, adding the time since `started` to `tally`, whatever its outcome.
+pub(crate) async fn timed<T>(
+    tally: &mut Tally,
+    started: Instant,
+    step: impl std::future::Future<Output = DbResult<T>>,
+) -> DbResult<T> {
+    let result = step.await;
+    tally.add_since(started);
+    result
+}
+
+/// The locked rows the delete left, sorted: the conflicts, or a failed copy ([`NotCopied`]).
+/// Always asked, never inferred from counts: a row that entered the range during the batch
+/// can make the counts agree while a locked row was kept.
+async fn check_leftovers(
+    conn: &mut Conn,
+    queries: &Queries,
+    lower: Option<&Key>,
+    upper: &Key,
+    locked: &std::collections::HashSet<Key>,
+) -> DbResult<Vec<Key>> {
     let statement = queries.leftovers(lower, upper);
     let rows: Vec<Row> = conn
         .exec(statement.sql.as_str(), params(&statement))
@@ -129,14 +187,7 @@ async fn batch_statements(
             Ok((key, archived))
         })
         .collect::<DbResult<Vec<_>>>()?;
-    let conflicts = sort_leftovers(&locked, leftovers)?;
-    let rows_already = rows_deleted.saturating_sub(rows_copied);
-    Ok(BatchResult {
-        rows_copied,
-        rows_already,
-        rows_deleted,
-        conflicts,
-    })
+    Ok(sort_leftovers(locked, leftovers)?)
 }
 
 #[cfg(test)]

@@ -3,11 +3,14 @@
 //! rows whose committed archive copy is identical and commit the source.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Row, Value};
 
+use super::batch::timed;
 use super::sql::Queries;
+use super::times::BatchTimes;
 use super::{from_value, params, BatchResult, DbError, DbResult, NotCopied};
 use crate::event::Key;
 
@@ -36,19 +39,24 @@ fn key_of(row: &[Value], positions: std::ops::Range<usize>) -> DbResult<Key> {
 }
 
 /// Archive on another server, step 1: starts the source transaction and locks the batch's
-/// matching rows, returning them. The locks hold until [`delete_archived`] commits.
+/// matching rows, returning them. The locks hold until [`delete_archived`] commits. Its time
+/// is added to `times.lock`.
 pub async fn lock_batch_rows(
     source: &mut Conn,
     queries: &Queries,
     lower: Option<&Key>,
     upper: &Key,
+    times: &mut BatchTimes,
 ) -> DbResult<Vec<RowValues>> {
-    source.query_drop("START TRANSACTION").await?;
-    let statement = queries.select_batch(lower, upper, true);
-    let rows: Vec<Row> = source
-        .exec(statement.sql.as_str(), params(&statement))
-        .await?;
-    Ok(rows.into_iter().map(Row::unwrap).collect())
+    timed(&mut times.lock, Instant::now(), async {
+        source.query_drop("START TRANSACTION").await?;
+        let statement = queries.select_batch(lower, upper, true);
+        let rows: Vec<Row> = source
+            .exec(statement.sql.as_str(), params(&statement))
+            .await?;
+        Ok(rows.into_iter().map(Row::unwrap).collect())
+    })
+    .await
 }
 
 /// The archive's rows under the keys of `rows` (the batch's locked rows), by key, read in
@@ -80,11 +88,23 @@ async fn archived_rows(
 
 /// Archive on another server, step 2: inserts the locked rows whose key the archive lacks, in
 /// one archive transaction, and commits it. Returns the rows inserted. A plain `INSERT`: a row
-/// colliding with an archive row on another unique key fails the batch.
-pub async fn copy_rows(archive: &mut Conn, queries: &Queries, rows: &[RowValues]) -> DbResult<u64> {
-    archive.query_drop("START TRANSACTION").await?;
-    let copied = insert_missing(archive, queries, rows).await;
-    super::end_transaction(archive, copied).await
+/// colliding with an archive row on another unique key fails the batch. Its time is added to
+/// `times.copy`, the archive's commit to `times.commit`.
+pub async fn copy_rows(
+    archive: &mut Conn,
+    queries: &Queries,
+    rows: &[RowValues],
+    times: &mut BatchTimes,
+) -> DbResult<u64> {
+    let copied = timed(&mut times.copy, Instant::now(), async {
+        archive.query_drop("START TRANSACTION").await?;
+        Ok(insert_missing(archive, queries, rows).await)
+    })
+    .await?;
+    let committing = Instant::now();
+    let copied = super::end_transaction(archive, copied).await;
+    times.commit.add_since(committing);
+    copied
 }
 
 async fn insert_missing(
@@ -122,13 +142,39 @@ async fn insert_missing(
 /// whose archive row is identical in every column (compared byte for byte, as the server sent
 /// them, both sessions pinned to the same time zone and character set), lists the conflicts,
 /// and commits the source transaction. A locked row with no archive row under its key fails
-/// the batch ([`NotCopied`]) and nothing is deleted.
+/// the batch ([`NotCopied`]) and nothing is deleted. Its time is added to `times.delete`, the
+/// source's commit to `times.commit`.
 pub async fn delete_archived(
     source: &mut Conn,
     archive: &mut Conn,
     queries: &Queries,
     locked: Vec<RowValues>,
+    times: &mut BatchTimes,
 ) -> DbResult<BatchResult> {
+    let deleting = Instant::now();
+    let result = delete_identical(source, archive, queries, locked).await;
+    times.delete.add_since(deleting);
+    let (deleted, conflicts) = result?;
+    timed(&mut times.commit, Instant::now(), async {
+        Ok(source.query_drop("COMMIT").await?)
+    })
+    .await?;
+    Ok(BatchResult {
+        rows_copied: 0,
+        rows_already: 0,
+        rows_deleted: deleted,
+        conflicts,
+    })
+}
+
+/// [`delete_archived`] up to its commit: the rows deleted and the conflicts; on failure the
+/// source transaction is rolled back.
+async fn delete_identical(
+    source: &mut Conn,
+    archive: &mut Conn,
+    queries: &Queries,
+    locked: Vec<RowValues>,
+) -> DbResult<(u64, Vec<Key>)> {
     let positions = queries.key_positions();
     let by_key = archived_rows(archive, queries, &locked).await?;
     let mut identical = Vec::new();
@@ -166,11 +212,5 @@ pub async fn delete_archived(
             identical.len()
         )));
     }
-    source.query_drop("COMMIT").await?;
-    Ok(BatchResult {
-        rows_copied: 0,
-        rows_already: 0,
-        rows_deleted: deleted,
-        conflicts,
-    })
+    Ok((deleted, conflicts))
 }

@@ -7,6 +7,7 @@
 //! - [`batch`]: planning and the one-transaction batch (archive on the source server).
 //! - [`cross`]: the two-step batch for an archive on its own server.
 //! - `error`: [`DbError`] and its classification.
+//! - [`times`]: where a batch's time goes, step by step (the run's statistics).
 
 pub mod batch;
 pub mod cross;
@@ -14,11 +15,13 @@ mod error;
 mod estimate;
 pub mod preflight;
 pub mod sql;
+pub mod times;
 
 pub use batch::{execute_batch, key_bound, plan, BatchResult};
 pub use cross::{copy_rows, delete_archived, lock_batch_rows, RowValues};
 pub use error::{DbError, DbResult, NotCopied};
 pub use estimate::{count_rows, estimate_rows, COUNT_TIME_S_MAX};
+pub use times::{BatchTimes, Tally};
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Row, Value};

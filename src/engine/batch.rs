@@ -3,6 +3,8 @@
 //! the batch can survive is recorded (`BatchFailed`) and the run goes on; one that stops the
 //! run is recorded and returned.
 
+use std::time::Instant;
+
 use super::backoff::Backoff;
 use super::{Engine, Halt};
 use crate::db::{self, BatchResult, DbError, DbResult};
@@ -18,20 +20,37 @@ impl Engine<'_> {
     /// that is not the batch's (fatal SQL errors, the WAL), a server that stays unreachable,
     /// a stop request while reconnecting. Failing to reach a server is not an attempt at the
     /// batch.
+    ///
+    /// The attempt's wall time, from when its servers were reached to when its outcome was
+    /// recorded (not the wait after a failure), goes to the batch duration histogram.
     pub(super) async fn execute(&mut self, order: BatchOrder) -> Result<(), Halt> {
         // With the archive on the source server, copy and delete are one transaction, so both
         // steps redo the whole (idempotent) batch; with its own server, Delete skips the copy.
+        let started;
         let result = match self.config.archive.endpoint {
             None => {
                 let conn = self.servers.source(order.now_unix_us).await?;
+                started = Instant::now();
                 let (lower, upper) = (order.lower.as_ref(), &order.upper);
-                db::execute_batch(conn, &self.queries, lower, upper).await
+                let times = &mut self.batch_times;
+                db::execute_batch(conn, &self.queries, lower, upper, times).await
             }
-            Some(_) => self.execute_cross(&order).await?,
+            Some(_) => {
+                let (result, began) = self.execute_cross(&order).await?;
+                started = began;
+                result
+            }
         };
         match result {
-            Ok(result) => self.record_done(order.batch_id, &result),
-            Err(error) => self.record_failure(&order, error).await,
+            Ok(result) => {
+                let recorded = self.record_done(order.batch_id, &result);
+                self.metrics.observe_batch(started.elapsed());
+                recorded
+            }
+            Err(error) => {
+                self.metrics.observe_batch(started.elapsed());
+                self.record_failure(&order, error).await
+            }
         }
     }
 
@@ -39,20 +58,28 @@ impl Engine<'_> {
     /// copy them into the archive and commit there (step Copy only), record `BatchCopied`
     /// durably, then delete the locked rows whose committed archive copy is identical and
     /// commit the source transaction. After a crash between the two commits, replay resumes
-    /// at step Delete, which copies nothing again. The inner result is the batch's.
-    async fn execute_cross(&mut self, order: &BatchOrder) -> Result<DbResult<BatchResult>, Halt> {
+    /// at step Delete, which copies nothing again. The inner result is the batch's, with the
+    /// moment the attempt began once both servers were reached.
+    async fn execute_cross(
+        &mut self,
+        order: &BatchOrder,
+    ) -> Result<(DbResult<BatchResult>, Instant), Halt> {
         // On error both connections are dropped, which closes them and makes each server roll
         // back its open transaction.
         let (mut source, mut archive) = self.servers.take_both(order.now_unix_us).await?;
+        let started = Instant::now();
         let (lower, upper) = (order.lower.as_ref(), &order.upper);
-        let locked = match db::lock_batch_rows(&mut source, &self.queries, lower, upper).await {
-            Ok(locked) => locked,
-            Err(error) => return Ok(Err(error)),
-        };
+        let times = &mut self.batch_times;
+        let locked =
+            match db::lock_batch_rows(&mut source, &self.queries, lower, upper, times).await {
+                Ok(locked) => locked,
+                Err(error) => return Ok((Err(error), started)),
+            };
         if order.step == Step::Copy {
-            let rows_copied = match db::copy_rows(&mut archive, &self.queries, &locked).await {
+            let copied = db::copy_rows(&mut archive, &self.queries, &locked, times).await;
+            let rows_copied = match copied {
                 Ok(rows_copied) => rows_copied,
-                Err(error) => return Ok(Err(error)),
+                Err(error) => return Ok((Err(error), started)),
             };
             let rows_locked = u64::try_from(locked.len()).expect("a batch's rows fit in u64");
             let event = Event::BatchCopied(BatchCopied {
@@ -64,11 +91,13 @@ impl Engine<'_> {
         }
         // The copy counts went into BatchCopied; BatchDeleted carries none, so that nothing
         // is counted twice (wal-format.md, BatchDeleted).
-        let result = db::delete_archived(&mut source, &mut archive, &self.queries, locked).await;
+        let times = &mut self.batch_times;
+        let result =
+            db::delete_archived(&mut source, &mut archive, &self.queries, locked, times).await;
         if result.is_ok() {
             self.servers.put_back(source, archive);
         }
-        Ok(result)
+        Ok((result, started))
     }
 
     /// Records a batch that went through: its conflicts, then `BatchDeleted`, both unsynced.

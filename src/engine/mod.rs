@@ -15,31 +15,40 @@
 //! - [`backoff`]: the one waiting rule; [`shutdown`]: the stop request every wait listens to.
 //! - [`control`]: the control socket (`archiver ctl`, `curl --unix-socket`), obeyed between
 //!   steps.
+//! - [`metrics`]: the Prometheus metrics, moved by the journal's observer; [`textfile`]: them
+//!   as a node_exporter textfile; [`stats`]: where the time went (`run --statistics`).
 
 pub mod backoff;
 mod batch;
 pub mod control;
 #[cfg(feature = "crash-hook")]
 pub mod crash_hook;
+pub mod metrics;
 pub mod progress;
 pub mod sentinel;
 mod servers;
 pub mod shutdown;
+pub mod stats;
+pub mod textfile;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::JobConfig;
-use crate::db::{self, sql::Queries, DbError};
+use crate::config::{JobConfig, Refusal};
+use crate::db::{self, sql::Queries, BatchTimes, DbError, Tally};
 use crate::error::Error;
 use crate::event::{ErrorClass, Event, LogCreated, RunFinished, RunOutcome, RunStarted};
 use crate::journal::{self, Durability, Journal, JournalError};
 use crate::state::{Action, Counts, PlanOrder, State};
 
 use self::backoff::Backoff;
+use self::metrics::{Metrics, MetricsObserver, Outcome};
 use self::progress::Progress;
 pub use self::sentinel::Sentinel;
 use self::servers::Servers;
 pub use self::shutdown::{Shutdown, ShutdownTrigger};
+use self::stats::Statistics;
+use self::textfile::Textfile;
 
 /// Most consecutive failures of a step that is not a batch (planning, starting or finishing a
 /// run) that are retried; then the run stops with the last error. Each retry reconnects within
@@ -111,6 +120,12 @@ struct Engine<'a> {
     sentinel: Option<Sentinel>,
     /// What the watcher sees: a bar on a terminal, lines in a log.
     progress: Progress,
+    /// The job's metrics (the journal's observer moves the counts).
+    metrics: Arc<Metrics>,
+    /// Time spent planning (the run's key bound and each batch's planning read).
+    plan_times: Tally,
+    /// The server's share of the batches, by step.
+    batch_times: BatchTimes,
 }
 
 impl Engine<'_> {
@@ -150,13 +165,19 @@ impl Engine<'_> {
         if pause.is_zero() {
             return Waited::Elapsed;
         }
+        let started = Instant::now();
         let sleeping = self.shutdown.sleep(pause);
-        let stopped = match &mut self.control {
-            None => sleeping.await,
+        let waited = match &mut self.control {
+            None => Some(sleeping.await),
             Some(control) => tokio::select! {
-                stopped = sleeping => stopped,
-                () = control.command_arrives() => return Waited::Interrupted,
+                stopped = sleeping => Some(stopped),
+                () = control.command_arrives() => None,
             },
+        };
+        self.metrics
+            .add_throttle("sleep", started.elapsed().as_secs_f64());
+        let Some(stopped) = waited else {
+            return Waited::Interrupted;
         };
         if stopped {
             Waited::Stop
@@ -167,7 +188,11 @@ impl Engine<'_> {
 
     async fn start_run(&mut self, run_id: u64) -> Result<(), Halt> {
         let now = now_unix_us();
-        let bound = db::key_bound(self.servers.source(now).await?, &self.queries).await?;
+        let conn = self.servers.source(now).await?;
+        let started = Instant::now();
+        let bound = db::key_bound(conn, &self.queries).await;
+        self.plan_times.add_since(started);
+        let bound = bound?;
         let event = Event::RunStarted(RunStarted {
             run_id,
             now_unix_us: now,
@@ -183,6 +208,7 @@ impl Engine<'_> {
 
     async fn plan_next(&mut self, order: PlanOrder) -> Result<(), Halt> {
         let conn = self.servers.source(order.now_unix_us).await?;
+        let started = Instant::now();
         let planned = db::plan(
             conn,
             &self.queries,
@@ -190,7 +216,9 @@ impl Engine<'_> {
             &order.bound,
             order.rows,
         )
-        .await?;
+        .await;
+        self.plan_times.add_since(started);
+        let planned = planned?;
         let Some((upper, rows_planned)) = planned else {
             return self.finish_run(order.run_id);
         };
@@ -363,13 +391,15 @@ fn ended(finished_a_run: bool) -> RunEnd {
 
 /// Reads an existing log read-only and refuses it if it belongs to another job: opening it
 /// for write may cut a torn tail, and another job's log must not be touched at all. Costs one
-/// extra replay (about 0.1 s per million records).
-fn check_existing_log(config: &JobConfig) -> Result<(), Error> {
-    if journal::has_log(&config.wal_dir) {
-        let state = Journal::read(&config.wal_dir)?;
-        journal::check_identity(&state, &config.identity(), &config.wal_dir)?;
+/// extra replay (about 0.1 s per million records). Returns the state it replays to (empty
+/// without a log): the history the metrics start from.
+fn check_existing_log(config: &JobConfig) -> Result<State, Error> {
+    if !journal::has_log(&config.wal_dir) {
+        return Ok(State::new());
     }
-    Ok(())
+    let state = Journal::read(&config.wal_dir)?;
+    journal::check_identity(&state, &config.identity(), &config.wal_dir)?;
+    Ok(state)
 }
 
 /// `Ok(None)` for a wait a stop request cut short.
@@ -415,7 +445,11 @@ fn compact_if_large(journal: Journal, config: &JobConfig, allowed: bool) -> Resu
 /// Connects to the servers (patiently), runs the pre-flight, and only then opens the journal
 /// (compacting it first if it grew past the job's threshold). `None` if a stop was requested
 /// while connecting.
-async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engine<'_>>, Error> {
+async fn prepare(
+    config: &JobConfig,
+    options: RunOptions,
+    metrics: Arc<Metrics>,
+) -> Result<Option<Engine<'_>>, Error> {
     let RunOptions {
         mut shutdown,
         compact,
@@ -426,7 +460,6 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
     if control.is_some() {
         control::check_socket_path(config)?;
     }
-    check_existing_log(config)?;
     let window = std::time::Duration::from_secs(config.sessions.reconnect_timeout_s.into());
     let lock_wait = config.sessions.lock_wait_timeout_s;
     let connecting =
@@ -447,6 +480,7 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
     #[allow(unused_mut)] // without the crash hook, nothing is added
     let mut journal = Journal::open(&config.wal_dir)?;
     journal::check_identity(journal.state(), &config.identity(), &config.wal_dir)?;
+    journal.observe(Box::new(MetricsObserver(metrics.clone())));
     #[cfg(feature = "crash-hook")]
     if let Some(hook) = crash_hook::CrashHook::from_env() {
         journal.observe(Box::new(hook));
@@ -466,19 +500,72 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
         shutdown,
         sentinel,
         progress: Progress::new(display),
+        metrics,
+        plan_times: Tally::default(),
+        batch_times: BatchTimes::default(),
     }))
 }
 
 /// Runs the job until its run is finished, or a stop is requested. See the module doc.
-/// Returns how it ended and the state it left, for the caller's report.
+/// Returns how it ended and the state it left, for the caller's report. The metrics start
+/// from the log's history, and their textfile (`[metrics] textfile`) is written before
+/// anything else is done (a path that cannot be written refuses the run), during the run,
+/// and at its end whatever the outcome.
 pub async fn run(config: &JobConfig, options: RunOptions) -> Result<RunReport, Error> {
-    let started = std::time::Instant::now();
-    let Some(mut engine) = prepare(config, options).await? else {
+    let started = Instant::now();
+    let history = check_existing_log(config)?;
+    let metrics = Arc::new(Metrics::new(config));
+    metrics.seed(&history);
+    drop(history);
+    let textfile = start_textfile(config, &metrics)?;
+    let result = run_engine(config, options, metrics.clone(), started).await;
+    metrics.set_outcome(match &result {
+        Ok(report) => match report.end {
+            RunEnd::Done => Outcome::Done,
+            RunEnd::Attention => Outcome::Attention,
+            RunEnd::Stopped => Outcome::Stopped,
+        },
+        Err(_) => Outcome::Failed,
+    });
+    if let Some(textfile) = textfile {
+        textfile.finish();
+    }
+    result
+}
+
+/// Writes the metrics textfile for the first time and starts rewriting it every interval;
+/// `None` when the job has none.
+fn start_textfile(config: &JobConfig, metrics: &Arc<Metrics>) -> Result<Option<Textfile>, Error> {
+    let Some(path) = &config.metrics.textfile else {
+        return Ok(None);
+    };
+    let interval = std::time::Duration::from_secs(config.metrics.textfile_interval_s.into());
+    let textfile = Textfile::start(path.clone(), metrics.clone(), interval).map_err(|e| {
+        Refusal(format!(
+            "cannot write the metrics file {}: {e}; [metrics] textfile must name a file in an existing directory this user may write (node_exporter's textfile collector directory)",
+            path.display()
+        ))
+    })?;
+    Ok(Some(textfile))
+}
+
+/// [`run`] past the metrics: prepare, loop, close, and the report with its statistics.
+async fn run_engine(
+    config: &JobConfig,
+    options: RunOptions,
+    metrics: Arc<Metrics>,
+    started: Instant,
+) -> Result<RunReport, Error> {
+    let Some(mut engine) = prepare(config, options, metrics).await? else {
         return Ok(RunReport {
             end: RunEnd::Stopped,
             state: State::new(),
             moved: Counts::default(),
             elapsed: started.elapsed(),
+            statistics: Statistics {
+                wall: started.elapsed(),
+                ..Statistics::default()
+            },
         });
     };
     let before = *engine.journal.state().totals();
@@ -490,17 +577,29 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> Result<RunReport, E
     drop(engine.control.take());
     let end = end?;
     marked?;
+    let wal = engine.journal.times();
     let state = engine.journal.close()?;
     let end = match end {
         RunEnd::Stopped => RunEnd::Stopped,
         _ if needs_attention(&state) => RunEnd::Attention,
         _ => RunEnd::Done,
     };
+    let moved = state.totals().since(&before);
+    let statistics = Statistics {
+        plan: engine.plan_times,
+        batch: engine.batch_times,
+        wal,
+        throttle: engine.metrics.throttle_tally(),
+        wall: started.elapsed(),
+        rows: moved.rows_deleted,
+        batches: moved.batches_done,
+    };
     Ok(RunReport {
         end,
-        moved: state.totals().since(&before),
+        moved,
         state,
-        elapsed: started.elapsed(),
+        elapsed: statistics.wall,
+        statistics,
     })
 }
 
@@ -515,6 +614,8 @@ pub struct RunReport {
     pub moved: Counts,
     /// Wall time of this invocation.
     pub elapsed: std::time::Duration,
+    /// Where the time went, by action (`archiver run --statistics`).
+    pub statistics: Statistics,
 }
 
 impl RunReport {

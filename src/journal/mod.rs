@@ -21,7 +21,7 @@
 pub mod nightly;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -51,6 +51,25 @@ pub trait Observer: Send {
 
     /// After `event` was appended at `lsn` and applied; `durable` when a sync covers it.
     fn post_append(&mut self, _lsn: Lsn, _event: &Event, _durable: bool) {}
+
+    /// Right after [`Observer::post_append`], with the state `event` was applied to: for an
+    /// observer that needs what the state made of the event (whether a failed attempt parked
+    /// its batch, when a run finished), never the engine's guess of it.
+    fn post_apply(&mut self, _event: &Event, _state: &State) {}
+}
+
+/// Time spent appending to the log and syncing it, since the journal was opened: the WAL's
+/// share of a run's statistics (`archiver run --statistics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalTimes {
+    /// Records appended.
+    pub appends: u64,
+    /// Time spent appending them (encoding and writing into the log's buffer or file).
+    pub append: Duration,
+    /// Syncs made (each an fdatasync of the log).
+    pub syncs: u64,
+    /// Time spent syncing.
+    pub sync: Duration,
 }
 
 /// Why the journal refused or failed an operation.
@@ -95,6 +114,12 @@ fn replay_dir(dir: &Path) -> Result<(State, u64), JournalError> {
     Ok((state, records))
 }
 
+/// Bytes the log's segment files take in `dir` (their size on disk, preallocation included).
+pub fn log_bytes(dir: &Path) -> Result<u64, JournalError> {
+    let segments = wal::scan::segment_files(dir)?;
+    Ok(segments.iter().map(|(_, _, bytes)| bytes).sum())
+}
+
 /// Whether `dir` already holds a log: any segment file, named as the WAL names them.
 pub fn has_log(dir: &Path) -> bool {
     wal::scan::list_segments(dir).is_ok_and(|segments| !segments.is_empty())
@@ -126,6 +151,8 @@ pub struct Journal {
     records: u64,
     /// Told of every append, in the order they were added.
     observers: Vec<Box<dyn Observer>>,
+    /// Time spent appending and syncing since the journal was opened.
+    times: WalTimes,
 }
 
 impl Journal {
@@ -146,7 +173,22 @@ impl Journal {
             state,
             records,
             observers: Vec::new(),
+            times: WalTimes::default(),
         })
+    }
+
+    /// Time spent appending and syncing since the journal was opened.
+    pub fn times(&self) -> WalTimes {
+        self.times
+    }
+
+    /// Syncs the log, counting the time in [`Journal::times`].
+    fn timed_sync(&mut self) -> Result<(), WalError> {
+        let started = Instant::now();
+        let result = self.wal.sync();
+        self.times.syncs += 1;
+        self.times.sync += started.elapsed();
+        result
     }
 
     /// Records the log holds now.
@@ -179,9 +221,13 @@ impl Journal {
         self.state
             .check(self.wal.next_lsn(), &event)
             .map_err(contradiction)?;
-        let lsn = self
+        let started = Instant::now();
+        let appended = self
             .wal
-            .append(event.record_type(), &event.encode_payload())?;
+            .append(event.record_type(), &event.encode_payload());
+        self.times.appends += 1;
+        self.times.append += started.elapsed();
+        let lsn = appended?;
         // Cannot fail after the check passed (apply and check answer the same question).
         self.state.apply(lsn, &event).map_err(contradiction)?;
         self.records += 1;
@@ -190,22 +236,23 @@ impl Journal {
             durable |= observer.needs_durable(&event);
         }
         if durable {
-            self.wal.sync()?;
+            self.timed_sync()?;
         }
         for observer in &mut self.observers {
             observer.post_append(lsn, &event, durable);
+            observer.post_apply(&event, &self.state);
         }
         Ok(lsn)
     }
 
     /// Makes every appended record durable.
     pub fn sync(&mut self) -> Result<(), JournalError> {
-        Ok(self.wal.sync()?)
+        Ok(self.timed_sync()?)
     }
 
     /// Syncs, releases the lock, and returns the state.
     pub fn close(mut self) -> Result<State, JournalError> {
-        self.wal.sync()?;
+        self.timed_sync()?;
         self.wal.close()?;
         Ok(self.state)
     }
@@ -319,6 +366,7 @@ impl Journal {
             state,
             records,
             observers,
+            times,
         } = self;
         let (snapshot, rebuilt) = snapshot_records(&state, keep_runs, wal.next_lsn(), now_unix_us)?;
         let batches_before = state.batches().count() as u64;
@@ -342,6 +390,7 @@ impl Journal {
             state: rebuilt,
             records: report.records_after,
             observers,
+            times,
         };
         Ok((journal, report))
     }

@@ -9,6 +9,7 @@ mod concurrent;
 mod control;
 mod cross;
 mod key_types;
+mod metrics;
 mod progress;
 mod resume;
 mod schema_refusals;
