@@ -9,6 +9,7 @@
 //! - `endpoint.rs`: server urls and passwords ([`Endpoint`]);
 //! - `names.rs`: table names ([`TableName`]);
 //! - `limits.rs`: the range and default of every number the file sets;
+//! - `throttle.rs`: `[throttle]`, replicas and load bounds ([`ThrottleConfig`]);
 //! - this file: [`JobConfig`], reading and validating the file step by step, and the job's
 //!   identity.
 
@@ -18,6 +19,9 @@ mod names;
 mod raw;
 #[cfg(test)]
 mod tests;
+mod throttle;
+#[cfg(test)]
+mod throttle_tests;
 
 mod refusal;
 
@@ -38,6 +42,8 @@ pub use limits::{
 use names::table_name;
 pub use names::TableName;
 pub use raw::{RawArchive, RawConfig, RawJob, RawSource, Safety};
+pub use limits::{CHECK_INTERVAL_MS, MAX_LAG_S, MAX_LAG_WAIT_S, SLEEP_COEF_MAX};
+pub use throttle::{LagSource, LoadBound, RawReplica, RawThrottle, ThrottleConfig};
 
 /// The validated job.
 #[derive(Debug, Clone)]
@@ -58,6 +64,8 @@ pub struct JobConfig {
     pub history: History,
     /// Opt-ins for triggers and foreign keys.
     pub safety: Safety,
+    /// What pauses or stops the job between batches (`[throttle]`).
+    pub throttle: ThrottleConfig,
 }
 
 /// `[source]`, validated.
@@ -157,6 +165,7 @@ impl JobConfig {
         let sessions = Sessions::from_raw(&raw.job)?;
         let wal_dir = wal_dir(&raw.job.wal_dir, base)?;
         let history = History::from_raw(&raw.job)?;
+        let throttle = ThrottleConfig::from_raw(&raw.throttle, &source, base, env)?;
         Ok(JobConfig {
             source,
             archive,
@@ -166,6 +175,7 @@ impl JobConfig {
             wal_dir,
             history,
             safety: raw.safety,
+            throttle,
         })
     }
 

@@ -20,6 +20,9 @@ pub struct RawConfig {
     /// Opt-ins for schema objects the pre-flight refuses by default.
     #[serde(default)]
     pub safety: Safety,
+    /// Throttling that protects the primary and its replicas (absent: only `sleep_ms`).
+    #[serde(default)]
+    pub throttle: super::throttle::RawThrottle,
 }
 
 impl RawConfig {
