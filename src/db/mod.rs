@@ -7,12 +7,14 @@
 //! - [`batch`]: planning and the one-transaction batch (archive on the source server).
 //! - [`cross`]: the two-step batch for an archive on its own server.
 //! - `error`: [`DbError`] and its classification.
+//! - [`throttle`]: what the throttle reads: replica lag, the source's status variables.
 
 pub mod batch;
 pub mod cross;
 mod error;
 pub mod preflight;
 pub mod sql;
+pub mod throttle;
 
 pub use batch::{execute_batch, key_bound, plan, BatchResult};
 pub use cross::{copy_rows, delete_archived, lock_batch_rows, RowValues};

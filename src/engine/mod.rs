@@ -13,6 +13,7 @@
 //! - `servers`: the connections, reconnection, the pinned `NOW()`.
 //! - `batch`: one batch, on one server or two.
 //! - [`backoff`]: the one waiting rule; [`shutdown`]: the stop request every wait listens to.
+//! - [`throttle`]: what holds the job between batches (pacing, replica lag, the source's load).
 
 pub mod backoff;
 mod batch;
@@ -21,6 +22,7 @@ pub mod crash_hook;
 pub mod sentinel;
 mod servers;
 pub mod shutdown;
+pub mod throttle;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,6 +37,7 @@ use self::backoff::Backoff;
 pub use self::sentinel::Sentinel;
 use self::servers::Servers;
 pub use self::shutdown::{Shutdown, ShutdownTrigger};
+pub use self::throttle::{Throttle, ThrottleHandle, ThrottleKind, ThrottleState, ThrottleTotals};
 
 /// Most consecutive failures of a step that is not a batch (planning, starting or finishing a
 /// run) that are retried; then the run stops with the last error. Each retry reconnects within
@@ -101,6 +104,8 @@ struct Engine<'a> {
     shutdown: Shutdown,
     /// The stop and pause flag files, checked before every step.
     sentinel: Option<Sentinel>,
+    /// What holds the job between batches: pacing, replica lag, the source's load.
+    throttle: Throttle,
 }
 
 impl Engine<'_> {
@@ -117,14 +122,16 @@ impl Engine<'_> {
             }
             Action::StartRun { run_id } => self.start_run(run_id).await?,
             Action::PlanNext(order) => {
-                let pause = std::time::Duration::from_millis(self.config.batching.sleep_ms.into());
-                if !pause.is_zero() && self.shutdown.sleep(pause).await {
-                    return Err(Halt::Stop);
-                }
+                let source = self.servers.source(order.now_unix_us).await?;
+                self.throttle.before_batch(source, &mut self.shutdown).await?;
                 self.plan_next(order).await?;
             }
             Action::FinishRun { run_id } => self.finish_run(run_id)?,
-            Action::ExecuteBatch(order) => self.execute(order).await?,
+            Action::ExecuteBatch(order) => {
+                let started = std::time::Instant::now();
+                self.execute(order).await?;
+                self.throttle.batch_finished(started.elapsed());
+            }
         }
         Ok(())
     }
@@ -308,6 +315,10 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
         archive = Some(conn);
     }
     let queries = db::preflight::check(&mut source, archive.as_mut(), config).await?;
+    let mut throttle = Throttle::new(config);
+    if unless_stopped(throttle.preflight(&mut source, &mut shutdown).await)?.is_none() {
+        return Ok(None);
+    }
     // Pre-flight passed: only now may anything be written.
     #[allow(unused_mut)] // without the crash hook, nothing is added
     let mut journal = Journal::open(&config.wal_dir)?;
@@ -324,6 +335,7 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
         servers: Servers::new(config, source, archive, shutdown.clone()),
         shutdown,
         sentinel,
+        throttle,
     }))
 }
 
