@@ -39,10 +39,10 @@ pub use limits::{
     LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX, RECONNECT_TIMEOUT_S,
     RECONNECT_TIMEOUT_S_DEFAULT, RECONNECT_TIMEOUT_S_MAX, SLEEP_MS, SLEEP_MS_MAX,
 };
+pub use limits::{CHECK_INTERVAL_MS, MAX_LAG_S, MAX_LAG_WAIT_S, SLEEP_COEF_MAX};
 use names::table_name;
 pub use names::TableName;
 pub use raw::{RawArchive, RawConfig, RawJob, RawSource, Safety};
-pub use limits::{CHECK_INTERVAL_MS, MAX_LAG_S, MAX_LAG_WAIT_S, SLEEP_COEF_MAX};
 pub use throttle::{LagSource, LoadBound, RawReplica, RawThrottle, ThrottleConfig};
 
 /// The validated job.

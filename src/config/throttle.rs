@@ -223,7 +223,9 @@ fn load_bounds(key: &str, text: Option<&str>) -> Result<Vec<LoadBound>, ConfigEr
     let mut bounds: Vec<LoadBound> = Vec::new();
     for entry in text.split(',').map(str::trim) {
         let Some((variable, value)) = entry.split_once('=') else {
-            return err(format!("[throttle] {key} entry {entry:?} is not VARIABLE=N; {example}"));
+            return err(format!(
+                "[throttle] {key} entry {entry:?} is not VARIABLE=N; {example}"
+            ));
         };
         let (variable, value) = (variable.trim(), value.trim());
         let well_named = !variable.is_empty()

@@ -61,10 +61,7 @@ url = "mysql://monitor@10.0.0.3:3306/shop"
     let t = &config.throttle;
     let servers: Vec<String> = t.replicas.iter().map(Endpoint::server).collect();
     assert_eq!(servers, ["10.0.0.2:3306", "10.0.0.3:3306"]);
-    assert_eq!(
-        t.replicas[0].connect_opts().unwrap().pass(),
-        Some("secret")
-    );
+    assert_eq!(t.replicas[0].connect_opts().unwrap().pass(), Some("secret"));
     assert_eq!(t.replicas[1].connect_opts().unwrap().pass(), None);
     assert_eq!(
         t.lag_source,
@@ -84,8 +81,7 @@ url = "mysql://monitor@10.0.0.3:3306/shop"
 
 #[test]
 fn replicas_without_a_heartbeat_table_read_the_replication_status() {
-    let config =
-        parse("[[throttle.replica]]\nurl = \"mysql://monitor@10.0.0.2:3306\"\n").unwrap();
+    let config = parse("[[throttle.replica]]\nurl = \"mysql://monitor@10.0.0.2:3306\"\n").unwrap();
     assert_eq!(config.throttle.lag_source, LagSource::ReplicaStatus);
     assert_eq!(config.throttle.max_lag_s, MAX_LAG_S.default);
     assert_eq!(config.throttle.max_lag_wait_s, MAX_LAG_WAIT_S.default);
@@ -193,7 +189,10 @@ fn bad_throttle_settings_are_refused_with_what_to_do() {
     ];
     for (tail, expected) in cases {
         let error = parse(tail).expect_err(tail).0;
-        assert!(error.contains(expected), "{tail}\n  gave: {error}\n  want: {expected}");
+        assert!(
+            error.contains(expected),
+            "{tail}\n  gave: {error}\n  want: {expected}"
+        );
     }
 }
 

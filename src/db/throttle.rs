@@ -6,7 +6,8 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
 use super::{DbError, DbResult};
-use crate::config::{Endpoint, LoadBound, Refusal, TableName};
+use crate::config::{Endpoint, LagSource, LoadBound, Refusal, TableName};
+use crate::event::ErrorClass;
 
 /// The statements that show a replica's replication status, tried in order: MariaDB's, which
 /// lists every source of a multi-source replica; MySQL 8.0.22+'s; older MySQL's. The next is
@@ -27,6 +28,54 @@ pub enum LagReading {
     Behind(f64),
     /// Not replicating, or its lag cannot be known; the text says why.
     NotReplicating(String),
+}
+
+/// Longest a replica may take to connect and answer one lag read, in milliseconds; past it
+/// the replica counts as unreachable for that read.
+pub const REPLICA_READ_TIMEOUT_MS: u64 = 10_000;
+
+/// One lag read of the replica at `endpoint` on a connection of its own, within
+/// [`REPLICA_READ_TIMEOUT_MS`] (past it: [`DbError::Unreachable`]). For the dry run; a run
+/// keeps its replica connections.
+pub async fn lag_once(
+    endpoint: &Endpoint,
+    lag_source: &LagSource,
+    lock_wait_timeout_s: u32,
+) -> DbResult<LagReading> {
+    let read = async {
+        let mut conn = connect_replica(endpoint, lock_wait_timeout_s).await?;
+        let reading = match lag_source {
+            LagSource::ReplicaStatus => replica_status_lag(&mut conn).await,
+            LagSource::Heartbeat(table) => heartbeat_lag(&mut conn, table).await,
+        };
+        let _ = conn.disconnect().await;
+        reading
+    };
+    let limit = std::time::Duration::from_millis(REPLICA_READ_TIMEOUT_MS);
+    match tokio::time::timeout(limit, read).await {
+        Ok(reading) => reading.map_err(|error| refused_read(&endpoint.server(), error)),
+        Err(_) => Err(DbError::Unreachable(format!(
+            "{} gave no answer within {} s",
+            endpoint.server(),
+            REPLICA_READ_TIMEOUT_MS / 1_000
+        ))),
+    }
+}
+
+/// A replica's refusal of a lag read (a grant it lacks, no heartbeat table) as a refusal
+/// naming the replica and what to grant; other errors as they are.
+pub fn refused_read(server: &str, error: DbError) -> DbError {
+    if error.class() == ErrorClass::Transient {
+        return error;
+    }
+    match error {
+        DbError::Server(error) => {
+            DbError::Refused(Refusal(format!(
+                "cannot read the lag of replica {server}: {error}; the url's user needs SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) to read the replication status, or, with heartbeat_table, the table must exist there and be readable by it"
+            )))
+        }
+        other => other,
+    }
 }
 
 /// Connects to a replica for lag reads: the job's session settings (UTC among them, for a
@@ -152,7 +201,10 @@ pub async fn status_values(conn: &mut Conn, bounds: &[&LoadBound]) -> DbResult<V
     let names: Vec<String> = bounds
         .iter()
         .map(|b| {
-            debug_assert!(b.variable.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            debug_assert!(b
+                .variable
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'));
             format!("'{}'", b.variable)
         })
         .collect();

@@ -123,7 +123,9 @@ impl Engine<'_> {
             Action::StartRun { run_id } => self.start_run(run_id).await?,
             Action::PlanNext(order) => {
                 let source = self.servers.source(order.now_unix_us).await?;
-                self.throttle.before_batch(source, &mut self.shutdown).await?;
+                self.throttle
+                    .before_batch(source, &mut self.shutdown)
+                    .await?;
                 self.plan_next(order).await?;
             }
             Action::FinishRun { run_id } => self.finish_run(run_id)?,

@@ -22,19 +22,14 @@ use mysql_async::Conn;
 
 use super::shutdown::Shutdown;
 use super::{now_unix_us, Halt};
-use crate::config::{ConfigError, Endpoint, JobConfig, LagSource, Refusal, ThrottleConfig, MAX_LAG_S};
-use crate::db::throttle::{self as reads, LagReading};
+use crate::config::{ConfigError, Endpoint, JobConfig, LagSource, ThrottleConfig, MAX_LAG_S};
+use crate::db::throttle::{self as reads, LagReading, REPLICA_READ_TIMEOUT_MS};
 use crate::db::DbError;
-use crate::error::Error;
 use crate::event::ErrorClass;
 
 /// How often a long wait is logged again, in seconds: a pause of an hour logs about 60 lines,
 /// not one per check.
 pub const LOG_INTERVAL_S: u64 = 60;
-
-/// Longest a replica may take to connect and answer one lag read, in milliseconds; past it
-/// the replica counts as unreachable for that check.
-pub const REPLICA_READ_TIMEOUT_MS: u64 = 10_000;
 
 /// What a wait was for: the label of the time totals (and of metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -141,7 +136,9 @@ pub struct ThrottleHandle(Arc<Mutex<Shared>>);
 impl ThrottleHandle {
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         // The data is plain values; a panic elsewhere cannot leave it half-written.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The current state.
@@ -283,7 +280,11 @@ impl Throttle {
     /// variable the source lacks, a replica refusing the job's user or its lag read (grants, a
     /// missing heartbeat table) is refused now. An unreachable replica is not refused: it
     /// holds the run like a lagging one.
-    pub async fn preflight(&mut self, source: &mut Conn, shutdown: &mut Shutdown) -> Result<(), Halt> {
+    pub async fn preflight(
+        &mut self,
+        source: &mut Conn,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), Halt> {
         self.check_load(source).await?;
         self.check_replicas(shutdown).await?;
         Ok(())
@@ -292,7 +293,11 @@ impl Throttle {
     /// Paces, then waits while anything holds the job; see the module doc. `Err(Halt::Stop)`
     /// when the run must stop (critical load, replicas held it too long, a stop request),
     /// already logged.
-    pub async fn before_batch(&mut self, source: &mut Conn, shutdown: &mut Shutdown) -> Result<(), Halt> {
+    pub async fn before_batch(
+        &mut self,
+        source: &mut Conn,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), Halt> {
         self.pace(shutdown).await?;
         if self.config.replicas.is_empty()
             && self.config.max_load.is_empty()
@@ -330,14 +335,17 @@ impl Throttle {
     /// Sleeps `sleep_ms` plus `sleep_coef` times the last batch's execution time.
     async fn pace(&mut self, shutdown: &mut Shutdown) -> Result<(), Halt> {
         let fixed = Duration::from_millis(self.sleep_ms.into());
-        let proportional = self.last_batch.map_or(Duration::ZERO, |took| {
-            took.mul_f64(self.config.sleep_coef)
-        });
+        let proportional = self
+            .last_batch
+            .map_or(Duration::ZERO, |took| took.mul_f64(self.config.sleep_coef));
         let pause = fixed + proportional;
         if pause.is_zero() {
             return Ok(());
         }
-        tracing::debug!("pacing: sleeping {} ms before the next batch", pause.as_millis());
+        tracing::debug!(
+            "pacing: sleeping {} ms before the next batch",
+            pause.as_millis()
+        );
         self.set_state(
             Some(ThrottleKind::Sleep),
             Some(format!("pacing: {} ms between batches", pause.as_millis())),
@@ -407,7 +415,12 @@ impl Throttle {
                 holding.push(format!("replica {server} {problem}"));
             }
             let checked_unix_us = now_unix_us();
-            seen.push(ReplicaSeen { server, lag_s, problem, checked_unix_us });
+            seen.push(ReplicaSeen {
+                server,
+                lag_s,
+                problem,
+                checked_unix_us,
+            });
         }
         self.handle.lock().state.replicas = seen;
         Ok(if holding.is_empty() {
@@ -420,7 +433,11 @@ impl Throttle {
     /// One lag read of replica `index`, connecting first if needed, within
     /// [`REPLICA_READ_TIMEOUT_MS`]. A replica that cannot be reached is a reading; one that
     /// refuses the read (grants, no heartbeat table) stops the run.
-    async fn read_replica(&mut self, index: usize, shutdown: &mut Shutdown) -> Result<Reading, Halt> {
+    async fn read_replica(
+        &mut self,
+        index: usize,
+        shutdown: &mut Shutdown,
+    ) -> Result<Reading, Halt> {
         let (lag_source, lock_wait) = (&self.config.lag_source, self.lock_wait_timeout_s);
         let replica = &mut self.replicas[index];
         let limit = Duration::from_millis(REPLICA_READ_TIMEOUT_MS);
@@ -445,16 +462,12 @@ impl Throttle {
             }
         };
         replica.conn = None;
-        match error {
-            error if error.class() == ErrorClass::Transient => {
-                Ok(Reading::Unreachable(error.to_string()))
-            }
-            DbError::Server(error) => Err(Halt::Fail(Error::Refused(Refusal(format!(
-                "cannot read the lag of replica {}: {error}; the url's user needs SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) to read the replication status, or, with heartbeat_table, the table must exist there and be readable by it",
-                replica.server
-            ))))),
-            error => Err(Halt::Fail(error.into())),
+        if error.class() == ErrorClass::Transient {
+            return Ok(Reading::Unreachable(error.to_string()));
         }
+        Err(Halt::Fail(
+            reads::refused_read(&replica.server, error).into(),
+        ))
     }
 
     /// Notes that `kind` holds the job for `reason`: logs the start of a wait, or every
@@ -509,7 +522,9 @@ impl Throttle {
 
     /// Logs why the run stops here and ends the wait: the caller returns [`Halt::Stop`].
     fn stop(&mut self, why: &str) -> Halt {
-        tracing::warn!("stopping between batches, no transaction open: {why}; the next run resumes");
+        tracing::warn!(
+            "stopping between batches, no transaction open: {why}; the next run resumes"
+        );
         self.hold = None;
         self.set_state(None, None);
         Halt::Stop

@@ -12,6 +12,7 @@ mod resume;
 mod schema_refusals;
 mod schemas;
 mod shutdown;
+mod throttle;
 mod torture;
 mod two_servers;
 
