@@ -1,6 +1,10 @@
 //! `[throttle]` validation through [`JobConfig::parse`]: a table of job-file tails and what
 //! each must give.
 
+// Tests are tables of cases; they read better whole, so the 70-line limit on functions
+// (clippy.toml) is for the product's code only.
+#![allow(clippy::too_many_lines)]
+
 use std::path::Path;
 
 use super::*;
@@ -206,5 +210,39 @@ fn a_replica_password_that_cannot_be_read_fails_only_when_connecting() {
     assert!(
         error.contains("[throttle.replica] password_env names NOT_SET"),
         "{error}"
+    );
+}
+
+/// The `[throttle]` blocks of README.md and examples/rewards.toml (uncommented) are job-file
+/// text that parses, with the values their comments give.
+#[test]
+fn the_documented_throttle_tables_parse() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("```toml\n[throttle]")
+        .expect("README's [throttle] block");
+    let block = &readme[start + "```toml\n".len()..];
+    let block = &block[..block.find("```").expect("closed")];
+    let config = parse(block).unwrap();
+    assert_eq!(config.throttle.replicas.len(), 1);
+    assert_eq!(
+        config.throttle.max_load[0].to_string(),
+        "Threads_running=25"
+    );
+    let example = include_str!("../../examples/rewards.toml");
+    let start = example
+        .find("# [throttle]")
+        .expect("the example's [throttle] section");
+    let uncommented: String = example[start..]
+        .lines()
+        .map(|line| line.strip_prefix("# ").unwrap_or(line))
+        .filter(|line| line.starts_with('[') || line.contains(" = "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let config = parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    assert_eq!(config.throttle.replicas.len(), 1);
+    assert_eq!(
+        config.throttle.critical_load[0].to_string(),
+        "Threads_running=100"
     );
 }

@@ -388,7 +388,7 @@ fn an_unreachable_replica_stops_the_run_after_max_lag_wait_s_and_the_next_run_fi
 fn a_stop_request_cuts_a_throttle_wait_short() {
     let sandbox = common::sandbox();
     let db = mixed_db(&sandbox, "throttlestop", 100);
-    let extra = format!("{}", throttle_toml(1, "max_lag_wait_s = 86400"));
+    let extra = throttle_toml(1, "max_lag_wait_s = 86400");
     let job = Job::new(&sandbox, &db, MIXED_PREDICATE, &extra);
     let mut run = Running::start(&job);
     run.wait_for_log("throttling: replica 127.0.0.1:1 unreachable");
