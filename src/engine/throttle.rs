@@ -334,11 +334,7 @@ impl Throttle {
 
     /// Sleeps `sleep_ms` plus `sleep_coef` times the last batch's execution time.
     async fn pace(&mut self, shutdown: &mut Shutdown) -> Result<(), Halt> {
-        let fixed = Duration::from_millis(self.sleep_ms.into());
-        let proportional = self
-            .last_batch
-            .map_or(Duration::ZERO, |took| took.mul_f64(self.config.sleep_coef));
-        let pause = fixed + proportional;
+        let pause = pacing(self.sleep_ms, self.config.sleep_coef, self.last_batch);
         if pause.is_zero() {
             return Ok(());
         }
@@ -350,8 +346,10 @@ impl Throttle {
             Some(ThrottleKind::Sleep),
             Some(format!("pacing: {} ms between batches", pause.as_millis())),
         );
+        let sleeping = Instant::now();
         let stopped = shutdown.sleep(pause).await;
-        self.handle.lock().totals.add(ThrottleKind::Sleep, pause);
+        let slept = sleeping.elapsed();
+        self.handle.lock().totals.add(ThrottleKind::Sleep, slept);
         self.set_state(None, None);
         if stopped {
             return Err(Halt::Stop);
@@ -538,6 +536,13 @@ impl Throttle {
     }
 }
 
+/// The pause before a batch: `sleep_ms`, plus `sleep_coef` times the previous batch's
+/// execution time (none before the first batch of an invocation).
+fn pacing(sleep_ms: u32, sleep_coef: f64, last_batch: Option<Duration>) -> Duration {
+    let fixed = Duration::from_millis(sleep_ms.into());
+    fixed + last_batch.map_or(Duration::ZERO, |took| took.mul_f64(sleep_coef))
+}
+
 /// Connects to `replica` if it has no connection, and reads its lag as `lag_source` says.
 async fn read_lag(
     replica: &mut Replica,
@@ -552,5 +557,44 @@ async fn read_lag(
     match lag_source {
         LagSource::ReplicaStatus => reads::replica_status_lag(conn).await,
         LagSource::Heartbeat(table) => reads::heartbeat_lag(conn, table).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{pacing, ThrottleKind, ThrottleTotals};
+
+    #[test]
+    fn pacing_adds_the_fixed_sleep_and_a_multiple_of_the_last_batch() {
+        let ms = Duration::from_millis;
+        for (sleep_ms, coef, last, expected) in [
+            (0, 0.0, None, ms(0)),
+            (250, 0.0, Some(ms(400)), ms(250)),
+            (0, 0.5, None, ms(0)),
+            (0, 0.5, Some(ms(400)), ms(200)),
+            (100, 2.0, Some(ms(400)), ms(900)),
+            (0, 100.0, Some(ms(30)), ms(3_000)),
+        ] {
+            assert_eq!(
+                pacing(sleep_ms, coef, last),
+                expected,
+                "{sleep_ms} {coef} {last:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn totals_add_up_by_kind() {
+        let mut totals = ThrottleTotals::default();
+        totals.add(ThrottleKind::ReplicaLag, Duration::from_secs(2));
+        totals.add(ThrottleKind::ReplicaLag, Duration::from_secs(3));
+        totals.add(ThrottleKind::Load, Duration::from_secs(1));
+        let by_kind: Vec<(&str, u64)> = ThrottleKind::ALL
+            .iter()
+            .map(|kind| (kind.label(), totals.of(*kind).as_secs()))
+            .collect();
+        assert_eq!(by_kind, [("sleep", 0), ("replica_lag", 5), ("load", 1)]);
     }
 }
