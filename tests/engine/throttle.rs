@@ -361,6 +361,15 @@ fn an_unreachable_replica_stops_the_run_after_max_lag_wait_s_and_the_next_run_fi
         throttle_toml(1, "max_lag_wait_s = 2")
     );
     let job = Job::new(&sandbox, &db, MIXED_PREDICATE, &extra);
+    // The dry run says what the throttle sees, and writes nothing.
+    let output = job.archiver("run", &["--dry-run"]);
+    assert_success(&output, "dry run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("throttle: replica 127.0.0.1:1 unreachable: cannot connect to 127.0.0.1:1"),
+        "{stdout}"
+    );
+    assert!(!job.wal_dir.exists());
     let output = job.archiver("run", &[]);
     assert_exit(&output, 2, "stopped early");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -411,6 +420,14 @@ fn critical_load_stops_the_run_before_anything_moves() {
     let matching = count_matching(&mut db, MIXED_PREDICATE);
     let extra = "batch_rows = 50\n\n[throttle]\ncritical_load = \"Threads_connected=1\"\n";
     let job = Job::new(&sandbox, &db, MIXED_PREDICATE, extra);
+    let output = job.archiver("run", &["--dry-run"]);
+    assert_success(&output, "dry run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("throttle: Threads_connected is ")
+            && stdout.contains(" on the source (critical_load Threads_connected=1)"),
+        "{stdout}"
+    );
     let output = job.archiver("run", &[]);
     assert_exit(&output, 2, "stopped early");
     let stderr = String::from_utf8_lossy(&output.stderr);
