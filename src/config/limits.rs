@@ -26,12 +26,17 @@ impl Limit {
     /// The configured value, or the default when absent; an error naming the key and the range
     /// when the value is out of range.
     pub fn value(&self, configured: Option<u32>) -> Result<u32, ConfigError> {
+        self.value_in("job", configured)
+    }
+
+    /// [`Limit::value`] for a key of table `[section]`, which the message names.
+    pub fn value_in(&self, section: &str, configured: Option<u32>) -> Result<u32, ConfigError> {
         let value = configured.unwrap_or(self.default);
         if (self.min..=self.max).contains(&value) {
             Ok(value)
         } else {
             err(format!(
-                "[job] {} = {value} is out of range; use {} to {}",
+                "[{section}] {} = {value} is out of range; use {} to {}",
                 self.key, self.min, self.max
             ))
         }
@@ -102,19 +107,6 @@ pub const COMPACT_ABOVE_RECORDS: Limit = Limit {
     default: 100_000,
 };
 
-// Live control (issue 9): `archiver ctl set max_lag_s=N` is checked against this range. It is
-// the throttle's `[throttle] max_lag_s` (same name, range and default as on h-throttle): at
-// merge, keep one definition.
-
-/// Replica lag above which the job pauses between batches, in seconds (`[throttle] max_lag_s`).
-pub const MAX_LAG_S: Limit = Limit {
-    key: "max_lag_s",
-    min: 1,
-    max: 86_400,
-    default: 10,
-};
-const _: () = assert!(MAX_LAG_S.default_in_range());
-
 /// Seconds between rewrites of the `[metrics] textfile` during a run (it is also written at
 /// the start and the end). node_exporter reads the file when scraped, typically every 15 to 60
 /// s; an hour is the longest a dashboard should wait to see a run move.
@@ -152,3 +144,48 @@ pub const RECONNECT_TIMEOUT_S_DEFAULT: u32 = RECONNECT_TIMEOUT_S.default;
 pub const RECONNECT_TIMEOUT_S_MAX: u32 = RECONNECT_TIMEOUT_S.max;
 /// Largest allowed `sleep_ms` between batches.
 pub const SLEEP_MS_MAX: u32 = SLEEP_MS.max;
+
+// ---- [throttle]: throttling that protects the primary (issue 9) ----
+
+/// Replica lag above which the job pauses between batches, in seconds (`[throttle] max_lag_s`).
+/// Seconds_Behind_Master counts whole seconds, so 1 is the tightest bound that can be met.
+pub const MAX_LAG_S: Limit = Limit {
+    key: "max_lag_s",
+    min: 1,
+    max: 86_400,
+    default: 10,
+};
+
+/// Longest continuous wait for lagging, stopped or unreachable replicas, in seconds; then the
+/// run stops "stopped early" and the next run resumes. A day at most, like the reconnection
+/// window: a nightly job must not wait into the next night.
+pub const MAX_LAG_WAIT_S: Limit = Limit {
+    key: "max_lag_wait_s",
+    min: 1,
+    max: 86_400,
+    default: 3_600,
+};
+
+/// How often a throttled job checks again whether it may go on, in milliseconds
+/// (`[throttle] check_interval_ms`). Each check is one query per replica and one on the source.
+pub const CHECK_INTERVAL_MS: Limit = Limit {
+    key: "check_interval_ms",
+    min: 100,
+    max: 60_000,
+    default: 1_000,
+};
+
+/// Largest bound a `max_load`/`critical_load` entry may give a status variable.
+pub const LOAD_BOUND_MAX: u64 = 1_000_000_000;
+
+/// `[throttle] sleep_coef`: after each batch, sleep this multiple of its execution time
+/// (pt-archiver's `--sleep-coef`). 0 (the default) adds nothing; 100 makes the job run about
+/// 1% of the time, slower than any job should.
+pub const SLEEP_COEF_MIN: f64 = 0.0;
+/// Largest `sleep_coef`.
+pub const SLEEP_COEF_MAX: f64 = 100.0;
+
+const _: () = assert!(MAX_LAG_S.default_in_range());
+const _: () = assert!(MAX_LAG_WAIT_S.default_in_range());
+const _: () = assert!(CHECK_INTERVAL_MS.default_in_range());
+const _: () = assert!(SLEEP_COEF_MIN < SLEEP_COEF_MAX);

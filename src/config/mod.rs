@@ -9,6 +9,7 @@
 //! - `endpoint.rs`: server urls and passwords ([`Endpoint`]);
 //! - `names.rs`: table names ([`TableName`]);
 //! - `limits.rs`: the range and default of every number the file sets;
+//! - `throttle.rs`: `[throttle]`, replicas and load bounds ([`ThrottleConfig`]);
 //! - this file: [`JobConfig`], reading and validating the file step by step, and the job's
 //!   identity.
 
@@ -18,6 +19,9 @@ mod names;
 mod raw;
 #[cfg(test)]
 mod tests;
+mod throttle;
+#[cfg(test)]
+mod throttle_tests;
 
 mod refusal;
 
@@ -29,7 +33,6 @@ use crate::event::JobIdentity;
 
 use endpoint::endpoint;
 pub use endpoint::{masked_url, Endpoint};
-pub use limits::MAX_LAG_S;
 pub use limits::TEXTFILE_INTERVAL_S;
 pub use limits::{
     Limit, ATTEMPTS_MAX, ATTEMPTS_MAX_DEFAULT, ATTEMPTS_MAX_LIMIT, BATCH_ROWS, BATCH_ROWS_DEFAULT,
@@ -37,10 +40,12 @@ pub use limits::{
     LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX, RECONNECT_TIMEOUT_S,
     RECONNECT_TIMEOUT_S_DEFAULT, RECONNECT_TIMEOUT_S_MAX, SLEEP_MS, SLEEP_MS_MAX,
 };
+pub use limits::{CHECK_INTERVAL_MS, MAX_LAG_S, MAX_LAG_WAIT_S, SLEEP_COEF_MAX};
 use names::table_name;
 pub use names::TableName;
 pub use raw::RawMetrics;
 pub use raw::{RawArchive, RawConfig, RawJob, RawSource, Safety};
+pub use throttle::{LagSource, LoadBound, RawReplica, RawThrottle, ThrottleConfig};
 
 /// The validated job.
 #[derive(Debug, Clone)]
@@ -63,6 +68,8 @@ pub struct JobConfig {
     pub safety: Safety,
     /// The Prometheus metrics file, if any (`[metrics]`).
     pub metrics: MetricsConfig,
+    /// What pauses or stops the job between batches (`[throttle]`).
+    pub throttle: ThrottleConfig,
 }
 
 /// `[metrics]`, validated.
@@ -220,6 +227,7 @@ impl JobConfig {
         let wal_dir = wal_dir(&raw.job.wal_dir, base)?;
         let history = History::from_raw(&raw.job)?;
         let metrics = MetricsConfig::from_raw(&raw.metrics, base)?;
+        let throttle = ThrottleConfig::from_raw(&raw.throttle, &source, base, env)?;
         Ok(JobConfig {
             source,
             archive,
@@ -230,6 +238,7 @@ impl JobConfig {
             history,
             safety: raw.safety,
             metrics,
+            throttle,
         })
     }
 

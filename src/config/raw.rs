@@ -23,6 +23,9 @@ pub struct RawConfig {
     /// Prometheus metrics written for node_exporter's textfile collector.
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// Throttling that protects the primary and its replicas (absent: only `sleep_ms`).
+    #[serde(default)]
+    pub throttle: super::throttle::RawThrottle,
 }
 
 impl RawConfig {

@@ -8,6 +8,7 @@
 //! - [`cross`]: the two-step batch for an archive on its own server.
 //! - `error`: [`DbError`] and its classification.
 //! - [`times`]: where a batch's time goes, step by step (the run's statistics).
+//! - [`throttle`]: what the throttle reads: replica lag, the source's status variables.
 
 pub mod batch;
 pub mod cross;
@@ -15,6 +16,7 @@ mod error;
 mod estimate;
 pub mod preflight;
 pub mod sql;
+pub mod throttle;
 pub mod times;
 
 pub use batch::{execute_batch, key_bound, plan, BatchResult};

@@ -17,6 +17,7 @@
 //!   steps.
 //! - [`metrics`]: the Prometheus metrics, moved by the journal's observer; [`textfile`]: them
 //!   as a node_exporter textfile; [`stats`]: where the time went (`run --statistics`).
+//! - [`throttle`]: what holds the job between batches (pacing, replica lag, the source's load).
 
 pub mod backoff;
 mod batch;
@@ -30,6 +31,7 @@ mod servers;
 pub mod shutdown;
 pub mod stats;
 pub mod textfile;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -49,6 +51,7 @@ use self::servers::Servers;
 pub use self::shutdown::{Shutdown, ShutdownTrigger};
 use self::stats::Statistics;
 use self::textfile::Textfile;
+pub use self::throttle::{Throttle, ThrottleHandle, ThrottleKind, ThrottleState, ThrottleTotals};
 
 /// Most consecutive failures of a step that is not a batch (planning, starting or finishing a
 /// run) that are retried; then the run stops with the last error. Each retry reconnects within
@@ -126,6 +129,8 @@ struct Engine<'a> {
     plan_times: Tally,
     /// The server's share of the batches, by step.
     batch_times: BatchTimes,
+    /// What holds the job between batches: pacing, replica lag, the source's load.
+    throttle: Throttle,
 }
 
 impl Engine<'_> {
@@ -142,26 +147,39 @@ impl Engine<'_> {
             }
             Action::StartRun { run_id } => self.start_run(run_id).await?,
             Action::PlanNext(order) => {
-                // The pause the run's order carries when it was changed live, else the job's.
+                // The pause the run's order carries when it was changed live, else the job's,
+                // plus `sleep_coef` times the last batch; a control command cuts it short.
                 let sleep_ms = order.sleep_ms.unwrap_or(self.config.batching.sleep_ms);
-                match self.wait_between_batches(sleep_ms).await {
+                if let Some(max_lag_s) = order.max_lag_s {
+                    (self.throttle.set_max_lag_s(max_lag_s)).map_err(|e| Halt::Fail(e.into()))?;
+                }
+                match self
+                    .wait_between_batches(self.throttle.pause_before(sleep_ms))
+                    .await
+                {
                     Waited::Stop => return Err(Halt::Stop),
                     // A control command came: the loop obeys it and asks for the next action
                     // again (its settings may have changed).
                     Waited::Interrupted => return Ok(()),
-                    Waited::Elapsed => self.plan_next(order).await?,
+                    Waited::Elapsed => {
+                        self.hold_while_throttled(&order).await?;
+                        self.plan_next(order).await?;
+                    }
                 }
             }
             Action::FinishRun { run_id } => self.finish_run(run_id)?,
-            Action::ExecuteBatch(order) => self.execute(order).await?,
+            Action::ExecuteBatch(order) => {
+                let started = std::time::Instant::now();
+                self.execute(order).await?;
+                self.throttle.batch_finished(started.elapsed());
+            }
         }
         Ok(())
     }
 
     /// The pause before planning a batch: cut short by a stop request, or by a control command
     /// (which the loop obeys before planning).
-    async fn wait_between_batches(&mut self, sleep_ms: u32) -> Waited {
-        let pause = std::time::Duration::from_millis(sleep_ms.into());
+    async fn wait_between_batches(&mut self, pause: std::time::Duration) -> Waited {
         if pause.is_zero() {
             return Waited::Elapsed;
         }
@@ -176,6 +194,7 @@ impl Engine<'_> {
         };
         self.metrics
             .add_throttle("sleep", started.elapsed().as_secs_f64());
+        self.throttle.paced(started.elapsed());
         let Some(stopped) = waited else {
             return Waited::Interrupted;
         };
@@ -289,6 +308,26 @@ impl Engine<'_> {
         };
         self.journal.append(event, Durability::Buffered)?;
         Ok(())
+    }
+
+    /// Waits while the throttle holds the job (replica lag, the source's load), and reports
+    /// the waits and the replicas' lag to the metrics and the progress display.
+    async fn hold_while_throttled(&mut self, order: &PlanOrder) -> Result<(), Halt> {
+        let before = self.throttle.totals();
+        let source = self.servers.source(order.now_unix_us).await?;
+        let held = self.throttle.before_batch(source, &mut self.shutdown).await;
+        let after = self.throttle.totals();
+        for kind in [ThrottleKind::ReplicaLag, ThrottleKind::Load] {
+            let waited = after.of(kind).saturating_sub(before.of(kind));
+            self.metrics
+                .add_throttle(kind.label(), waited.as_secs_f64());
+        }
+        for replica in self.throttle.state().replicas {
+            if let Some(lag) = replica.lag_s {
+                self.metrics.set_replica_lag_seconds(&replica.server, lag);
+            }
+        }
+        held
     }
 
     /// Shows where the open run stands.
@@ -476,6 +515,10 @@ async fn prepare(
         archive = Some(conn);
     }
     let queries = db::preflight::check(&mut source, archive.as_mut(), config).await?;
+    let mut throttle = Throttle::new(config);
+    if unless_stopped(throttle.preflight(&mut source, &mut shutdown).await)?.is_none() {
+        return Ok(None);
+    }
     // Pre-flight passed: only now may anything be written.
     #[allow(unused_mut)] // without the crash hook, nothing is added
     let mut journal = Journal::open(&config.wal_dir)?;
@@ -503,6 +546,7 @@ async fn prepare(
         metrics,
         plan_times: Tally::default(),
         batch_times: BatchTimes::default(),
+        throttle,
     }))
 }
 

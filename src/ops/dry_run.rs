@@ -34,8 +34,59 @@ pub async fn dry_run(config: &JobConfig, out: &mut dyn Write) -> Result<(), Erro
         "every session (both servers): {}",
         sql::session_setup(config.sessions.lock_wait_timeout_s).join("; ")
     )?;
+    throttle_lines(config, &mut conn, out).await?;
     writeln!(out, "next action: {}", state.next_action())?;
     next_batch(config, &state, &mut conn, &queries, out).await
+}
+
+/// What `[throttle]` would see now: each load variable of the source and each replica's lag,
+/// read once. A variable the source lacks, or a replica refusing the read, is refused as a run
+/// would refuse it; an unreachable replica is reported.
+async fn throttle_lines(
+    config: &JobConfig,
+    conn: &mut Conn,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let throttle = &config.throttle;
+    let bounds: Vec<_> = throttle
+        .critical_load
+        .iter()
+        .chain(&throttle.max_load)
+        .collect();
+    if !bounds.is_empty() {
+        let values = db::throttle::status_values(conn, &bounds).await?;
+        for (i, (bound, value)) in bounds.iter().zip(values).enumerate() {
+            let key = if i < throttle.critical_load.len() {
+                "critical_load"
+            } else {
+                "max_load"
+            };
+            writeln!(
+                out,
+                "throttle: {} is {value} on the source ({key} {bound})",
+                bound.variable
+            )?;
+        }
+    }
+    let lock_wait = config.sessions.lock_wait_timeout_s;
+    for endpoint in &throttle.replicas {
+        let server = endpoint.server();
+        let line = match db::throttle::lag_once(endpoint, &throttle.lag_source, lock_wait).await {
+            Ok(db::throttle::LagReading::Behind(lag)) => {
+                format!("lags {lag:.1} s (max_lag_s = {})", throttle.max_lag_s)
+            }
+            Ok(db::throttle::LagReading::NotReplicating(why)) => why,
+            Err(error)
+                if error.class() == crate::event::ErrorClass::Transient
+                    || matches!(error, db::DbError::Unreachable(_)) =>
+            {
+                format!("unreachable: {error}")
+            }
+            Err(error) => return Err(error.into()),
+        };
+        writeln!(out, "throttle: replica {server} {line}")?;
+    }
+    Ok(())
 }
 
 /// Plans the next batch as a run would (read-only) and prints its statements.

@@ -156,6 +156,8 @@ pub enum Instance {
     Main,
     /// The second server, in America/New_York, with a binary log: the two-server tests.
     Archive,
+    /// A replica of `Archive` (databases named `t_repl_*` only): the throttle tests.
+    Replica,
 }
 
 impl Instance {
@@ -164,6 +166,7 @@ impl Instance {
         match self {
             Instance::Main => "main",
             Instance::Archive => "archive",
+            Instance::Replica => "replica",
         }
     }
 
@@ -172,6 +175,7 @@ impl Instance {
         match self {
             Instance::Main => "",
             Instance::Archive => "2",
+            Instance::Replica => "3",
         }
     }
 
@@ -180,12 +184,15 @@ impl Instance {
         match self {
             Instance::Main => SANDBOX_PORT_DEFAULT,
             Instance::Archive => ARCHIVE_SANDBOX_PORT_DEFAULT,
+            Instance::Replica => REPLICA_SANDBOX_PORT_DEFAULT,
         }
     }
 }
 
 /// Port of the archive sandbox when `ARCHIVER_SANDBOX2_PORT` is unset (same as tools/sandbox).
 pub const ARCHIVE_SANDBOX_PORT_DEFAULT: u16 = 3417;
+/// Port of the replica sandbox when `ARCHIVER_SANDBOX3_PORT` is unset (same as tools/sandbox).
+pub const REPLICA_SANDBOX_PORT_DEFAULT: u16 = 3447;
 
 /// Connection settings of a sandbox server. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -219,6 +226,20 @@ pub fn archive_sandbox() -> Sandbox {
     started(
         SANDBOX
             .get_or_init(|| sandbox_from_env(Instance::Archive))
+            .clone(),
+    )
+}
+
+/// Returns the replica sandbox: a third `mariadbd` replicating from [`archive_sandbox`] (its
+/// primary, started first) over 127.0.0.1, which applies only databases named `t_repl_*`
+/// (create them with `archive_sandbox().fresh_database("repl_...")`). Started if nothing
+/// answers on its port. The lifecycle lock is one for all servers.
+pub fn replica_sandbox() -> Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    archive_sandbox();
+    started(
+        SANDBOX
+            .get_or_init(|| sandbox_from_env(Instance::Replica))
             .clone(),
     )
 }

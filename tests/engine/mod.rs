@@ -15,6 +15,7 @@ mod resume;
 mod schema_refusals;
 mod schemas;
 mod shutdown;
+mod throttle;
 mod torture;
 mod two_servers;
 
