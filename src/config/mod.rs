@@ -7,6 +7,7 @@
 //!
 //! - `raw.rs`: the serde structs mirroring the file;
 //! - `endpoint.rs`: server urls and passwords ([`Endpoint`]);
+//! - `tls.rs`: each endpoint's TLS settings ([`Tls`]);
 //! - `names.rs`: table names ([`TableName`]);
 //! - `limits.rs`: the range and default of every number the file sets;
 //! - this file: [`JobConfig`], reading and validating the file step by step, and the job's
@@ -22,6 +23,9 @@ mod tests;
 mod refusal;
 
 pub use refusal::Refusal;
+
+mod tls;
+pub use tls::{Tls, TlsAttempt, TlsKeys, TlsMode};
 
 use std::path::{Path, PathBuf};
 
@@ -201,6 +205,7 @@ impl SourceConfig {
             &raw.url,
             raw.password_env.as_deref(),
             raw.password_file.as_deref(),
+            raw.tls_keys(),
             base,
             env,
         )?;
@@ -224,6 +229,9 @@ impl ArchiveConfig {
                 if raw.password_env.is_some() || raw.password_file.is_some() {
                     return err("[archive] sets a password but no url; without a url the archive is reached through the source connection, so remove the password key or add url");
                 }
+                if raw.tls_keys().any() {
+                    return err("[archive] sets tls_* keys but no url; without a url the archive is reached through the source connection, whose TLS [source] sets: remove them or add url");
+                }
                 None
             }
             Some(url) => Some(endpoint(
@@ -231,6 +239,7 @@ impl ArchiveConfig {
                 url,
                 raw.password_env.as_deref(),
                 raw.password_file.as_deref(),
+                raw.tls_keys(),
                 base,
                 env,
             )?),

@@ -7,12 +7,14 @@
 //! - [`batch`]: planning and the one-transaction batch (archive on the source server).
 //! - [`cross`]: the two-step batch for an archive on its own server.
 //! - `error`: [`DbError`] and its classification.
+//! - `tls`: TLS at connect: the modes' second attempts, TLS failures as refusals.
 
 pub mod batch;
 pub mod cross;
 mod error;
 pub mod preflight;
 pub mod sql;
+mod tls;
 
 pub use batch::{execute_batch, key_bound, plan, BatchResult};
 pub use cross::{copy_rows, delete_archived, lock_batch_rows, RowValues};
@@ -76,11 +78,10 @@ pub(crate) fn params(statement: &Statement) -> Params {
     }
 }
 
-/// Opens a connection and sets the job's session options.
+/// Opens a connection (TLS as the endpoint's mode says) and sets the job's session options.
 pub async fn connect(endpoint: &Endpoint, lock_wait_timeout_s: u32) -> DbResult<Conn> {
-    let mut conn = Conn::new(endpoint.connect_opts()?)
-        .await
-        .map_err(|e| DbError::connect(endpoint.server(), e))?;
+    let mut conn = tls::open(endpoint).await?;
+    tls::check_session(&mut conn, endpoint).await?;
     for statement in sql::session_setup(lock_wait_timeout_s) {
         conn.query_drop(statement).await?;
     }
