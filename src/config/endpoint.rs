@@ -85,10 +85,14 @@ impl Endpoint {
             Password::Unavailable(why) => return err(why.clone()),
         };
         let ssl = self.tls.ssl_opts(attempt, self.opts.socket().is_some())?;
+        // A TLS session stays on TCP: the driver otherwise moves to the server's Unix socket
+        // when one by the name the server reports exists on this machine, which would leave
+        // the session (and the server it verified) behind; without TLS, as the url says.
+        let keep_tcp = ssl.is_some();
         let mut builder = mysql_async::OptsBuilder::from_opts(self.opts.clone())
             .pass(password)
             .ssl_opts(ssl);
-        if self.tls.keeps_tcp() {
+        if keep_tcp {
             builder = builder.prefer_socket(false);
         }
         Ok(builder.into())

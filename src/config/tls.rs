@@ -184,13 +184,6 @@ impl Tls {
         };
         Ok(Some(opts))
     }
-
-    /// Whether the connection must stay on TCP: the driver otherwise moves to the server's
-    /// Unix socket when one by the name the server reports exists on this machine, which would
-    /// leave the TLS session (and the server it verified) behind.
-    pub fn keeps_tcp(&self) -> bool {
-        self.mode.requires_tls()
-    }
 }
 
 /// The TLS settings `[section]` configures, checked; `url` and `over_socket` say how the

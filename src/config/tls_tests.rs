@@ -307,48 +307,14 @@ fn each_mode_gives_the_driver_its_options() {
     let base = files.dir.path();
     let ca = "tls_ca_file = \"ca.pem\"";
     // (lines, mode, TLS asked, certificate checked, host checked, stays on TCP)
+    #[rustfmt::skip]
     let cases: &[(String, TlsMode, bool, bool, bool, bool)] = &[
-        (String::new(), TlsMode::Preferred, true, false, false, false),
-        (
-            "tls_mode = \"disabled\"".into(),
-            TlsMode::Disabled,
-            false,
-            false,
-            false,
-            false,
-        ),
-        (
-            "tls_mode = \"preferred\"".into(),
-            TlsMode::Preferred,
-            true,
-            false,
-            false,
-            false,
-        ),
-        (
-            "tls_mode = \"required\"".into(),
-            TlsMode::Required,
-            true,
-            false,
-            false,
-            true,
-        ),
-        (
-            format!("tls_mode = \"verify_ca\"\n{ca}"),
-            TlsMode::VerifyCa,
-            true,
-            true,
-            false,
-            true,
-        ),
-        (
-            format!("tls_mode = \"verify_identity\"\n{ca}"),
-            TlsMode::VerifyIdentity,
-            true,
-            true,
-            true,
-            true,
-        ),
+        (String::new(), TlsMode::Preferred, true, false, false, true),
+        ("tls_mode = \"disabled\"".into(), TlsMode::Disabled, false, false, false, false),
+        ("tls_mode = \"preferred\"".into(), TlsMode::Preferred, true, false, false, true),
+        ("tls_mode = \"required\"".into(), TlsMode::Required, true, false, false, true),
+        (format!("tls_mode = \"verify_ca\"\n{ca}"), TlsMode::VerifyCa, true, true, false, true),
+        (format!("tls_mode = \"verify_identity\"\n{ca}"), TlsMode::VerifyIdentity, true, true, true, true),
     ];
     for (lines, mode, asked, checked, host, tcp) in cases {
         let config = parse_with(lines, base).unwrap_or_else(|e| panic!("{lines}: {}", e.0));

@@ -14,6 +14,9 @@ mod schemas;
 mod shutdown;
 mod torture;
 mod two_servers;
+// TLS and secrets (issue 9).
+mod secrets;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::Output;
