@@ -108,11 +108,10 @@ fn offers_no_tls(error: &mysql_async::Error) -> bool {
     )
 }
 
-/// The rustls error inside a driver error: passed up as is when the TLS configuration is
-/// built, inside an I/O error when the handshake fails.
+/// The rustls error of a failed handshake, which the driver passes up inside an I/O error.
+/// (One raised while it builds its TLS configuration comes as `IoError::Tls`: see [`refusal`].)
 fn rustls_error(error: &mysql_async::Error) -> Option<&rustls::Error> {
     match error {
-        mysql_async::Error::Io(IoError::Tls(TlsError::Tls(e))) => Some(e),
         mysql_async::Error::Io(IoError::Io(io)) => io.get_ref()?.downcast_ref::<rustls::Error>(),
         _ => None,
     }
@@ -126,6 +125,10 @@ fn refusal(endpoint: &Endpoint, error: &mysql_async::Error) -> Option<Refusal> {
         format!("the server offers no TLS, and tls_mode = {mode:?} requires it; enable TLS on the server (ssl_cert, ssl_key), or set tls_mode = \"preferred\" to connect without it")
     } else if matches!(error, mysql_async::Error::Driver(DriverError::NoKeyFound)) {
         "tls_key_file holds no RSA private key the TLS library can read; name a PKCS#1 RSA key (BEGIN RSA PRIVATE KEY)".to_string()
+    } else if let mysql_async::Error::Io(IoError::Tls(TlsError::Tls(e))) = error {
+        // Raised while the driver builds its TLS configuration, before any handshake: the CA
+        // was checked with the job file, so it is the client certificate or its key.
+        format!("the client certificate cannot be used ({e}); tls_cert_file must hold an X.509 v3 certificate and tls_key_file its RSA key")
     } else if let mysql_async::Error::Io(IoError::Tls(TlsError::InvalidDnsName(e))) = error {
         format!("the url's host is not a name TLS can check ({e}); name the server by a DNS name or an IP address")
     } else {

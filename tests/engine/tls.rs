@@ -55,61 +55,18 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// Makes, in `dir`, a CA the sandbox never heard of (`wrong-ca.pem`) and a client certificate
-/// it signed (`wrong-client.pem`, `wrong-client.key`, PKCS#1).
+/// it signed (`wrong-client.pem`, `wrong-client.key`, PKCS#1), and the same certificate as
+/// X.509 v1 (`v1-client.pem`: what openssl makes without extensions, which rustls refuses).
+#[rustfmt::skip]
 fn make_wrong_ca(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "wrong-ca.key",
-            "-out",
-            "wrong-ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=not the sandbox CA",
-        ],
-    );
-    openssl(
-        dir,
-        &["genrsa", "-traditional", "-out", "wrong-client.key", "2048"],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "wrong-client.key",
-            "-out",
-            "wrong-client.csr",
-            "-subj",
-            "/CN=archiver_x509",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "wrong-client.csr",
-            "-CA",
-            "wrong-ca.pem",
-            "-CAkey",
-            "wrong-ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            "wrong-client.pem",
-        ],
-    );
+    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "wrong-ca.key", "-out", "wrong-ca.pem", "-days", "2", "-subj", "/CN=not the sandbox CA"]);
+    openssl(dir, &["genrsa", "-traditional", "-out", "wrong-client.key", "2048"]);
+    openssl(dir, &["req", "-new", "-key", "wrong-client.key", "-out", "wrong-client.csr", "-subj", "/CN=archiver_x509"]);
+    std::fs::write(dir.join("client.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    openssl(dir, &["x509", "-req", "-in", "wrong-client.csr", "-CA", "wrong-ca.pem", "-CAkey", "wrong-ca.key", "-CAcreateserial", "-days", "2", "-extfile", "client.ext", "-out", "wrong-client.pem"]);
+    openssl(dir, &["x509", "-req", "-in", "wrong-client.csr", "-CA", "wrong-ca.pem", "-CAkey", "wrong-ca.key", "-CAcreateserial", "-days", "2", "-out", "v1-client.pem"]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("wrong-client.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// A job on `db` connecting as `user` to `host`, with `tls` lines in `[source]`.
@@ -158,7 +115,8 @@ const CASES: &[Case] = &[
     Case { name: "verify_identity, a CA that did not sign it", user: "archiver", host: "localhost", tls: "tls_mode = \"verify_identity\"\ntls_ca_file = \"{dir}/wrong-ca.pem\"", expect: Expect::Refused(&["cannot connect to localhost:", "not signed by the CA in tls_ca_file"]) },
     Case { name: "account that requires a client certificate, none given", user: "archiver_x509", host: "127.0.0.1", tls: "tls_mode = \"required\"", expect: Expect::Refused(&["Access denied", "(error 1045)", "REQUIRE X509", "set tls_cert_file and tls_key_file"]) },
     Case { name: "client certificate signed by the server's CA", user: "archiver_x509", host: "localhost", tls: "tls_mode = \"verify_identity\"\ntls_ca_file = \"{tls}/ca.pem\"\ntls_cert_file = \"{tls}/client.pem\"\ntls_key_file = \"{tls}/client.key\"", expect: Expect::Moved { encrypted: true } },
-    Case { name: "client certificate of a CA the server does not trust", user: "archiver_x509", host: "127.0.0.1", tls: "tls_mode = \"required\"\ntls_cert_file = \"{dir}/wrong-client.pem\"\ntls_key_file = \"{dir}/wrong-client.key\"", expect: Expect::Refused(&["cannot connect to 127.0.0.1:", "[source] mysql://archiver_x509@127.0.0.1:"]) },
+    Case { name: "client certificate of a CA the server does not trust", user: "archiver_x509", host: "127.0.0.1", tls: "tls_mode = \"required\"\ntls_cert_file = \"{dir}/wrong-client.pem\"\ntls_key_file = \"{dir}/wrong-client.key\"", expect: Expect::Refused(&["cannot connect to 127.0.0.1:", "[source] mysql://archiver_x509@127.0.0.1:", "the server ended the TLS handshake", "UnknownCA", "tls_cert_file must be signed by a CA it trusts"]) },
+    Case { name: "client certificate as X.509 v1", user: "archiver_x509", host: "127.0.0.1", tls: "tls_mode = \"required\"\ntls_cert_file = \"{dir}/v1-client.pem\"\ntls_key_file = \"{dir}/wrong-client.key\"", expect: Expect::Refused(&["cannot connect to 127.0.0.1:", "the client certificate cannot be used", "UnsupportedCertVersion", "X.509 v3"]) },
 ];
 
 /// Every mode against the real server: what works moves every row over the session the mode
