@@ -1,8 +1,10 @@
 //! Server connections: the url checks (no password, only known query parameters), the
-//! password looked up from the environment or a file, and urls masked for messages.
+//! password looked up from the environment or a file, the TLS settings (`tls.rs`), and urls
+//! masked for messages.
 
 use std::path::Path;
 
+use super::tls::{tls, Tls, TlsAttempt, TlsKeys};
 use super::{err, ConfigError, Env};
 
 /// A server connection. `Debug` never shows the password.
@@ -12,12 +14,16 @@ use super::{err, ConfigError, Env};
 /// connect, so they work where the password is not available (an operator's shell, not cron's).
 #[derive(Clone)]
 pub struct Endpoint {
+    /// The job file's section that configures it: `source` or `archive`.
+    pub section: &'static str,
     /// The URL as configured (holds no password: one in the url is refused).
     pub url: String,
     /// Host, port and database, parsed from the URL.
     pub opts: mysql_async::Opts,
     /// The password, or why it could not be read.
     password: Password,
+    /// How the connection uses TLS.
+    pub tls: Tls,
 }
 
 /// Where an endpoint's password stands after the job file was read.
@@ -39,8 +45,10 @@ impl std::fmt::Debug for Endpoint {
             Password::Unavailable(_) => "<unavailable>",
         };
         f.debug_struct("Endpoint")
+            .field("section", &self.section)
             .field("url", &self.url)
             .field("password", &password)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -54,17 +62,40 @@ impl Endpoint {
         }
     }
 
-    /// Connection options with the password filled in; an error if the configured password
-    /// could not be read.
+    /// The endpoint as messages name it: its section and its url, masked (the url holds no
+    /// password, but a message must not depend on that).
+    pub fn label(&self) -> String {
+        format!("[{}] {}", self.section, masked_url(&self.url))
+    }
+
+    /// Connection options as configured, with the password filled in; an error if the
+    /// configured password or a TLS file could not be read.
     pub fn connect_opts(&self) -> Result<mysql_async::Opts, ConfigError> {
+        self.connect_opts_for(TlsAttempt::AsConfigured)
+    }
+
+    /// Connection options for one way of connecting (see [`TlsAttempt`]).
+    pub fn connect_opts_for(
+        &self,
+        attempt: TlsAttempt<'_>,
+    ) -> Result<mysql_async::Opts, ConfigError> {
         let password = match &self.password {
             Password::None => None,
             Password::Given(password) => Some(password.clone()),
             Password::Unavailable(why) => return err(why.clone()),
         };
-        Ok(mysql_async::OptsBuilder::from_opts(self.opts.clone())
+        let ssl = self.tls.ssl_opts(attempt, self.opts.socket().is_some())?;
+        // A TLS session stays on TCP: the driver otherwise moves to the server's Unix socket
+        // when one by the name the server reports exists on this machine, which would leave
+        // the session (and the server it verified) behind; without TLS, as the url says.
+        let keep_tcp = ssl.is_some();
+        let mut builder = mysql_async::OptsBuilder::from_opts(self.opts.clone())
             .pass(password)
-            .into())
+            .ssl_opts(ssl);
+        if keep_tcp {
+            builder = builder.prefer_socket(false);
+        }
+        Ok(builder.into())
     }
 }
 
@@ -90,7 +121,7 @@ fn url_param_finding(section: &str, key: &str) -> Option<String> {
     }
     let why = match key {
         "require_ssl" | "verify_ca" | "verify_identity" | "built_in_roots" => {
-            "TLS is not supported by this build yet; reach the server over a network you trust or its Unix socket (?socket=PATH), and remove the parameter".to_string()
+            "TLS is set by the section's keys tls_mode, tls_ca_file, tls_cert_file and tls_key_file (README: TLS), not in the url; remove the parameter".to_string()
         }
         "client_found_rows" => {
             "it changes the affected-row counts the server reports to the engine; remove it".to_string()
@@ -124,21 +155,26 @@ pub fn masked_url(url: &str) -> String {
     }
 }
 
-/// The endpoint `[section]` configures: `url` checked and parsed, the password looked up.
+/// The endpoint `[section]` configures: `url` checked and parsed, the password looked up, the
+/// TLS keys checked.
 pub(super) fn endpoint(
-    section: &str,
+    section: &'static str,
     url: &str,
     password_env: Option<&str>,
     password_file: Option<&Path>,
+    tls_keys: TlsKeys<'_>,
     base: &Path,
     env: Env,
 ) -> Result<Endpoint, ConfigError> {
     let opts = url_opts(section, url)?;
     let password = password(section, password_env, password_file, base, env)?;
+    let tls = tls(section, tls_keys, url, opts.socket().is_some(), base)?;
     Ok(Endpoint {
+        section,
         url: url.to_string(),
         opts,
         password,
+        tls,
     })
 }
 

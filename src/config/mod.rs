@@ -7,6 +7,7 @@
 //!
 //! - `raw.rs`: the serde structs mirroring the file;
 //! - `endpoint.rs`: server urls and passwords ([`Endpoint`]);
+//! - `tls.rs`: each endpoint's TLS settings ([`Tls`]);
 //! - `names.rs`: table names ([`TableName`]);
 //! - `limits.rs`: the range and default of every number the file sets;
 //! - `throttle.rs`: `[throttle]`, replicas and load bounds ([`ThrottleConfig`]);
@@ -26,6 +27,9 @@ mod throttle_tests;
 mod refusal;
 
 pub use refusal::Refusal;
+
+mod tls;
+pub use tls::{Tls, TlsAttempt, TlsKeys, TlsMode};
 
 use std::path::{Path, PathBuf};
 
@@ -274,6 +278,7 @@ impl SourceConfig {
             &raw.url,
             raw.password_env.as_deref(),
             raw.password_file.as_deref(),
+            raw.tls_keys(),
             base,
             env,
         )?;
@@ -297,6 +302,9 @@ impl ArchiveConfig {
                 if raw.password_env.is_some() || raw.password_file.is_some() {
                     return err("[archive] sets a password but no url; without a url the archive is reached through the source connection, so remove the password key or add url");
                 }
+                if raw.tls_keys().any() {
+                    return err("[archive] sets tls_* keys but no url; without a url the archive is reached through the source connection, whose TLS [source] sets: remove them or add url");
+                }
                 None
             }
             Some(url) => Some(endpoint(
@@ -304,6 +312,7 @@ impl ArchiveConfig {
                 url,
                 raw.password_env.as_deref(),
                 raw.password_file.as_deref(),
+                raw.tls_keys(),
                 base,
                 env,
             )?),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::tls::TlsKeys;
 use super::ConfigError;
 
 /// The file as written. Every table rejects keys it does not know.
@@ -52,6 +53,15 @@ pub struct RawSource {
     pub password_file: Option<PathBuf>,
     /// `table` or `database.table`.
     pub table: String,
+    // TLS (issue 9): see config/tls.rs.
+    /// `disabled`, `preferred` (default), `required`, `verify_ca` or `verify_identity`.
+    pub tls_mode: Option<String>,
+    /// CA certificate(s), PEM, the server's certificate must be signed by (verify modes).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate, PEM, for a server that asks for one (`REQUIRE X509`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// The client certificate's private key, PEM, PKCS#1 RSA.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[archive]`.
@@ -66,6 +76,40 @@ pub struct RawArchive {
     pub password_file: Option<PathBuf>,
     /// `table` or `database.table`.
     pub table: String,
+    // TLS (issue 9): as for the source; only with `url`.
+    /// As for the source.
+    pub tls_mode: Option<String>,
+    /// As for the source.
+    pub tls_ca_file: Option<PathBuf>,
+    /// As for the source.
+    pub tls_cert_file: Option<PathBuf>,
+    /// As for the source.
+    pub tls_key_file: Option<PathBuf>,
+}
+
+// TLS (issue 9): the TLS keys of each section, as config/tls.rs takes them.
+impl RawSource {
+    /// `tls_mode`, `tls_ca_file`, `tls_cert_file`, `tls_key_file`.
+    pub fn tls_keys(&self) -> TlsKeys<'_> {
+        TlsKeys {
+            mode: self.tls_mode.as_deref(),
+            ca_file: self.tls_ca_file.as_deref(),
+            cert_file: self.tls_cert_file.as_deref(),
+            key_file: self.tls_key_file.as_deref(),
+        }
+    }
+}
+
+impl RawArchive {
+    /// `tls_mode`, `tls_ca_file`, `tls_cert_file`, `tls_key_file`.
+    pub fn tls_keys(&self) -> TlsKeys<'_> {
+        TlsKeys {
+            mode: self.tls_mode.as_deref(),
+            ca_file: self.tls_ca_file.as_deref(),
+            cert_file: self.tls_cert_file.as_deref(),
+            key_file: self.tls_key_file.as_deref(),
+        }
+    }
 }
 
 /// `[job]`.

@@ -94,7 +94,7 @@ fn bad_configs_are_refused_with_the_reason() {
         (
             "3407/shop",
             "3407/shop?require_ssl=true",
-            "TLS is not supported by this build yet",
+            "TLS is set by the section's keys tls_mode",
         ),
         (
             "3407/shop",

@@ -50,6 +50,26 @@ pub struct RawReplica {
     pub password_env: Option<String>,
     /// Path of a file whose first line is the password.
     pub password_file: Option<PathBuf>,
+    /// TLS, as for `[source]` (`tls_mode`, default `preferred`).
+    pub tls_mode: Option<String>,
+    /// As for `[source]`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// As for `[source]`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// As for `[source]`.
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl RawReplica {
+    /// `tls_mode`, `tls_ca_file`, `tls_cert_file`, `tls_key_file`.
+    fn tls_keys(&self) -> super::TlsKeys<'_> {
+        super::TlsKeys {
+            mode: self.tls_mode.as_deref(),
+            ca_file: self.tls_ca_file.as_deref(),
+            cert_file: self.tls_cert_file.as_deref(),
+            key_file: self.tls_key_file.as_deref(),
+        }
+    }
 }
 
 /// Where a replica's lag is read.
@@ -174,6 +194,7 @@ fn replicas(
             &replica.url,
             replica.password_env.as_deref(),
             replica.password_file.as_deref(),
+            replica.tls_keys(),
             base,
             env,
         )?;

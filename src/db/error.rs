@@ -3,7 +3,7 @@
 //! type, never from searching messages. Access refused by the server becomes a typed
 //! [`Refusal`] here, where the server's error codes are known.
 
-use crate::config::{ConfigError, Refusal};
+use crate::config::{ConfigError, Endpoint, Refusal, TlsMode};
 use crate::event::ErrorClass;
 
 /// A failure on a server connection.
@@ -15,7 +15,7 @@ pub enum DbError {
     /// A connection could not be opened; classified by the driver's error.
     #[error("cannot connect to {server}: {source}")]
     Connect {
-        /// `host:port` or the socket path.
+        /// `host:port` or the socket path, and the endpoint's section and masked url.
         server: String,
         /// The driver's error.
         #[source]
@@ -70,13 +70,17 @@ impl DbError {
     }
 
     /// A failed connect as the operator should read it: the server's refusals that only the
-    /// job file or the server's grants can fix (no such database, access denied) are
-    /// refusals naming what to do; anything else keeps the driver's error for [`Self::class`].
-    pub fn connect(server: String, error: mysql_async::Error) -> DbError {
+    /// job file or the server's grants can fix (no such database, access denied, TLS
+    /// required) are refusals naming what to do; anything else keeps the driver's error for
+    /// [`Self::class`]. TLS failures are sorted before this, by `db::tls`.
+    pub fn connect(endpoint: &Endpoint, error: mysql_async::Error) -> DbError {
+        let server = connect_target(endpoint);
         if let mysql_async::Error::Server(e) = &error {
             let advice = match e.code {
-                1049 => Some("the url names a database the server does not have; fix the url or create the database"),
-                1044 | 1045 => Some("check the url's user, the password source, and the user's grants (README: minimal grants)"),
+                1049 => Some("the url names a database the server does not have; fix the url or create the database".to_string()),
+                1044 | 1045 => Some(format!("check the url's user, the password source, and the user's grants (README: minimal grants){}", tls_hint(endpoint))),
+                // MySQL's require_secure_transport (MariaDB answers 1045).
+                3159 => Some(format!("the server accepts only encrypted connections, and tls_mode = {:?} made none: set tls_mode = \"required\" or a verify mode (README: TLS)", endpoint.tls.mode.name())),
                 _ => None,
             };
             if let Some(advice) = advice {
@@ -90,6 +94,22 @@ impl DbError {
             server,
             source: error,
         }
+    }
+}
+
+/// How connect errors name the server: `host:port` (or the socket), then the job file's
+/// section and its url, masked.
+pub(crate) fn connect_target(endpoint: &Endpoint) -> String {
+    format!("{} ({})", endpoint.server(), endpoint.label())
+}
+
+/// What an access denied may also mean when the connection had no TLS or no client
+/// certificate: MariaDB refuses an account that requires them with the same error.
+fn tls_hint(endpoint: &Endpoint) -> &'static str {
+    match (endpoint.tls.mode, &endpoint.tls.client_files) {
+        (TlsMode::Disabled, _) => "; an account that requires TLS (REQUIRE SSL or X509) is refused the same way: set tls_mode (README: TLS)",
+        (_, None) => "; an account that requires a client certificate (REQUIRE X509) is refused the same way: set tls_cert_file and tls_key_file (README: TLS)",
+        _ => "",
     }
 }
 

@@ -9,6 +9,7 @@
 //! - `error`: [`DbError`] and its classification.
 //! - [`times`]: where a batch's time goes, step by step (the run's statistics).
 //! - [`throttle`]: what the throttle reads: replica lag, the source's status variables.
+//! - `tls`: TLS at connect: the modes' second attempts, TLS failures as refusals.
 
 pub mod batch;
 pub mod cross;
@@ -18,6 +19,7 @@ pub mod preflight;
 pub mod sql;
 pub mod throttle;
 pub mod times;
+mod tls;
 
 pub use batch::{execute_batch, key_bound, plan, BatchResult};
 pub use cross::{copy_rows, delete_archived, lock_batch_rows, RowValues};
@@ -83,11 +85,10 @@ pub(crate) fn params(statement: &Statement) -> Params {
     }
 }
 
-/// Opens a connection and sets the job's session options.
+/// Opens a connection (TLS as the endpoint's mode says) and sets the job's session options.
 pub async fn connect(endpoint: &Endpoint, lock_wait_timeout_s: u32) -> DbResult<Conn> {
-    let mut conn = Conn::new(endpoint.connect_opts()?)
-        .await
-        .map_err(|e| DbError::connect(endpoint.server(), e))?;
+    let mut conn = tls::open(endpoint).await?;
+    tls::check_session(&mut conn, endpoint).await?;
     for statement in sql::session_setup(lock_wait_timeout_s) {
         conn.query_drop(statement).await?;
     }

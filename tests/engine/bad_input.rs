@@ -104,12 +104,12 @@ const CASES: &[Case] = &[
         message: &["cannot connect to 127.0.0.1:", "Unknown database"],
     },
     Case {
-        name: "TLS asked of a build without it",
+        name: "TLS asked in the url instead of tls_mode",
         setup: &[],
         edit: &[("\"\npassword_env", "?require_ssl=true\"\npassword_env")],
         env: &[],
         code: 64,
-        message: &["url parameter \"require_ssl\" is refused", "TLS is not supported by this build yet"],
+        message: &["url parameter \"require_ssl\" is refused", "tls_mode"],
     },
     Case {
         name: "url parameter the job does not know",

@@ -18,6 +18,9 @@ mod shutdown;
 mod throttle;
 mod torture;
 mod two_servers;
+// TLS and secrets (issue 9).
+mod secrets;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::Output;
