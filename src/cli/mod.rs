@@ -3,6 +3,7 @@
 //! exit codes.
 
 pub mod exit;
+mod hooks;
 mod signals;
 
 use std::path::PathBuf;
@@ -212,6 +213,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
                 until,
                 compact: !no_compact,
                 sentinel: engine::Sentinel::beside(&config),
+                job_file: config.clone(),
             };
             run(&JobConfig::load(&config)?, args)
         }
@@ -270,6 +272,8 @@ struct RunArgs {
     compact: bool,
     /// The job's stop and pause flag files.
     sentinel: engine::Sentinel,
+    /// The job file, as given (for hooks).
+    job_file: PathBuf,
 }
 
 fn run(config: &JobConfig, args: RunArgs) -> Result<u8, Error> {
@@ -278,7 +282,10 @@ fn run(config: &JobConfig, args: RunArgs) -> Result<u8, Error> {
         until,
         compact,
         sentinel,
+        job_file,
     } = args;
+    let started = std::time::Instant::now();
+    let hooks = hooks::RunHooks::new(config, &job_file);
     let deadline = [
         max_runtime.map(signals::deadline_after),
         until.map(signals::deadline_at),
@@ -296,23 +303,36 @@ fn run(config: &JobConfig, args: RunArgs) -> Result<u8, Error> {
             shutdown,
             compact,
             sentinel: Some(sentinel),
+            on_ready: hooks.on_ready(started),
         };
-        let report = engine::run(config, options).await?;
-        match report.end {
-            RunEnd::Done => eprintln!("archiver: done: {}", report.line()),
-            RunEnd::Stopped => eprintln!(
-                "archiver: stopped early with work left; the next run resumes: {}",
-                report.line()
-            ),
-            RunEnd::Attention => {
-                eprintln!("archiver: {}", report.line());
-                for line in ops::attention_lines(&report.state) {
-                    eprintln!("{line}");
-                }
+        let result = engine::run(config, options).await;
+        let code = match &result {
+            Ok(report) => {
+                say_how_it_ended(report);
+                exit::for_run(report.end)
+            }
+            Err(error) => exit::for_error(error),
+        };
+        hooks.at_end(config, &result, code, started.elapsed()).await;
+        result.map(|_| code)
+    })
+}
+
+/// The run's last words on stderr: what it did, and what needs attention.
+fn say_how_it_ended(report: &engine::RunReport) {
+    match report.end {
+        RunEnd::Done => eprintln!("archiver: done: {}", report.line()),
+        RunEnd::Stopped => eprintln!(
+            "archiver: stopped early with work left; the next run resumes: {}",
+            report.line()
+        ),
+        RunEnd::Attention => {
+            eprintln!("archiver: {}", report.line());
+            for line in ops::attention_lines(&report.state) {
+                eprintln!("{line}");
             }
         }
-        Ok(exit::for_run(report.end))
-    })
+    }
 }
 
 fn reset_selection(

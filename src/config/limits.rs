@@ -128,3 +128,15 @@ pub const RECONNECT_TIMEOUT_S_DEFAULT: u32 = RECONNECT_TIMEOUT_S.default;
 pub const RECONNECT_TIMEOUT_S_MAX: u32 = RECONNECT_TIMEOUT_S.max;
 /// Largest allowed `sleep_ms` between batches.
 pub const SLEEP_MS_MAX: u32 = SLEEP_MS.max;
+
+/// `[hooks] timeout_s`: how long one hook may run, in seconds, before its process group is
+/// killed (SIGTERM, then SIGKILL after `hooks::KILL_GRACE_MS`). An hour at most: a hook holds
+/// up the end of the run (and `on_start` its start) while it runs.
+pub const HOOK_TIMEOUT_S: Limit = Limit {
+    key: "timeout_s",
+    min: 1,
+    max: 3_600,
+    default: 60,
+};
+
+const _: () = assert!(HOOK_TIMEOUT_S.default_in_range());

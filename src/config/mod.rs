@@ -8,11 +8,13 @@
 //! - `raw.rs`: the serde structs mirroring the file;
 //! - `endpoint.rs`: server urls and passwords ([`Endpoint`]);
 //! - `names.rs`: table names ([`TableName`]);
+//! - `hooks.rs`: `[hooks]`, the commands run at a run's start and end ([`Hooks`]);
 //! - `limits.rs`: the range and default of every number the file sets;
 //! - this file: [`JobConfig`], reading and validating the file step by step, and the job's
 //!   identity.
 
 mod endpoint;
+mod hooks;
 mod limits;
 mod names;
 mod raw;
@@ -35,6 +37,8 @@ pub use limits::{
     LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX, RECONNECT_TIMEOUT_S,
     RECONNECT_TIMEOUT_S_DEFAULT, RECONNECT_TIMEOUT_S_MAX, SLEEP_MS, SLEEP_MS_MAX,
 };
+pub use hooks::{HookCommand, Hooks, RawHooks};
+pub use limits::HOOK_TIMEOUT_S;
 use names::table_name;
 pub use names::TableName;
 pub use raw::{RawArchive, RawConfig, RawJob, RawSource, Safety};
@@ -58,6 +62,8 @@ pub struct JobConfig {
     pub history: History,
     /// Opt-ins for triggers and foreign keys.
     pub safety: Safety,
+    /// Commands run when a run starts and ends (`[hooks]`).
+    pub hooks: Hooks,
 }
 
 /// `[source]`, validated.
@@ -157,6 +163,7 @@ impl JobConfig {
         let sessions = Sessions::from_raw(&raw.job)?;
         let wal_dir = wal_dir(&raw.job.wal_dir, base)?;
         let history = History::from_raw(&raw.job)?;
+        let hooks = Hooks::from_raw(&raw.hooks, text)?;
         Ok(JobConfig {
             source,
             archive,
@@ -166,6 +173,7 @@ impl JobConfig {
             wal_dir,
             history,
             safety: raw.safety,
+            hooks,
         })
     }
 

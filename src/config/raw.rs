@@ -20,6 +20,9 @@ pub struct RawConfig {
     /// Opt-ins for schema objects the pre-flight refuses by default.
     #[serde(default)]
     pub safety: Safety,
+    /// Commands run when a run starts and ends.
+    #[serde(default)]
+    pub hooks: super::hooks::RawHooks,
 }
 
 impl RawConfig {

@@ -265,7 +265,16 @@ pub struct RunOptions {
     pub compact: bool,
     /// The stop and pause flag files, if the caller has a job file to put them beside.
     pub sentinel: Option<Sentinel>,
+    /// Called once when the job is about to move rows: see [`OnReady`].
+    pub on_ready: Option<OnReady>,
 }
+
+/// What a run calls once it is about to move rows, given the state as replayed: after the
+/// pre-flight, with the log open (its lock held) and the connections idle, no transaction
+/// open; the run waits for the returned future. The CLI's `on_start` hook.
+pub type OnReady = Box<
+    dyn FnOnce(&State) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send,
+>;
 
 /// Compacts the log if it holds more records than the job's threshold (and `allowed`).
 fn compact_if_large(journal: Journal, config: &JobConfig, allowed: bool) -> Result<Journal, Error> {
@@ -290,6 +299,7 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
         mut shutdown,
         compact,
         sentinel,
+        on_ready: _,
     } = options;
     check_existing_log(config)?;
     let window = std::time::Duration::from_secs(config.sessions.reconnect_timeout_s.into());
@@ -329,8 +339,9 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
 
 /// Runs the job until its run is finished, or a stop is requested. See the module doc.
 /// Returns how it ended and the state it left, for the caller's report.
-pub async fn run(config: &JobConfig, options: RunOptions) -> Result<RunReport, Error> {
+pub async fn run(config: &JobConfig, mut options: RunOptions) -> Result<RunReport, Error> {
     let started = std::time::Instant::now();
+    let on_ready = options.on_ready.take();
     let Some(mut engine) = prepare(config, options).await? else {
         return Ok(RunReport {
             end: RunEnd::Stopped,
@@ -339,6 +350,9 @@ pub async fn run(config: &JobConfig, options: RunOptions) -> Result<RunReport, E
             elapsed: started.elapsed(),
         });
     };
+    if let Some(on_ready) = on_ready {
+        on_ready(engine.journal.state()).await;
+    }
     let before = *engine.journal.state().totals();
     let end = engine.run_loop().await?;
     let state = engine.journal.close()?;

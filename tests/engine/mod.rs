@@ -7,6 +7,7 @@ mod bad_input;
 mod compaction;
 mod concurrent;
 mod cross;
+mod hooks;
 mod key_types;
 mod resume;
 mod schema_refusals;
