@@ -60,10 +60,9 @@ impl RunHooks {
             return;
         };
         let mut facts = match result {
-            Ok(report) => Facts::of_counts(
-                report.state.last_run().map(|run| run.run_id),
-                &report.moved,
-            ),
+            Ok(report) => {
+                Facts::of_counts(report.state.last_run().map(|run| run.run_id), &report.moved)
+            }
             Err(error) => {
                 let begin = *self.begin.lock().unwrap_or_else(PoisonError::into_inner);
                 Facts::after_error(&config.wal_dir, begin.as_ref(), &error.to_string())

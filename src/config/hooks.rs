@@ -66,9 +66,9 @@ impl Hooks {
     /// Validates `[hooks]`; `text` is the whole job file, searched for the variables that hold
     /// passwords.
     pub fn from_raw(raw: &RawHooks, text: &str) -> Result<Hooks, ConfigError> {
-        let timeout_s = HOOK_TIMEOUT_S.value(raw.timeout_s).map_err(|e| {
-            ConfigError(e.0.replacen("[job] timeout_s", "[hooks] timeout_s", 1))
-        })?;
+        let timeout_s = HOOK_TIMEOUT_S
+            .value(raw.timeout_s)
+            .map_err(|e| ConfigError(e.0.replacen("[job] timeout_s", "[hooks] timeout_s", 1)))?;
         Ok(Hooks {
             on_start: command("on_start", raw.on_start.as_ref())?,
             on_success: command("on_success", raw.on_success.as_ref())?,
@@ -102,7 +102,9 @@ fn command(key: &str, value: Option<&toml::Value>) -> Result<Option<HookCommand>
         None => return Ok(None),
         Some(toml::Value::String(text)) => {
             if text.trim().is_empty() {
-                return err(format!("[hooks] {key} is empty; give {what}, or remove the key"));
+                return err(format!(
+                    "[hooks] {key} is empty; give {what}, or remove the key"
+                ));
             }
             HookCommand::Shell(text.clone())
         }
@@ -132,7 +134,9 @@ fn command(key: &str, value: Option<&toml::Value>) -> Result<Option<HookCommand>
         HookCommand::Argv(argv) => argv.iter().any(|a| a.contains('\0')),
     };
     if has_nul {
-        return err(format!("[hooks] {key} contains a NUL character, which no command can take; remove it"));
+        return err(format!(
+            "[hooks] {key} contains a NUL character, which no command can take; remove it"
+        ));
     }
     Ok(Some(command))
 }
@@ -164,4 +168,119 @@ fn secret_env(text: &str) -> Vec<String> {
     found.sort();
     found.dedup();
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::JobConfig;
+
+    const GOOD: &str = r#"
+[source]
+url = "mysql://archiver@127.0.0.1:3407/shop"
+password_env = "SOURCE_PW"
+table = "rewards"
+
+[archive]
+url = "mysql://archiver@10.0.0.2:3306/archive"
+password_env = "ARCHIVE_PW"
+table = "rewards_archive"
+
+[job]
+where = "created_at < '2025-06-01'"
+wal_dir = "wal"
+"#;
+
+    fn hooks(table: &str) -> Result<Hooks, ConfigError> {
+        let text = format!("{GOOD}\n[hooks]\n{table}\n");
+        JobConfig::parse(&text, Path::new("/etc/archiver"), &|_| Some("pw".into()))
+            .map(|config| config.hooks)
+    }
+
+    fn shell(text: &str) -> Option<HookCommand> {
+        Some(HookCommand::Shell(text.to_string()))
+    }
+
+    #[test]
+    fn commands_are_strings_for_the_shell_or_argv_arrays() {
+        let parsed = hooks(
+            "on_start = \"echo start $ARCHIVER_RUN_ID\"\n\
+             on_success = [\"/usr/local/bin/notify\", \"--job\", \"it's quoted as written\"]\n\
+             on_failure = \"exit 1\"\non_conflict = \"c\"\non_stop = [\"stop\"]\ntimeout_s = 5",
+        )
+        .unwrap();
+        assert_eq!(parsed.on_start, shell("echo start $ARCHIVER_RUN_ID"));
+        assert_eq!(
+            parsed.on_success,
+            Some(HookCommand::Argv(vec![
+                "/usr/local/bin/notify".into(),
+                "--job".into(),
+                "it's quoted as written".into()
+            ]))
+        );
+        assert_eq!(parsed.on_failure, shell("exit 1"));
+        assert_eq!(parsed.on_conflict, shell("c"));
+        assert_eq!(parsed.on_stop, Some(HookCommand::Argv(vec!["stop".into()])));
+        assert_eq!(parsed.timeout_s, 5);
+        assert!(parsed.any());
+    }
+
+    #[test]
+    fn no_hooks_table_means_no_hooks_and_the_default_bound() {
+        let config = JobConfig::parse(GOOD, Path::new("/"), &|_| None).unwrap();
+        assert!(!config.hooks.any());
+        assert_eq!(config.hooks.timeout_s, HOOK_TIMEOUT_S.default);
+        assert_eq!(hooks("").unwrap().timeout_s, 60);
+    }
+
+    /// The variables named by `password_env` in any table, and `MYSQL_PWD`, are kept from hooks.
+    #[test]
+    fn password_variables_are_listed_for_removal() {
+        let parsed = hooks("on_start = \"true\"").unwrap();
+        assert_eq!(parsed.secret_env, ["ARCHIVE_PW", "MYSQL_PWD", "SOURCE_PW"]);
+    }
+
+    #[test]
+    fn bad_hooks_are_refused_naming_the_key() {
+        let cases = [
+            ("on_start = \"\"", "[hooks] on_start is empty"),
+            ("on_start = \"   \"", "[hooks] on_start is empty"),
+            ("on_stop = []", "[hooks] on_stop names no program"),
+            (
+                "on_stop = [\"\", \"x\"]",
+                "[hooks] on_stop names no program",
+            ),
+            (
+                "on_failure = [\"x\", 1]",
+                "[hooks] on_failure holds a value that is not a string",
+            ),
+            (
+                "on_success = 7",
+                "[hooks] on_success must be a command string",
+            ),
+            (
+                "on_success = { a = 1 }",
+                "[hooks] on_success must be a command string",
+            ),
+            (
+                "on_conflict = \"a\\u0000b\"",
+                "[hooks] on_conflict contains a NUL",
+            ),
+            (
+                "timeout_s = 0",
+                "[hooks] timeout_s = 0 is out of range; use 1 to 3600",
+            ),
+            (
+                "timeout_s = 3601",
+                "[hooks] timeout_s = 3601 is out of range",
+            ),
+            ("on_finish = \"x\"", "unknown field `on_finish`"),
+        ];
+        for (table, expected) in cases {
+            let error = hooks(table).expect_err(table).0;
+            assert!(error.contains(expected), "{table}: {error}");
+        }
+    }
 }

@@ -31,14 +31,14 @@ use crate::event::JobIdentity;
 
 use endpoint::endpoint;
 pub use endpoint::{masked_url, Endpoint};
+pub use hooks::{HookCommand, Hooks, RawHooks};
+pub use limits::HOOK_TIMEOUT_S;
 pub use limits::{
     Limit, ATTEMPTS_MAX, ATTEMPTS_MAX_DEFAULT, ATTEMPTS_MAX_LIMIT, BATCH_ROWS, BATCH_ROWS_DEFAULT,
     BATCH_ROWS_MAX, COMPACT_ABOVE_RECORDS, KEEP_RUNS, LOCK_WAIT_TIMEOUT_S,
     LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX, RECONNECT_TIMEOUT_S,
     RECONNECT_TIMEOUT_S_DEFAULT, RECONNECT_TIMEOUT_S_MAX, SLEEP_MS, SLEEP_MS_MAX,
 };
-pub use hooks::{HookCommand, Hooks, RawHooks};
-pub use limits::HOOK_TIMEOUT_S;
 use names::table_name;
 pub use names::TableName;
 pub use raw::{RawArchive, RawConfig, RawJob, RawSource, Safety};

@@ -92,8 +92,14 @@ pub fn run(spec: Spec<'_>) -> Ended {
         });
     }
     let outputs = [
-        child.stdout.take().map(|out| forward(out, spec.label.clone())),
-        child.stderr.take().map(|err| forward(err, spec.label.clone())),
+        child
+            .stdout
+            .take()
+            .map(|out| forward(out, spec.label.clone())),
+        child
+            .stderr
+            .take()
+            .map(|err| forward(err, spec.label.clone())),
     ];
     let mut hook = Running { child, outputs };
     if let Some(status) = hook.wait_until(Instant::now() + spec.timeout) {
@@ -157,7 +163,10 @@ fn forward(pipe: impl Read + Send + 'static, label: String) -> JoinHandle<()> {
         let mut line = Vec::new();
         loop {
             line.clear();
-            match (&mut reader).take(LINE_BYTES_MAX).read_until(b'\n', &mut line) {
+            match (&mut reader)
+                .take(LINE_BYTES_MAX)
+                .read_until(b'\n', &mut line)
+            {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
                     let text = String::from_utf8_lossy(&line);
@@ -167,4 +176,78 @@ fn forward(pipe: impl Read + Send + 'static, label: String) -> JoinHandle<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_shell(text: &str, stdin: Vec<u8>, timeout_ms: u64) -> Ended {
+        run(Spec {
+            command: &HookCommand::Shell(text.to_string()),
+            set_env: vec![("ARCHIVER_TEST_VALUE", "42".to_string())],
+            remove_env: vec!["PATH_TO_NOWHERE".to_string()],
+            stdin,
+            timeout: Duration::from_millis(timeout_ms),
+            label: "test: ".to_string(),
+        })
+    }
+
+    fn code(ended: &Ended) -> Option<i32> {
+        match ended {
+            Ended::Exited(status) => status.code(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_exit_status_and_the_environment_come_through() {
+        let ended = run_shell("exit $((ARCHIVER_TEST_VALUE - 35))", Vec::new(), 60_000);
+        assert_eq!(code(&ended), Some(7), "{ended:?}");
+    }
+
+    /// A hook that never reads a stdin far larger than a pipe holds does not block us.
+    #[test]
+    fn a_hook_that_ignores_its_stdin_does_not_hang() {
+        let ended = run_shell("exit 0", vec![b'x'; 4 << 20], 60_000);
+        assert_eq!(code(&ended), Some(0), "{ended:?}");
+    }
+
+    /// One that reads all of it gets all of it.
+    #[test]
+    fn a_hook_reads_its_whole_stdin() {
+        let ended = run_shell("[ \"$(wc -c)\" -eq 1048576 ]", vec![b'x'; 1 << 20], 60_000);
+        assert_eq!(code(&ended), Some(0), "{ended:?}");
+    }
+
+    /// The leader exited, but a process it left in the background still holds its output: the
+    /// hook is not over, and past its bound the group is killed.
+    #[test]
+    fn a_background_process_holding_the_output_is_part_of_the_hook() {
+        let ended = run_shell("sleep 600 & exit 0", Vec::new(), 200);
+        assert!(
+            matches!(ended, Ended::TimedOut { killed: false }),
+            "{ended:?}"
+        );
+    }
+
+    /// One that redirected its output away is left running: it is no longer the hook's.
+    #[test]
+    fn a_detached_background_process_is_left_alone() {
+        let ended = run_shell("sleep 1 >/dev/null 2>&1 & exit 3", Vec::new(), 60_000);
+        assert_eq!(code(&ended), Some(3), "{ended:?}");
+    }
+
+    #[test]
+    fn a_missing_program_is_not_started() {
+        let ended = run(Spec {
+            command: &HookCommand::Argv(vec!["/nonexistent/hook".to_string()]),
+            set_env: Vec::new(),
+            remove_env: Vec::new(),
+            stdin: Vec::new(),
+            timeout: Duration::from_secs(60),
+            label: String::new(),
+        });
+        assert!(matches!(ended, Ended::NotStarted(_)), "{ended:?}");
+    }
 }

@@ -100,7 +100,10 @@ fn hooks_are_told_what_the_run_did() {
     ]
     .map(toml_string)
     .join(", ");
-    let hooks = format!("on_start = {}\non_success = [{argv}]\n", recorder(out.path()));
+    let hooks = format!(
+        "on_start = {}\non_success = [{argv}]\n",
+        recorder(out.path())
+    );
     let job = hooks_job(&sandbox, &db, "batch_rows = 100", &hooks);
 
     let output = job.archiver("run", &[]);
@@ -129,8 +132,14 @@ fn hooks_are_told_what_the_run_did() {
     for (name, value) in expect {
         assert_eq!(env.get(name).map(String::as_str), Some(value), "{env:?}");
     }
-    assert_eq!(env.get("ARCHIVER_WAL_DIR"), Some(&job.wal_dir.display().to_string()));
-    assert_eq!(env.get("ARCHIVER_JOB_FILE"), Some(&job.config.display().to_string()));
+    assert_eq!(
+        env.get("ARCHIVER_WAL_DIR"),
+        Some(&job.wal_dir.display().to_string())
+    );
+    assert_eq!(
+        env.get("ARCHIVER_JOB_FILE"),
+        Some(&job.config.display().to_string())
+    );
     assert!(!env.contains_key("ARCHIVER_ERROR"), "{env:?}");
     assert_eq!(json["hook"], "on_success");
     assert_eq!(json["outcome"], "done");
@@ -140,19 +149,29 @@ fn hooks_are_told_what_the_run_did() {
     assert_eq!(json["job"]["source"]["schema"], db.name());
     assert_eq!(json["job"]["archive"]["table"], "arch");
     assert_eq!(json["job"]["predicate"], MIXED_PREDICATE);
-    assert!(json["elapsed_s"].as_f64().is_some_and(|s| s >= 0.0), "{json}");
+    assert!(
+        json["elapsed_s"].as_f64().is_some_and(|s| s >= 0.0),
+        "{json}"
+    );
 
     // on_start: the run it is about to start, nothing moved yet, no outcome.
     let env = recorded_env(out.path(), "on_start");
     let json = recorded_json(out.path(), "on_start");
-    assert_eq!(env.get("ARCHIVER_HOOK").map(String::as_str), Some("on_start"));
+    assert_eq!(
+        env.get("ARCHIVER_HOOK").map(String::as_str),
+        Some("on_start")
+    );
     assert_told(&env, &json, "run_id", 1);
     assert_told(&env, &json, "rows_archived", 0);
     assert_told(&env, &json, "batches", 0);
     assert!(!env.contains_key("ARCHIVER_OUTCOME"), "{env:?}");
     assert!(!env.contains_key("ARCHIVER_EXIT_CODE"), "{env:?}");
     assert_eq!(json["outcome"], serde_json::Value::Null);
-    assert_eq!(order(out.path()), ["on_start"], "the argv hook does not append");
+    assert_eq!(
+        order(out.path()),
+        ["on_start"],
+        "the argv hook does not append"
+    );
 }
 
 /// A password reaches no hook: the job connects as a user with a distinctive password given
@@ -170,8 +189,13 @@ fn a_hook_never_sees_a_password_nor_a_descriptor_of_the_log() {
     db.exec(&format!(
         "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'"
     ));
-    db.exec(&format!("GRANT ALL ON `{}`.* TO '{user}'@'127.0.0.1'", db.name()));
-    db.exec(&format!("GRANT BINLOG MONITOR, PROCESS ON *.* TO '{user}'@'127.0.0.1'"));
+    db.exec(&format!(
+        "GRANT ALL ON `{}`.* TO '{user}'@'127.0.0.1'",
+        db.name()
+    ));
+    db.exec(&format!(
+        "GRANT BINLOG MONITOR, PROCESS ON *.* TO '{user}'@'127.0.0.1'"
+    ));
     let out = tempfile::tempdir().unwrap();
     let d = out.path().display();
     let start = toml_string(&format!(
@@ -185,10 +209,13 @@ fn a_hook_never_sees_a_password_nor_a_descriptor_of_the_log() {
         recorder(out.path())
     );
     let job = hooks_job(&sandbox, &db, "batch_rows = 100", &hooks);
-    let text = std::fs::read_to_string(&job.config).unwrap().replace(
-        "mysql://archiver@",
-        &format!("mysql://{user}@"),
-    ).replace("password_env = \"ARCHIVER_PASSWORD\"", "password_env = \"HOOK_TEST_DB_PW\"");
+    let text = std::fs::read_to_string(&job.config)
+        .unwrap()
+        .replace("mysql://archiver@", &format!("mysql://{user}@"))
+        .replace(
+            "password_env = \"ARCHIVER_PASSWORD\"",
+            "password_env = \"HOOK_TEST_DB_PW\"",
+        );
     std::fs::write(&job.config, text).unwrap();
 
     let output = job
@@ -199,22 +226,49 @@ fn a_hook_never_sees_a_password_nor_a_descriptor_of_the_log() {
     let _ = db.try_exec(&format!("DROP USER '{user}'@'127.0.0.1'"));
     assert_success(&output, "run as the user with the distinctive password");
     assert_eq!(order(out.path()), ["on_success"]);
-    for name in ["on_start.env", "on_start.json", "on_success.env", "on_success.json"] {
+    for name in [
+        "on_start.env",
+        "on_start.json",
+        "on_success.env",
+        "on_success.json",
+    ] {
         let bytes = std::fs::read(out.path().join(name)).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains(password), "{name} holds the password: {text}");
-        assert!(!text.contains("HOOK_TEST_DB_PW"), "{name} names the password's variable");
-        assert!(text.contains("ARCHIVER_") || text.contains("\"hook\""), "{name} was written: {text}");
+        assert!(
+            !text.contains(password),
+            "{name} holds the password: {text}"
+        );
+        assert!(
+            !text.contains("HOOK_TEST_DB_PW"),
+            "{name} names the password's variable"
+        );
+        assert!(
+            text.contains("ARCHIVER_") || text.contains("\"hook\""),
+            "{name} was written: {text}"
+        );
     }
     let fds = std::fs::read_to_string(out.path().join("start.fds")).unwrap();
-    assert!(fds.lines().count() >= 3, "the hook listed its descriptors: {fds}");
+    assert!(
+        fds.lines().count() >= 3,
+        "the hook listed its descriptors: {fds}"
+    );
     let wal_dir = job.wal_dir.display().to_string();
     for target in fds.lines() {
-        assert!(!target.contains(&wal_dir), "on_start inherited {target}: {fds}");
-        assert!(!target.starts_with("socket:"), "on_start inherited {target}: {fds}");
+        assert!(
+            !target.contains(&wal_dir),
+            "on_start inherited {target}: {fds}"
+        );
+        assert!(
+            !target.starts_with("socket:"),
+            "on_start inherited {target}: {fds}"
+        );
     }
     let lock = std::fs::read_to_string(out.path().join("start.lock")).unwrap();
-    assert_eq!(lock.trim(), "held", "the run held the WAL lock while on_start ran");
+    assert_eq!(
+        lock.trim(),
+        "held",
+        "the run held the WAL lock while on_start ran"
+    );
 }
 
 /// Hooks that fail change nothing: `on_start` exits 7, `on_success` names a program that does
@@ -233,10 +287,16 @@ fn failing_hooks_are_reported_and_change_nothing() {
     assert_success(&output, "run whose hooks fail");
     assert_moved(&mut db, MIXED_PREDICATE, original, matching);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("hook on_start: about to fail"), "its output, prefixed: {stderr}");
+    assert!(
+        stderr.contains("hook on_start: about to fail"),
+        "its output, prefixed: {stderr}"
+    );
     assert!(stderr.contains("hook on_start failed"), "{stderr}");
     assert!(stderr.contains("exit status 7"), "{stderr}");
-    assert!(stderr.contains("hook on_success could not be started"), "{stderr}");
+    assert!(
+        stderr.contains("hook on_success could not be started"),
+        "{stderr}"
+    );
     assert!(stderr.contains("unchanged"), "{stderr}");
     assert!(stderr.contains("archiver: done: moved"), "{stderr}");
     let names: Vec<String> = job.events().into_iter().map(|(name, _)| name).collect();
@@ -299,7 +359,10 @@ fn hooks_that_hang_are_killed_with_their_process_group() {
     let pids = ["start.pid", "success.pid", "shell.pid"].map(|name| pid_in(&out.path().join(name)));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pids.iter().all(|&pid| gone(pid)) {
-        assert!(Instant::now() < deadline, "a hook's process outlived its kill: {pids:?}");
+        assert!(
+            Instant::now() < deadline,
+            "a hook's process outlived its kill: {pids:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -329,7 +392,10 @@ fn on_stop_runs_when_the_run_stops_early() {
     assert_exit(&output, 2, "stopped by the flag file on_start created");
     let env = recorded_env(out.path(), "on_stop");
     let json = recorded_json(out.path(), "on_stop");
-    assert_eq!(env.get("ARCHIVER_OUTCOME").map(String::as_str), Some("stopped"));
+    assert_eq!(
+        env.get("ARCHIVER_OUTCOME").map(String::as_str),
+        Some("stopped")
+    );
     assert_told(&env, &json, "exit_code", 2);
     assert_told(&env, &json, "rows_archived", 0);
     let archived: u64 = db.query_scalar("SELECT COUNT(*) FROM arch");
@@ -367,13 +433,19 @@ fn on_failure_runs_when_the_run_fails_or_is_refused() {
     assert_eq!(order(out.path()), ["on_failure"]);
     let env = recorded_env(out.path(), "on_failure");
     let json = recorded_json(out.path(), "on_failure");
-    assert_eq!(env.get("ARCHIVER_OUTCOME").map(String::as_str), Some("refused"));
+    assert_eq!(
+        env.get("ARCHIVER_OUTCOME").map(String::as_str),
+        Some("refused")
+    );
     assert_told(&env, &json, "exit_code", 64);
     let error = json["error"].as_str().unwrap_or_default();
     assert!(error.contains("arch"), "the error names the table: {json}");
     assert_eq!(env.get("ARCHIVER_ERROR").map(String::as_str), Some(error));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(error), "the same message archiver printed: {stderr}");
+    assert!(
+        stderr.contains(error),
+        "the same message archiver printed: {stderr}"
+    );
 
     // A failure during the run.
     db.exec("CREATE TABLE arch LIKE src");
@@ -384,20 +456,27 @@ fn on_failure_runs_when_the_run_fails_or_is_refused() {
         sandbox.password(),
         db.name()
     ));
-    let text = std::fs::read_to_string(&job.config)
-        .unwrap()
-        .replace(&format!("on_start = {}", recorder(out.path())), &format!("on_start = {drop}"));
+    let text = std::fs::read_to_string(&job.config).unwrap().replace(
+        &format!("on_start = {}", recorder(out.path())),
+        &format!("on_start = {drop}"),
+    );
     std::fs::write(&job.config, text).unwrap();
     let output = job.archiver("run", &[]);
     assert_exit(&output, 1, "the archive table went away during the run");
     assert_eq!(order(out.path()), ["on_failure"]);
     let env = recorded_env(out.path(), "on_failure");
     let json = recorded_json(out.path(), "on_failure");
-    assert_eq!(env.get("ARCHIVER_OUTCOME").map(String::as_str), Some("failed"));
+    assert_eq!(
+        env.get("ARCHIVER_OUTCOME").map(String::as_str),
+        Some("failed")
+    );
     assert_told(&env, &json, "exit_code", 1);
     assert_told(&env, &json, "run_id", 1);
     assert_told(&env, &json, "rows_archived", 0);
-    assert!(json["error"].as_str().is_some_and(|e| e.contains("arch")), "{json}");
+    assert!(
+        json["error"].as_str().is_some_and(|e| e.contains("arch")),
+        "{json}"
+    );
 }
 
 /// `on_conflict` runs when the run found conflicts, told how many rows were kept, and then the
@@ -425,7 +504,10 @@ fn on_conflict_runs_before_the_end_hook() {
     for hook in ["on_conflict", "on_success"] {
         let env = recorded_env(out.path(), hook);
         let json = recorded_json(out.path(), hook);
-        assert_eq!(env.get("ARCHIVER_OUTCOME").map(String::as_str), Some("attention"));
+        assert_eq!(
+            env.get("ARCHIVER_OUTCOME").map(String::as_str),
+            Some("attention")
+        );
         assert_told(&env, &json, "conflicts", differing);
         assert_told(&env, &json, "exit_code", 3);
         assert_told(&env, &json, "rows_archived", matching - differing);
