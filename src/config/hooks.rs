@@ -56,11 +56,11 @@ pub struct Hooks {
     pub timeout_s: u32,
     /// Environment variables removed from every hook's environment: those the job file names
     /// as a password's source (every `*_env` key, in any table), and `MYSQL_PWD`.
-    pub secret_env: Vec<String>,
+    pub withheld_env: Vec<String>,
 }
 
 /// Always kept from hooks: the variable the MySQL clients read a password from.
-const SECRET_ENV_ALWAYS: &str = "MYSQL_PWD";
+const WITHHELD_ENV_ALWAYS: &str = "MYSQL_PWD";
 
 impl Hooks {
     /// Validates `[hooks]`; `text` is the whole job file, searched for the variables that hold
@@ -76,7 +76,7 @@ impl Hooks {
             on_conflict: command("on_conflict", raw.on_conflict.as_ref())?,
             on_stop: command("on_stop", raw.on_stop.as_ref())?,
             timeout_s,
-            secret_env: secret_env(text),
+            withheld_env: withheld_env(text),
         })
     }
 
@@ -142,9 +142,9 @@ fn command(key: &str, value: Option<&toml::Value>) -> Result<Option<HookCommand>
 }
 
 /// The values of every key ending in `_env` anywhere in the job file (`password_env` of
-/// `[source]`, `[archive]` and any other endpoint), and [`SECRET_ENV_ALWAYS`]: the variables
+/// `[source]`, `[archive]` and any other endpoint), and [`WITHHELD_ENV_ALWAYS`]: the variables
 /// that hold secrets, whatever tables future versions add.
-fn secret_env(text: &str) -> Vec<String> {
+fn withheld_env(text: &str) -> Vec<String> {
     fn walk(value: &toml::Value, found: &mut Vec<String>) {
         match value {
             toml::Value::Table(table) => {
@@ -161,7 +161,7 @@ fn secret_env(text: &str) -> Vec<String> {
             _ => {}
         }
     }
-    let mut found = vec![SECRET_ENV_ALWAYS.to_string()];
+    let mut found = vec![WITHHELD_ENV_ALWAYS.to_string()];
     if let Ok(value) = text.parse::<toml::Table>() {
         walk(&toml::Value::Table(value), &mut found);
     }
@@ -239,7 +239,7 @@ wal_dir = "wal"
     #[test]
     fn password_variables_are_listed_for_removal() {
         let parsed = hooks("on_start = \"true\"").unwrap();
-        assert_eq!(parsed.secret_env, ["ARCHIVE_PW", "MYSQL_PWD", "SOURCE_PW"]);
+        assert_eq!(parsed.withheld_env, ["ARCHIVE_PW", "MYSQL_PWD", "SOURCE_PW"]);
     }
 
     #[test]

@@ -258,7 +258,7 @@ impl Hooks {
         let mut stdin = serde_json::to_vec(&summary).unwrap_or_default();
         stdin.push(b'\n');
         let (set_env, mut remove_env) = self.environment(event, facts);
-        remove_env.extend(self.config.secret_env.iter().cloned());
+        remove_env.extend(self.config.withheld_env.iter().cloned());
         let timeout = Duration::from_secs(self.config.timeout_s.into());
         let started = Instant::now();
         tracing::info!("running hook {key}");
