@@ -239,7 +239,10 @@ wal_dir = "wal"
     #[test]
     fn password_variables_are_listed_for_removal() {
         let parsed = hooks("on_start = \"true\"").unwrap();
-        assert_eq!(parsed.withheld_env, ["ARCHIVE_PW", "MYSQL_PWD", "SOURCE_PW"]);
+        assert_eq!(
+            parsed.withheld_env,
+            ["ARCHIVE_PW", "MYSQL_PWD", "SOURCE_PW"]
+        );
     }
 
     #[test]

@@ -513,3 +513,46 @@ fn on_conflict_runs_before_the_end_hook() {
         assert_told(&env, &json, "rows_archived", matching - differing);
     }
 }
+
+/// A run that fails after moving some batches: `on_failure` is told the rows it moved before
+/// the error (read back from the log), which are the source's decrease. An archive trigger
+/// writes into a table that does not exist when it meets one row: a fatal error (exit 1).
+#[test]
+fn on_failure_is_told_what_the_run_did_before_it_failed() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "hookfailmid", 1_000);
+    db.exec(
+        "CREATE TRIGGER boom BEFORE INSERT ON arch FOR EACH ROW
+         IF NEW.code = 'c501' THEN INSERT INTO nowhere VALUES (1); END IF",
+    );
+    let src_before: u64 = db.query_scalar("SELECT COUNT(*) FROM src");
+    let out = tempfile::tempdir().unwrap();
+    let hooks = format!(
+        "on_failure = {r}\non_success = {r}\n\n[safety]\nallow_triggers = [\"boom\"]\n",
+        r = recorder(out.path())
+    );
+    let job = hooks_job(&sandbox, &db, "batch_rows = 100", &hooks);
+
+    let output = job.archiver("run", &[]);
+    assert_exit(&output, 1, "the trigger's missing table stops the run");
+    let src_after: u64 = db.query_scalar("SELECT COUNT(*) FROM src");
+    let moved = src_before - src_after;
+    assert!(moved > 0, "batches before the failing one moved rows");
+    assert_eq!(order(out.path()), ["on_failure"]);
+    let env = recorded_env(out.path(), "on_failure");
+    let json = recorded_json(out.path(), "on_failure");
+    assert_eq!(
+        env.get("ARCHIVER_OUTCOME").map(String::as_str),
+        Some("failed")
+    );
+    assert_told(&env, &json, "exit_code", 1);
+    assert_told(&env, &json, "run_id", 1);
+    assert_told(&env, &json, "rows_archived", moved);
+    assert_told(&env, &json, "batches", batches_done(&job));
+    assert!(
+        json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nowhere")),
+        "{json}"
+    );
+}
