@@ -27,6 +27,9 @@ struct Args {
     /// More output on stderr (-v: progress, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Log lines as text for people, or as one JSON object per line for log shippers.
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    log_format: Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,6 +53,10 @@ enum Command {
         /// Never compact the log before the run, whatever `compact_above_records` says.
         #[arg(long)]
         no_compact: bool,
+        /// Without a terminal, log a progress line this often (e.g. 30s, 5m; 0 for none). On a
+        /// terminal a live bar shows progress instead.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        progress_every: Duration,
     },
     /// Show how far the job is, what failed and why (read-only; works during a run).
     Status {
@@ -165,19 +172,59 @@ pub fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ARCHIVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("archiver={level}")));
-    tracing_subscriber::fmt()
+    // Progress lines and the end-of-run summary are for the scheduler's log at any level.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ARCHIVER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "archiver={level},archiver::progress=info,archiver::summary=info"
+        ))
+    });
+    let json = args.log_format == Format::Json;
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
-    match dispatch(args.command) {
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .init();
+    }
+    let say = Say { json };
+    match dispatch(args.command, say) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("archiver: {error}");
+            say.line("failed", &error.to_string());
             ExitCode::from(exit::for_error(&error))
+        }
+    }
+}
+
+/// The lines a run ends with (its summary, the error that stopped it): `archiver: ...` on
+/// stderr, or with `--log-format json` a JSON log line like every other, whose `outcome` field
+/// says how it ended.
+#[derive(Debug, Clone, Copy)]
+struct Say {
+    json: bool,
+}
+
+impl Say {
+    fn line(self, outcome: &str, text: &str) {
+        if self.json {
+            tracing::info!(target: "archiver::summary", outcome, "{text}");
+        } else {
+            eprintln!("archiver: {text}");
+        }
+    }
+
+    /// A line continuing the previous one (no `archiver:` prefix in text).
+    fn more(self, outcome: &str, text: &str) {
+        if self.json {
+            tracing::info!(target: "archiver::summary", outcome, "{text}");
+        } else {
+            eprintln!("{text}");
         }
     }
 }
@@ -189,7 +236,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// Runs one command; `Ok` holds the exit code of an outcome.
-fn dispatch(command: Command) -> Result<u8, Error> {
+fn dispatch(command: Command, say: Say) -> Result<u8, Error> {
     let stdout = &mut std::io::stdout().lock();
     match command {
         Command::Run {
@@ -206,16 +253,17 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             max_runtime,
             until,
             no_compact,
+            progress_every,
             ..
         } => {
             let args = RunArgs {
                 max_runtime,
                 until,
                 compact: !no_compact,
-                sentinel: engine::Sentinel::beside(&config),
+                display: engine::progress::Display::auto(progress_every),
                 job_file: config.clone(),
             };
-            run(&JobConfig::load(&config)?, args)
+            run(&JobConfig::load(&config)?, args, say)
         }
         Command::Status { config, format } => {
             ops::status(&JobConfig::load(&config)?, format == Format::Json, stdout)?;
@@ -270,20 +318,21 @@ struct RunArgs {
     until: Option<chrono::NaiveTime>,
     /// Not `--no-compact`.
     compact: bool,
-    /// The job's stop and pause flag files.
-    sentinel: engine::Sentinel,
-    /// The job file, as given (for hooks).
+    /// Where progress goes.
+    display: engine::progress::Display,
+    /// The job file, as given: its hooks, and the stop and pause flag files beside it.
     job_file: PathBuf,
 }
 
-fn run(config: &JobConfig, args: RunArgs) -> Result<u8, Error> {
+fn run(config: &JobConfig, args: RunArgs, say: Say) -> Result<u8, Error> {
     let RunArgs {
         max_runtime,
         until,
         compact,
-        sentinel,
+        display,
         job_file,
     } = args;
+    let sentinel = engine::Sentinel::beside(&job_file);
     let started = std::time::Instant::now();
     let hooks = hooks::RunHooks::new(config, &job_file);
     let deadline = [
@@ -303,12 +352,13 @@ fn run(config: &JobConfig, args: RunArgs) -> Result<u8, Error> {
             shutdown,
             compact,
             sentinel: Some(sentinel),
+            display,
             on_ready: hooks.on_ready(started),
         };
         let result = engine::run(config, options).await;
         let code = match &result {
             Ok(report) => {
-                say_how_it_ended(report);
+                say_how_it_ended(report, say);
                 exit::for_run(report.end)
             }
             Err(error) => exit::for_error(error),
@@ -318,18 +368,21 @@ fn run(config: &JobConfig, args: RunArgs) -> Result<u8, Error> {
     })
 }
 
-/// The run's last words on stderr: what it did, and what needs attention.
-fn say_how_it_ended(report: &engine::RunReport) {
+/// The run's last words: what it did, and what needs attention.
+fn say_how_it_ended(report: &engine::RunReport, say: Say) {
     match report.end {
-        RunEnd::Done => eprintln!("archiver: done: {}", report.line()),
-        RunEnd::Stopped => eprintln!(
-            "archiver: stopped early with work left; the next run resumes: {}",
-            report.line()
+        RunEnd::Done => say.line("done", &format!("done: {}", report.line())),
+        RunEnd::Stopped => say.line(
+            "stopped",
+            &format!(
+                "stopped early with work left; the next run resumes: {}",
+                report.line()
+            ),
         ),
         RunEnd::Attention => {
-            eprintln!("archiver: {}", report.line());
+            say.line("attention", &report.line());
             for line in ops::attention_lines(&report.state) {
-                eprintln!("{line}");
+                say.more("attention", &line);
             }
         }
     }

@@ -11,12 +11,14 @@
 pub mod batch;
 pub mod cross;
 mod error;
+mod estimate;
 pub mod preflight;
 pub mod sql;
 
 pub use batch::{execute_batch, key_bound, plan, BatchResult};
 pub use cross::{copy_rows, delete_archived, lock_batch_rows, RowValues};
 pub use error::{DbError, DbResult, NotCopied};
+pub use estimate::{count_rows, estimate_rows, COUNT_TIME_S_MAX};
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Row, Value};

@@ -350,6 +350,38 @@ impl Queries {
         }
     }
 
+    /// The optimizer's estimate of the matching rows left after `after`, up to `bound`: an
+    /// `EXPLAIN` (index dives, no rows read, no locks) of the same filter a batch uses, so the
+    /// estimate covers what the run still has to move. For the progress display's ETA only.
+    /// `FORCE INDEX (PRIMARY)` as the batches scan: the key range after the cursor holds no
+    /// row a batch deleted, so its estimate is not inflated by delete-marked index entries
+    /// InnoDB has not purged yet (which a dive into the predicate's own index counts).
+    pub fn estimate_rows(&self, after: Option<&Key>, bound: &Key) -> Statement {
+        let (filter, params) = self.batch_filter(after, bound);
+        Statement {
+            sql: format!(
+                "EXPLAIN FORMAT=JSON SELECT 1 FROM {} FORCE INDEX (PRIMARY) WHERE {filter}",
+                self.source.name()
+            ),
+            params,
+        }
+    }
+
+    /// The exact count of matching rows after `after` up to `bound`, for the ETA, within
+    /// `max_s` seconds of server time (MariaDB's `SET STATEMENT max_statement_time`; the server
+    /// ends a longer count with an error and the caller falls back to [`Queries::estimate_rows`]).
+    /// A consistent read: no locks.
+    pub fn count_rows(&self, after: Option<&Key>, bound: &Key, max_s: u32) -> Statement {
+        let (filter, params) = self.batch_filter(after, bound);
+        Statement {
+            sql: format!(
+                "SET STATEMENT max_statement_time = {max_s} FOR SELECT COUNT(*) FROM {} WHERE {filter}",
+                self.source.name()
+            ),
+            params,
+        }
+    }
+
     /// The largest primary key in the source: the run's key bound.
     pub fn key_bound(&self) -> Statement {
         let desc = self

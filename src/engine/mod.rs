@@ -18,6 +18,7 @@ pub mod backoff;
 mod batch;
 #[cfg(feature = "crash-hook")]
 pub mod crash_hook;
+pub mod progress;
 pub mod sentinel;
 mod servers;
 pub mod shutdown;
@@ -32,6 +33,7 @@ use crate::journal::{self, Durability, Journal, JournalError};
 use crate::state::{Action, Counts, PlanOrder, State};
 
 use self::backoff::Backoff;
+use self::progress::Progress;
 pub use self::sentinel::Sentinel;
 use self::servers::Servers;
 pub use self::shutdown::{Shutdown, ShutdownTrigger};
@@ -101,6 +103,8 @@ struct Engine<'a> {
     shutdown: Shutdown,
     /// The stop and pause flag files, checked before every step.
     sentinel: Option<Sentinel>,
+    /// What the watcher sees: a bar on a terminal, lines in a log.
+    progress: Progress,
 }
 
 impl Engine<'_> {
@@ -158,6 +162,9 @@ impl Engine<'_> {
         let Some((upper, rows_planned)) = planned else {
             return self.finish_run(order.run_id);
         };
+        if self.progress.estimate_due() {
+            self.estimate_rows_left(&order).await;
+        }
         let event = Event::BatchPlanned(crate::event::BatchPlanned {
             batch_id: order.batch_id,
             run_id: order.run_id,
@@ -167,6 +174,46 @@ impl Engine<'_> {
         });
         self.journal.append(event, Durability::Durable)?;
         Ok(())
+    }
+
+    /// Asks the server how many matching rows the run has left, for the ETA: first a bounded
+    /// exact count, then (if the count was refused or too slow) the optimizer's estimate. A
+    /// failure costs only the ETA: it is logged and the run goes on.
+    async fn estimate_rows_left(&mut self, order: &PlanOrder) {
+        let moved = self
+            .journal
+            .state()
+            .open_run()
+            .map_or(0, |run| run.counts.rows_deleted);
+        let count_first = !self.progress.has_estimate();
+        let Ok(conn) = self.servers.source(order.now_unix_us).await else {
+            return;
+        };
+        let (after, bound) = (order.after.as_ref(), &order.bound);
+        let mut rows_left = progress::RowsLeft::Unknown;
+        if count_first {
+            match db::count_rows(conn, &self.queries, after, bound).await {
+                Ok(rows) => rows_left = progress::RowsLeft::Counted(rows),
+                Err(error) => tracing::debug!("no count of the rows left ({error})"),
+            }
+        }
+        if rows_left == progress::RowsLeft::Unknown {
+            match db::estimate_rows(conn, &self.queries, after, bound).await {
+                Ok(Some(rows)) => rows_left = progress::RowsLeft::Estimated(rows),
+                Ok(None) => tracing::debug!("the plan gives no estimate of the rows left"),
+                Err(error) => tracing::debug!("no estimate of the rows left ({error})"),
+            }
+        }
+        self.progress.estimated(rows_left, moved);
+    }
+
+    /// Shows where the open run stands.
+    fn show_progress(&mut self) {
+        if let Some(run) = self.journal.state().open_run() {
+            let (id, counts, rows) = (run.run_id, run.counts, run.batch_rows);
+            self.progress
+                .update(id, counts.rows_deleted, counts.batches_done, rows);
+        }
     }
 
     fn finish_run(&mut self, run_id: u64) -> Result<(), Halt> {
@@ -205,7 +252,10 @@ impl Engine<'_> {
                 return Ok(RunEnd::Done);
             }
             match self.step(action).await {
-                Ok(()) => failures = 0,
+                Ok(()) => {
+                    failures = 0;
+                    self.show_progress();
+                }
                 Err(Halt::Stop) => return Ok(ended(finished_a_run)),
                 Err(halt) if Self::retryable(&halt) && failures < STEP_FAILURES_MAX => {
                     if let Halt::Fail(error) = &halt {
@@ -265,6 +315,8 @@ pub struct RunOptions {
     pub compact: bool,
     /// The stop and pause flag files, if the caller has a job file to put them beside.
     pub sentinel: Option<Sentinel>,
+    /// Where progress goes.
+    pub display: progress::Display,
     /// Called once when the job is about to move rows: see [`OnReady`].
     pub on_ready: Option<OnReady>,
 }
@@ -299,6 +351,7 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
         mut shutdown,
         compact,
         sentinel,
+        display,
         on_ready: _,
     } = options;
     check_existing_log(config)?;
@@ -334,6 +387,7 @@ async fn prepare(config: &JobConfig, options: RunOptions) -> Result<Option<Engin
         servers: Servers::new(config, source, archive, shutdown.clone()),
         shutdown,
         sentinel,
+        progress: Progress::new(display),
     }))
 }
 
@@ -354,7 +408,9 @@ pub async fn run(config: &JobConfig, mut options: RunOptions) -> Result<RunRepor
         on_ready(engine.journal.state()).await;
     }
     let before = *engine.journal.state().totals();
-    let end = engine.run_loop().await?;
+    let end = engine.run_loop().await;
+    engine.progress.finish();
+    let end = end?;
     let state = engine.journal.close()?;
     let end = match end {
         RunEnd::Stopped => RunEnd::Stopped,

@@ -9,6 +9,7 @@ mod concurrent;
 mod cross;
 mod hooks;
 mod key_types;
+mod progress;
 mod resume;
 mod schema_refusals;
 mod schemas;
