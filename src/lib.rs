@@ -9,6 +9,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod hooks;
 pub mod journal;
 pub mod ops;
 pub mod state;

@@ -23,7 +23,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "config", "db", "engine", "error", "event", "journal", "state", "wal",
         ],
     ),
-    ("cli", &["config", "engine", "error", "ops", "wal"]),
+    ("hooks", &["config", "journal", "state"]),
+    ("cli", &["config", "engine", "error", "hooks", "ops", "wal"]),
 ];
 
 /// The `crate::NAME` paths in the code (not the comments) of a file or directory.

@@ -3,6 +3,7 @@
 //! exit codes.
 
 pub mod exit;
+mod hooks;
 mod signals;
 
 use std::path::PathBuf;
@@ -372,7 +373,7 @@ fn run_command(
         max_runtime: command.max_runtime,
         until: command.until,
         compact: !command.no_compact,
-        sentinel: engine::Sentinel::beside(&command.config),
+        job_file: command.config.clone(),
         display: engine::progress::Display::auto(command.progress_every),
         statistics: command.statistics,
     };
@@ -388,12 +389,12 @@ struct RunArgs {
     until: Option<chrono::NaiveTime>,
     /// Not `--no-compact`.
     compact: bool,
-    /// The job's stop and pause flag files.
-    sentinel: engine::Sentinel,
     /// Where progress goes.
     display: engine::progress::Display,
     /// `--statistics`.
     statistics: bool,
+    /// The job file, as given: its hooks, and the stop and pause flag files beside it.
+    job_file: PathBuf,
 }
 
 fn run(config: &JobConfig, args: RunArgs, say: Say) -> Result<u8, Error> {
@@ -401,10 +402,13 @@ fn run(config: &JobConfig, args: RunArgs, say: Say) -> Result<u8, Error> {
         max_runtime,
         until,
         compact,
-        sentinel,
         display,
         statistics,
+        job_file,
     } = args;
+    let sentinel = engine::Sentinel::beside(&job_file);
+    let started = std::time::Instant::now();
+    let hooks = hooks::RunHooks::new(config, &job_file);
     let deadline = [
         max_runtime.map(signals::deadline_after),
         until.map(signals::deadline_at),
@@ -425,32 +429,45 @@ fn run(config: &JobConfig, args: RunArgs, say: Say) -> Result<u8, Error> {
             sentinel: Some(sentinel),
             display,
             control: Some(control),
+            on_ready: hooks.on_ready(started),
         };
-        let report = engine::run(config, options).await?;
-        match report.end {
-            RunEnd::Done => say.line("done", &format!("done: {}", report.line())),
-            RunEnd::Stopped => say.line(
-                "stopped",
-                &format!(
-                    "stopped early with work left; the next run resumes: {}",
-                    report.line()
-                ),
-            ),
-            RunEnd::Attention => {
-                say.line("attention", &report.line());
-                for line in ops::attention_lines(&report.state) {
-                    say.more("attention", &line);
-                }
+        let result = engine::run(config, options).await;
+        let code = match &result {
+            Ok(report) => {
+                say_how_it_ended(report, say);
+                exit::for_run(report.end)
             }
-        }
-        if statistics {
+            Err(error) => exit::for_error(error),
+        };
+        if let (Ok(report), true) = (&result, statistics) {
             eprintln!("archiver: statistics:");
             for line in report.statistics.lines() {
                 eprintln!("{line}");
             }
         }
-        Ok(exit::for_run(report.end))
+        hooks.at_end(config, &result, code, started.elapsed()).await;
+        result.map(|_| code)
     })
+}
+
+/// The run's last words: what it did, and what needs attention.
+fn say_how_it_ended(report: &engine::RunReport, say: Say) {
+    match report.end {
+        RunEnd::Done => say.line("done", &format!("done: {}", report.line())),
+        RunEnd::Stopped => say.line(
+            "stopped",
+            &format!(
+                "stopped early with work left; the next run resumes: {}",
+                report.line()
+            ),
+        ),
+        RunEnd::Attention => {
+            say.line("attention", &report.line());
+            for line in ops::attention_lines(&report.state) {
+                say.more("attention", &line);
+            }
+        }
+    }
 }
 
 fn reset_selection(

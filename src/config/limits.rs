@@ -189,3 +189,14 @@ const _: () = assert!(MAX_LAG_S.default_in_range());
 const _: () = assert!(MAX_LAG_WAIT_S.default_in_range());
 const _: () = assert!(CHECK_INTERVAL_MS.default_in_range());
 const _: () = assert!(SLEEP_COEF_MIN < SLEEP_COEF_MAX);
+/// `[hooks] timeout_s`: how long one hook may run, in seconds, before its process group is
+/// killed (SIGTERM, then SIGKILL after `hooks::KILL_GRACE_MS`). An hour at most: a hook holds
+/// up the end of the run (and `on_start` its start) while it runs.
+pub const HOOK_TIMEOUT_S: Limit = Limit {
+    key: "timeout_s",
+    min: 1,
+    max: 3_600,
+    default: 60,
+};
+
+const _: () = assert!(HOOK_TIMEOUT_S.default_in_range());

@@ -9,12 +9,14 @@
 //! - `endpoint.rs`: server urls and passwords ([`Endpoint`]);
 //! - `tls.rs`: each endpoint's TLS settings ([`Tls`]);
 //! - `names.rs`: table names ([`TableName`]);
+//! - `hooks.rs`: `[hooks]`, the commands run at a run's start and end ([`Hooks`]);
 //! - `limits.rs`: the range and default of every number the file sets;
 //! - `throttle.rs`: `[throttle]`, replicas and load bounds ([`ThrottleConfig`]);
 //! - this file: [`JobConfig`], reading and validating the file step by step, and the job's
 //!   identity.
 
 mod endpoint;
+mod hooks;
 mod limits;
 mod names;
 mod raw;
@@ -37,6 +39,8 @@ use crate::event::JobIdentity;
 
 use endpoint::endpoint;
 pub use endpoint::{masked_url, Endpoint};
+pub use hooks::{HookCommand, Hooks, RawHooks};
+pub use limits::HOOK_TIMEOUT_S;
 pub use limits::TEXTFILE_INTERVAL_S;
 pub use limits::{
     Limit, ATTEMPTS_MAX, ATTEMPTS_MAX_DEFAULT, ATTEMPTS_MAX_LIMIT, BATCH_ROWS, BATCH_ROWS_DEFAULT,
@@ -74,6 +78,8 @@ pub struct JobConfig {
     pub metrics: MetricsConfig,
     /// What pauses or stops the job between batches (`[throttle]`).
     pub throttle: ThrottleConfig,
+    /// Commands run when a run starts and ends (`[hooks]`).
+    pub hooks: Hooks,
 }
 
 /// `[metrics]`, validated.
@@ -232,6 +238,7 @@ impl JobConfig {
         let history = History::from_raw(&raw.job)?;
         let metrics = MetricsConfig::from_raw(&raw.metrics, base)?;
         let throttle = ThrottleConfig::from_raw(&raw.throttle, &source, base, env)?;
+        let hooks = Hooks::from_raw(&raw.hooks, text)?;
         Ok(JobConfig {
             source,
             archive,
@@ -243,6 +250,7 @@ impl JobConfig {
             safety: raw.safety,
             metrics,
             throttle,
+            hooks,
         })
     }
 

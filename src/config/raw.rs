@@ -27,6 +27,9 @@ pub struct RawConfig {
     /// Throttling that protects the primary and its replicas (absent: only `sleep_ms`).
     #[serde(default)]
     pub throttle: super::throttle::RawThrottle,
+    /// Commands run when a run starts and ends.
+    #[serde(default)]
+    pub hooks: super::hooks::RawHooks,
 }
 
 impl RawConfig {

@@ -464,7 +464,16 @@ pub struct RunOptions {
     /// Serve the control socket in the WAL directory (`archiver ctl`), its stop requests going
     /// through this trigger (the one the signals use); `None`: no socket.
     pub control: Option<ShutdownTrigger>,
+    /// Called once when the job is about to move rows: see [`OnReady`].
+    pub on_ready: Option<OnReady>,
 }
+
+/// What a run calls once it is about to move rows, given the state as replayed: after the
+/// pre-flight, with the log open (its lock held) and the connections idle, no transaction
+/// open; the run waits for the returned future. The CLI's `on_start` hook.
+pub type OnReady = Box<
+    dyn FnOnce(&State) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send,
+>;
 
 /// Compacts the log if it holds more records than the job's threshold (and `allowed`).
 fn compact_if_large(journal: Journal, config: &JobConfig, allowed: bool) -> Result<Journal, Error> {
@@ -495,6 +504,7 @@ async fn prepare(
         sentinel,
         display,
         control,
+        on_ready: _,
     } = options;
     if control.is_some() {
         control::check_socket_path(config)?;
@@ -600,6 +610,8 @@ async fn run_engine(
     metrics: Arc<Metrics>,
     started: Instant,
 ) -> Result<RunReport, Error> {
+    let mut options = options;
+    let on_ready = options.on_ready.take();
     let Some(mut engine) = prepare(config, options, metrics).await? else {
         return Ok(RunReport {
             end: RunEnd::Stopped,
@@ -612,6 +624,9 @@ async fn run_engine(
             },
         });
     };
+    if let Some(on_ready) = on_ready {
+        on_ready(engine.journal.state()).await;
+    }
     let before = *engine.journal.state().totals();
     engine.mark_invocation(true)?;
     let end = engine.run_loop().await;
