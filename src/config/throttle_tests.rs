@@ -233,7 +233,17 @@ fn the_documented_throttle_tables_parse() {
     let start = example
         .find("# [throttle]")
         .expect("the example's [throttle] section");
-    let uncommented: String = example[start..]
+    // The section ends where the example's next table that is not the throttle's begins.
+    let section = &example[start..];
+    let end = section
+        .match_indices("\n# [")
+        .map(|(i, _)| i)
+        .find(|&i| {
+            !section[i..].starts_with("\n# [throttle")
+                && !section[i..].starts_with("\n# [[throttle")
+        })
+        .unwrap_or(section.len());
+    let uncommented: String = section[..end]
         .lines()
         .map(|line| line.strip_prefix("# ").unwrap_or(line))
         .filter(|line| line.starts_with('[') || line.contains(" = "))

@@ -540,8 +540,16 @@ async fn prepare(
     }
     let journal = compact_if_large(journal, config, compact)?;
     // The lock is held: only now may the socket be (re)bound.
+    let progress = Progress::new(display);
     let control = match control {
-        Some(trigger) => Some(control::start(config, journal.state(), trigger)?),
+        Some(trigger) => {
+            let views = control::Views {
+                metrics: metrics.clone(),
+                throttle: throttle.handle(),
+                progress: progress.shared(),
+            };
+            Some(control::start(config, journal.state(), trigger, views)?)
+        }
         None => None,
     };
     Ok(Some(Engine {
@@ -552,7 +560,7 @@ async fn prepare(
         servers: Servers::new(config, source, archive, shutdown.clone()),
         shutdown,
         sentinel,
-        progress: Progress::new(display),
+        progress,
         metrics,
         plan_times: Tally::default(),
         batch_times: BatchTimes::default(),

@@ -155,6 +155,8 @@ pub struct Progress {
     next_estimate: Instant,
     next_line: Instant,
     latest: Snapshot,
+    /// The latest figures for readers elsewhere (the control socket's status).
+    shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
 }
 
 impl Progress {
@@ -181,6 +183,7 @@ impl Progress {
             next_estimate: now,
             next_line: now + Self::line_interval(display),
             latest: Snapshot::default(),
+            shared: std::sync::Arc::default(),
         }
     }
 
@@ -215,6 +218,11 @@ impl Progress {
     /// The latest figures.
     pub fn snapshot(&self) -> &Snapshot {
         &self.latest
+    }
+
+    /// The latest figures as other tasks read them, updated with every redraw.
+    pub fn shared(&self) -> std::sync::Arc<std::sync::Mutex<Snapshot>> {
+        self.shared.clone()
     }
 
     /// Says why the job waits (`None` when it goes on), and redraws.
@@ -256,6 +264,9 @@ impl Progress {
     }
 
     fn draw(&mut self) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.clone_from(&self.latest);
+        }
         let s = &self.latest;
         match self.display {
             Display::Bar => {

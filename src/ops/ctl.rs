@@ -195,8 +195,73 @@ fn status_lines(report: &serde_json::Value) -> Vec<String> {
         number(&now["batches_done"]),
     ));
     lines.push(settings_line(&report["settings"], &report["live"]));
+    lines.extend(live_lines(report));
     lines.push(format!("last lsn {}", number(&report["last_lsn"])));
     lines
+}
+
+/// The running process's progress (rows left, rate, ETA) and throttle (what holds the job and
+/// why, the replicas' lag, time waited): also shown by `archiver status` while a run is active.
+pub fn live_lines(report: &serde_json::Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    let p = &report["progress"];
+    if p.is_object() {
+        let rate = p["rows_per_s"]
+            .as_f64()
+            .map_or("no rate yet".to_string(), |r| format!("{r:.0} rows/s"));
+        let left = p["rows_left"]
+            .as_u64()
+            .map_or("unknown".to_string(), |n| n.to_string());
+        let eta = p["eta_s"]
+            .as_f64()
+            .map_or("unknown".to_string(), |e| format!("{e:.0} s"));
+        lines.push(format!(
+            "progress: {left} matching rows left, {rate} in this invocation, ETA {eta}"
+        ));
+    }
+    let t = &report["throttle"];
+    if t.is_object() {
+        let holding = match t["holding"].as_str() {
+            Some(kind) => format!(
+                "holding ({kind}: {}) since {}",
+                t["reason"].as_str().unwrap_or("?"),
+                time_text(t["since_unix_us"].as_i64())
+            ),
+            None => "not holding".to_string(),
+        };
+        let waited: Vec<String> = t["waited_s"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|w| {
+                format!(
+                    "{} {:.1} s",
+                    w[0].as_str().unwrap_or("?"),
+                    w[1].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        lines.push(format!("throttle: {holding}; waited {}", waited.join(", ")));
+        for replica in t["replicas"].as_array().into_iter().flatten() {
+            let seen = match (replica[1].as_f64(), replica[2].as_str()) {
+                (Some(lag), _) => format!("{lag:.0} s behind (bound {} s)", t["max_lag_s"]),
+                (None, Some(problem)) => problem.to_string(),
+                (None, None) => "not checked yet".to_string(),
+            };
+            lines.push(format!(
+                "  replica {}: {seen}",
+                replica[0].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    lines
+}
+
+/// The running process's status report, if one answers on the job's socket (`None`: no run is
+/// active, or it does not answer).
+pub fn running_report(config: &JobConfig) -> Option<serde_json::Value> {
+    let (status, body) = exchange(&config.control_socket(), "GET", "/status").ok()?;
+    (status == 200).then(|| serde_json::from_str(&body).ok())?
 }
 
 /// "settings: batch_rows 10 (changed live), sleep_ms 100, max_lag_s none".

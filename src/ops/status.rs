@@ -18,6 +18,13 @@ pub fn status(config: &JobConfig, json: bool, out: &mut dyn Write) -> Result<(),
         for line in summary.lines() {
             writeln!(out, "{line}")?;
         }
+        // A run active now: what its process sees (rows left, rate, ETA, throttle).
+        if let Some(report) = super::ctl::running_report(config) {
+            writeln!(out, "running now (pid {}):", report["pid"])?;
+            for line in super::ctl::live_lines(&report) {
+                writeln!(out, "  {line}")?;
+            }
+        }
     }
     Ok(())
 }

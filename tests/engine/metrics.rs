@@ -493,3 +493,108 @@ fn the_textfile_is_rewritten_during_the_run() {
     assert_eq!(value(&last, "archiver_last_success_timestamp_seconds"), 0.0);
     assert_eq!(names_in(prom_dir.path()), ["archiver_live.prom"]);
 }
+
+/// `GET path` over the job's control socket: the status code and the body.
+fn socket_get(job: &Job, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(job.wal_dir.join("control.sock"))
+        .expect("the control socket answers");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+/// A running job shows itself through its control socket: `GET /metrics` is exposition text a
+/// strict parser reads, with the rows the WAL says so far; `GET /status` carries the progress
+/// display's figures (rows moved + rows left == the rows that matched, counted at the start)
+/// and the throttle's time waited; `archiver status` adds those lines while the run is active.
+#[test]
+fn a_running_job_serves_metrics_progress_and_throttle_on_its_socket() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "live_views", 2_000);
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    let original = db.checksum("src");
+    let job = Job::new(
+        &sandbox,
+        &db,
+        MIXED_PREDICATE,
+        "batch_rows = 50\nsleep_ms = 200",
+    );
+    let child = job
+        .command("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never moved rows"
+        );
+        if job.wal_dir.join("control.sock").exists() {
+            let (code, body) = socket_get(&job, "/status");
+            assert_eq!(code, 200, "{body}");
+            let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if status["progress"]["rows_moved"].as_u64().unwrap_or(0) >= 100 {
+                break status;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let progress = &status["progress"];
+    assert_eq!(
+        progress["rows_moved"].as_u64().unwrap() + progress["rows_left"].as_u64().unwrap(),
+        matching,
+        "{status}"
+    );
+    assert_eq!(progress["batch_rows"], 50, "{status}");
+    let waited: f64 = status["throttle"]["waited_s"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w[0] == "sleep")
+        .map(|w| w[1].as_f64().unwrap())
+        .sum();
+    assert!(
+        waited > 0.1,
+        "the pauses between batches are counted: {status}"
+    );
+
+    let (code, text) = socket_get(&job, "/metrics");
+    assert_eq!(code, 200, "{text}");
+    let file = job._dir.path().join("scraped.prom");
+    std::fs::write(&file, &text).unwrap();
+    let metrics = read_metrics(&file);
+    assert!(
+        value(&metrics, "archiver_rows_archived_total") >= 100.0,
+        "{text}"
+    );
+    assert!(
+        value(
+            &metrics,
+            "archiver_throttle_seconds_total{reason=\"sleep\"}"
+        ) > 0.0,
+        "{text}"
+    );
+
+    let output = job.archiver("status", &[]);
+    assert_success(&output, "status during the run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("running now (pid "), "{text}");
+    assert!(text.contains("matching rows left"), "{text}");
+    assert!(text.contains("throttle: "), "{text}");
+
+    assert_success(&job.archiver("ctl", &["stop"]), "ctl stop");
+    let (code, stderr) = super::shutdown::exit_by(child, deadline, "stop after ctl stop");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_success(&job.archiver("run", &[]), "the resumed run");
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
+}

@@ -88,7 +88,22 @@ impl Outputs {
 
 /// Outputs that later features write (metrics textfiles, hook outputs): each adds its files
 /// here, and the search covers them.
-fn outputs_of_later_features(_job: &Job, _outputs: &mut Outputs) {}
+fn outputs_of_later_features(job: &Job, outputs: &mut Outputs) {
+    let out = job.config.parent().unwrap().join("later");
+    for file in [
+        "job.prom",
+        "on_start.env",
+        "on_success.json",
+        "on_failure.env",
+        "on_stop.json",
+    ] {
+        assert!(
+            out.join(file).exists(),
+            "{file} was written: the search covers it"
+        );
+    }
+    outputs.files("metrics textfile and hook outputs", &out, None);
+}
 
 /// How the job file gives the password.
 #[derive(Clone, Copy, Debug)]
@@ -150,7 +165,35 @@ fn write_job(job: &Job, account: &Account, source: Source, password: &str, port:
         }
     };
     text.replace_range(line_start..line_end, &line);
+    if !text.contains("[hooks]") {
+        text.push_str(&later_features_tables(dir));
+    }
     std::fs::write(&job.config, text).unwrap();
+}
+
+/// A metrics textfile and every hook, each hook writing its environment and its stdin into
+/// `dir/later/`, so that the search covers what they were given.
+fn later_features_tables(dir: &Path) -> String {
+    let out = dir.join("later");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut text = format!(
+        "\n[metrics]\ntextfile = {:?}\n\n[hooks]\n",
+        out.join("job.prom").display().to_string()
+    );
+    for hook in [
+        "on_start",
+        "on_success",
+        "on_failure",
+        "on_conflict",
+        "on_stop",
+    ] {
+        let base = out.join(hook).display().to_string();
+        text.push_str(&format!(
+            "{hook} = {:?}\n",
+            format!("env >> '{base}.env'; cat >> '{base}.json'")
+        ));
+    }
+    text
 }
 
 fn password_file(dir: &Path) -> PathBuf {

@@ -69,8 +69,9 @@ const SETTABLE: [(&str, Limit); 3] = [
 ];
 
 /// The endpoints and their methods.
-const ENDPOINTS: [(&str, &str); 5] = [
+const ENDPOINTS: [(&str, &str); 6] = [
     ("GET", "/status"),
+    ("GET", "/metrics"),
     ("POST", "/pause"),
     ("POST", "/resume"),
     ("POST", "/stop"),
@@ -154,6 +155,69 @@ pub struct Report {
     pub live: LiveSettings,
     /// LSN of the last record.
     pub last_lsn: u64,
+    /// Where the open run stands as the progress display shows it: rows left, rate, ETA.
+    pub progress: Option<super::progress::Snapshot>,
+    /// What holds the job between batches, why, since when; the replicas' lag; time waited.
+    pub throttle: Option<ThrottleReport>,
+}
+
+/// The throttle as `status` reports it (`engine::throttle`'s state and totals).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ThrottleReport {
+    /// What holds the job now (`sleep`, `replica_lag`, `load`); `None` while it runs.
+    pub holding: Option<&'static str>,
+    /// Why, for people.
+    pub reason: Option<String>,
+    /// Since when, microseconds since the Unix epoch.
+    pub since_unix_us: Option<i64>,
+    /// The lag bound in force, in seconds.
+    pub max_lag_s: u32,
+    /// Each replica as the last check saw it: `host:port`, lag in seconds, or the problem.
+    pub replicas: Vec<(String, Option<f64>, Option<String>)>,
+    /// Seconds waited in this invocation, by reason.
+    pub waited_s: Vec<(&'static str, f64)>,
+}
+
+impl ThrottleReport {
+    fn of(handle: &super::ThrottleHandle) -> ThrottleReport {
+        let (state, totals) = (handle.state(), handle.totals());
+        ThrottleReport {
+            holding: state.kind.map(super::ThrottleKind::label),
+            reason: state.reason,
+            since_unix_us: state.since_unix_us,
+            max_lag_s: state.max_lag_s,
+            replicas: state
+                .replicas
+                .into_iter()
+                .map(|r| (r.server, r.lag_s, r.problem))
+                .collect(),
+            waited_s: super::ThrottleKind::ALL
+                .iter()
+                .map(|k| (k.label(), totals.of(*k).as_secs_f64()))
+                .collect(),
+        }
+    }
+}
+
+/// What the socket shows besides the engine's report, read when asked: the metrics, the
+/// throttle (live, also while the engine waits in it) and the progress display's figures.
+#[derive(Clone)]
+pub struct Views {
+    /// The job's metrics, served at `GET /metrics`.
+    pub metrics: Arc<super::metrics::Metrics>,
+    /// The throttle's state and totals.
+    pub throttle: super::ThrottleHandle,
+    /// The progress display's latest figures.
+    pub progress: Arc<std::sync::Mutex<super::progress::Snapshot>>,
+}
+
+impl std::fmt::Debug for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Views")
+            .field("throttle", &self.throttle)
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A `set` request, checked: each given setting within its range.
@@ -247,6 +311,8 @@ pub struct Routes {
     report: Arc<watch::Sender<Report>>,
     /// Asks the run to stop, as a signal does.
     trigger: ShutdownTrigger,
+    /// Metrics, throttle and progress.
+    views: Views,
 }
 
 impl Routes {
@@ -256,7 +322,7 @@ impl Routes {
             return Response::message(
                 404,
                 format!(
-                    "no endpoint {}; this socket serves GET /status, POST /pause, POST /resume, \
+                    "no endpoint {}; this socket serves GET /status, GET /metrics, POST /pause, POST /resume, \
                      POST /stop, POST /set?KEY=VALUE",
                     request.path
                 ),
@@ -269,6 +335,12 @@ impl Routes {
         }
         match path {
             "/status" => Response::json(200, &self.status()),
+            "/metrics" => Response {
+                status: 200,
+                content_type: super::metrics::CONTENT_TYPE,
+                allow: None,
+                body: self.views.metrics.render(),
+            },
             "/pause" => self.ask(Command::Pause).await,
             "/resume" => self.ask(Command::Resume).await,
             "/stop" => self.stop(),
@@ -287,6 +359,9 @@ impl Routes {
             report.state_since_unix_us = now_unix_us();
             report.pause_reason = None;
         }
+        report.throttle = Some(ThrottleReport::of(&self.views.throttle));
+        let progress = self.views.progress.lock().map(|p| p.clone());
+        report.progress = progress.ok().filter(|p| p.run_id != 0);
         report
     }
 
@@ -464,6 +539,8 @@ impl Baseline {
             },
             live,
             last_lsn: state.last_lsn(),
+            progress: None,
+            throttle: None,
         }
     }
 }
@@ -494,6 +571,7 @@ pub fn start(
     config: &JobConfig,
     state: &State,
     trigger: ShutdownTrigger,
+    views: Views,
 ) -> Result<Control, Error> {
     let path = config.control_socket();
     let listener = bind(&path).map_err(|error| {
@@ -508,7 +586,7 @@ pub fn start(
         configured: Settings {
             batch_rows: config.batching.rows,
             sleep_ms: config.batching.sleep_ms,
-            max_lag_s: None,
+            max_lag_s: (!config.throttle.replicas.is_empty()).then_some(config.throttle.max_lag_s),
         },
     };
     let report = Arc::new(watch::Sender::new(baseline.report(state)));
@@ -517,6 +595,7 @@ pub fn start(
         commands: sender,
         report: report.clone(),
         trigger,
+        views,
     };
     let task = tokio::spawn(listen(listener, routes.clone()));
     tracing::info!("control socket: {}", path.display());
