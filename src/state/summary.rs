@@ -560,8 +560,8 @@ fn progress_lines(p: &RunProgress) -> Vec<String> {
         ));
     } else {
         line.push_str(&format!(
-            " since it started {} ago (no invocation of it has ended yet: its rate shows in \
-             `archiver ctl status` while it runs)",
+            " since it started {} ago (no invocation of it has recorded its end yet: it runs, \
+             and `archiver ctl status` shows its rate, or it was killed)",
             duration_text(p.elapsed_s)
         ));
     }

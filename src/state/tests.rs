@@ -1127,7 +1127,7 @@ fn summary_reports_progress_rate_eta_and_problems() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("no invocation of it has ended yet")),
+            .any(|l| l.contains("no invocation of it has recorded its end yet")),
         "{lines:#?}"
     );
     assert!(
