@@ -540,7 +540,9 @@ async fn prepare(
     }
     let journal = compact_if_large(journal, config, compact)?;
     // The lock is held: only now may the socket be (re)bound.
-    let progress = Progress::new(display);
+    let mut progress = Progress::new(display);
+    let holding = throttle.handle();
+    progress.watch_waits(move || holding.state().reason);
     let control = match control {
         Some(trigger) => {
             let views = control::Views {

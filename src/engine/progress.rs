@@ -157,7 +157,12 @@ pub struct Progress {
     latest: Snapshot,
     /// The latest figures for readers elsewhere (the control socket's status).
     shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
+    /// The task showing what the job waits for while it waits ([`Progress::watch_waits`]).
+    watcher: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// How often the display looks at what the job waits for, in milliseconds.
+const WAITS_POLL_MS: u64 = 500;
 
 impl Progress {
     /// Progress shown on `display`, from now.
@@ -184,7 +189,36 @@ impl Progress {
             next_line: now + Self::line_interval(display),
             latest: Snapshot::default(),
             shared: std::sync::Arc::default(),
+            watcher: None,
         }
+    }
+
+    /// Shows, while the job waits between batches (the throttle holding it), why: `waiting`
+    /// is asked every [`WAITS_POLL_MS`] from a task of its own, since the loop that would
+    /// redraw is the one waiting. The bar's message and the shared figures say it.
+    pub fn watch_waits(&mut self, waiting: impl Fn() -> Option<String> + Send + 'static) {
+        let (bar, shared) = (self.bar.clone(), self.shared.clone());
+        self.watcher = Some(tokio::spawn(async move {
+            let mut shown = false;
+            loop {
+                tokio::time::sleep(Duration::from_millis(WAITS_POLL_MS)).await;
+                let reason = waiting();
+                if reason.is_none() && !shown {
+                    continue;
+                }
+                shown = reason.is_some();
+                let snapshot = match shared.lock() {
+                    Ok(mut s) => {
+                        s.waiting = reason;
+                        s.clone()
+                    }
+                    Err(_) => continue,
+                };
+                if let Some(bar) = &bar {
+                    bar.set_message(short_line(&snapshot));
+                }
+            }
+        }));
     }
 
     fn line_interval(display: Display) -> Duration {
@@ -290,6 +324,9 @@ impl Progress {
 
     /// Clears the bar (the end-of-run summary line follows).
     pub fn finish(&self) {
+        if let Some(watcher) = &self.watcher {
+            watcher.abort();
+        }
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
