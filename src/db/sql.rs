@@ -467,11 +467,18 @@ impl Queries {
     /// and is parked), never silently skipped as `ON DUPLICATE KEY UPDATE` or `INSERT IGNORE`
     /// would. Whether an existing archive row is identical is decided by
     /// [`Queries::delete_batch`], not here. The affected-row count is the number of rows copied.
+    ///
+    /// `FOR UPDATE`: under READ COMMITTED InnoDB reads the source of an `INSERT ... SELECT`
+    /// as a consistent read, without locks. A row that entered the batch's range after
+    /// [`Queries::lock_batch`] (inserted, or updated into the predicate) was then copied
+    /// unlocked; changed again before the delete, it stayed in the source while the archive
+    /// kept its stale copy, reported nowhere (the concurrent-writers test caught it, now and
+    /// then). Locking what the copy reads keeps every copied row as copied until the commit.
     pub fn copy_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
-                "INSERT INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} AND NOT {}",
+                "INSERT INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} AND NOT {} FOR UPDATE",
                 self.archive.name(),
                 self.archive.insert_columns(),
                 self.source.column_list(),
@@ -767,7 +774,8 @@ mod tests {
             st.sql,
             "INSERT INTO `db`.`t` (`a`, `b`, `note`) SELECT `db`.`s`.`a`, `db`.`s`.`b`, \
              `db`.`s`.`note` FROM `db`.`s` FORCE INDEX (PRIMARY) WHERE `db`.`s`.`a` <= ? AND \
-             (note IS NULL) AND NOT EXISTS (SELECT 1 FROM `db`.`t` WHERE `db`.`t`.`a` = `db`.`s`.`a`)"
+             (note IS NULL) AND NOT EXISTS (SELECT 1 FROM `db`.`t` WHERE `db`.`t`.`a` = `db`.`s`.`a`) \
+             FOR UPDATE"
         );
         for sql in all_statements(&q) {
             assert!(!sql.contains("DUPLICATE KEY"), "{sql}");
