@@ -90,6 +90,9 @@ pub struct MetricsConfig {
     pub textfile: Option<PathBuf>,
     /// Seconds between rewrites of the file during a run.
     pub textfile_interval_s: u32,
+    /// Where a running job serves `GET /metrics` over TCP (`listen`); `None`: only on the
+    /// control socket.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl MetricsConfig {
@@ -103,9 +106,18 @@ impl MetricsConfig {
             None => None,
             Some(path) => Some(textfile(path, base)?),
         };
+        let listen = match &raw.listen {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                ConfigError(format!(
+                    "[metrics] listen = {text:?} is not an address and port; write e.g. \"127.0.0.1:9187\" (an IP address, not a host name)"
+                ))
+            })?),
+        };
         Ok(MetricsConfig {
             textfile,
             textfile_interval_s,
+            listen,
         })
     }
 }

@@ -163,4 +163,6 @@ pub struct RawMetrics {
     pub textfile: Option<PathBuf>,
     /// Seconds between rewrites of the file during a run.
     pub textfile_interval_s: Option<u32>,
+    /// `address:port` to serve `GET /metrics` on over TCP while a run is active.
+    pub listen: Option<String>,
 }

@@ -106,6 +106,8 @@ pub fn now_unix_us() -> i64 {
 
 /// The live job: the journal, the connections, the statements.
 struct Engine<'a> {
+    /// The `[metrics] listen` port's server, stopped with the engine.
+    _metrics_port: Option<AbortOnDrop>,
     /// The control socket, if served. First, so that it is dropped (its socket removed) before
     /// the journal releases the WAL lock.
     control: Option<control::Control>,
@@ -475,6 +477,60 @@ pub type OnReady = Box<
     dyn FnOnce(&State) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send,
 >;
 
+/// The TCP port of `[metrics] listen`, bound before anything is written: a port that cannot be
+/// bound refuses the run (exit 64) with nothing done.
+fn bind_metrics_port(config: &JobConfig) -> Result<Option<tokio::net::TcpListener>, Error> {
+    let Some(address) = config.metrics.listen else {
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(address)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|e| {
+            Refusal(format!(
+                "cannot serve metrics on [metrics] listen = \"{address}\": {e}; choose a free port, or remove the key"
+            ))
+        })?;
+    tracing::info!("metrics: http://{address}/metrics");
+    Ok(Some(listener))
+}
+
+/// What shows the run to people: the progress display (told what the throttle holds it for)
+/// and, with a trigger, the control socket (bound now that the log's lock is held).
+fn watchers(
+    config: &JobConfig,
+    journal: &Journal,
+    throttle: &Throttle,
+    metrics: &Arc<Metrics>,
+    display: progress::Display,
+    control: Option<ShutdownTrigger>,
+) -> Result<(Progress, Option<control::Control>), Error> {
+    let mut progress = Progress::new(display);
+    let holding = throttle.handle();
+    progress.watch_waits(move || holding.state().reason);
+    let control = match control {
+        Some(trigger) => {
+            let views = control::Views {
+                metrics: metrics.clone(),
+                throttle: throttle.handle(),
+                progress: progress.shared(),
+            };
+            Some(control::start(config, journal.state(), trigger, views)?)
+        }
+        None => None,
+    };
+    Ok((progress, control))
+}
+
+/// A task stopped when its owner goes (the metrics port's server).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Compacts the log if it holds more records than the job's threshold (and `allowed`).
 fn compact_if_large(journal: Journal, config: &JobConfig, allowed: bool) -> Result<Journal, Error> {
     let threshold = u64::from(config.history.compact_above_records);
@@ -529,6 +585,7 @@ async fn prepare(
     if unless_stopped(throttle.preflight(&mut source, &mut shutdown).await)?.is_none() {
         return Ok(None);
     }
+    let metrics_port = bind_metrics_port(config)?;
     // Pre-flight passed: only now may anything be written.
     #[allow(unused_mut)] // without the crash hook, nothing is added
     let mut journal = Journal::open(&config.wal_dir)?;
@@ -540,21 +597,15 @@ async fn prepare(
     }
     let journal = compact_if_large(journal, config, compact)?;
     // The lock is held: only now may the socket be (re)bound.
-    let mut progress = Progress::new(display);
-    let holding = throttle.handle();
-    progress.watch_waits(move || holding.state().reason);
-    let control = match control {
-        Some(trigger) => {
-            let views = control::Views {
-                metrics: metrics.clone(),
-                throttle: throttle.handle(),
-                progress: progress.shared(),
-            };
-            Some(control::start(config, journal.state(), trigger, views)?)
-        }
-        None => None,
-    };
+    let (progress, control) = watchers(config, &journal, &throttle, &metrics, display, control)?;
+    let metrics_port = metrics_port.map(|listener| {
+        AbortOnDrop(tokio::spawn(control::serve_metrics(
+            listener,
+            metrics.clone(),
+        )))
+    });
     Ok(Some(Engine {
+        _metrics_port: metrics_port,
         control,
         config,
         queries,

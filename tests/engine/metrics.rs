@@ -598,3 +598,91 @@ fn a_running_job_serves_metrics_progress_and_throttle_on_its_socket() {
     assert_success(&job.archiver("run", &[]), "the resumed run");
     assert_moved(&mut db, MIXED_PREDICATE, original, matching);
 }
+
+/// `GET path` (or another method) on `127.0.0.1:port`: the status code and the body.
+fn tcp_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the port answers");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_string(),
+    )
+}
+
+/// `[metrics] listen`: a running job serves `GET /metrics` on a TCP port, parsed by the strict
+/// parser, and nothing else there (status, pause and stop stay on the owner-only socket); a
+/// port that cannot be bound refuses the run with nothing written.
+#[test]
+fn metrics_are_served_on_a_tcp_port_and_nothing_else_is() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "metrics_port", 2_000);
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    let original = db.checksum("src");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let job = Job::new(
+        &sandbox,
+        &db,
+        MIXED_PREDICATE,
+        "batch_rows = 50\nsleep_ms = 200",
+    );
+    let mut text = std::fs::read_to_string(&job.config).unwrap();
+    text.push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&job.config, text).unwrap();
+    // The port is taken: refused before anything is written.
+    let output = job.archiver("run", &[]);
+    assert_exit(&output, 64, "a port in use");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("[metrics] listen = \"127.0.0.1:{port}\"")),
+        "{stderr}"
+    );
+    assert!(!job.wal_dir.join("LOCK").exists() || job.events().is_empty());
+    assert_eq!(db.query_scalar::<u64>("SELECT COUNT(*) FROM arch"), 0);
+    drop(holder);
+
+    let child = job
+        .command("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let file = job._dir.path().join("tcp.prom");
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rows archived in the served metrics"
+        );
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let (code, body) = tcp_request(port, "GET", "/metrics");
+            assert_eq!(code, 200, "{body}");
+            std::fs::write(&file, &body).unwrap();
+            if value(&read_metrics(&file), "archiver_rows_archived_total") > 0.0 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for (method, path) in [("GET", "/status"), ("POST", "/stop"), ("POST", "/pause")] {
+        let (code, body) = tcp_request(port, method, path);
+        assert_eq!(code, 404, "{method} {path}: {body}");
+    }
+    assert_success(&job.archiver("ctl", &["stop"]), "ctl stop");
+    let (code, stderr) = super::shutdown::exit_by(child, deadline, "stop after ctl stop");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the port closes with the run"
+    );
+    assert_success(&job.archiver("run", &[]), "the resumed run");
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
+}

@@ -483,6 +483,44 @@ async fn listen(listener: UnixListener, routes: Routes) {
     }
 }
 
+/// Serves `GET /metrics` on `listener` (`[metrics] listen`) until the task is aborted; any other
+/// request is a 404: pause, stop and set stay on the owner-only socket.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<super::metrics::Metrics>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept(), if connections.len() < CONNECTIONS_MAX => match accepted {
+                Ok((stream, _)) => {
+                    let metrics = metrics.clone();
+                    connections.spawn(async move {
+                        http::serve(stream, |request| async move {
+                            if request.method == "GET" && request.path == "/metrics" {
+                                Response {
+                                    status: 200,
+                                    content_type: super::metrics::CONTENT_TYPE,
+                                    allow: None,
+                                    body: metrics.render(),
+                                }
+                            } else {
+                                Response::message(404, "this port serves GET /metrics only".to_string())
+                            }
+                        })
+                        .await;
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!("metrics port: cannot accept a connection: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
 /// The server task; dropping it stops the task and removes the socket file.
 #[derive(Debug)]
 struct Server {
