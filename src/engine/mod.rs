@@ -194,9 +194,9 @@ impl Engine<'_> {
                 () = control.command_arrives() => None,
             },
         };
-        self.metrics
-            .add_throttle("sleep", started.elapsed().as_secs_f64());
-        self.throttle.paced(started.elapsed());
+        let slept = started.elapsed();
+        self.metrics.add_throttle("sleep", slept.as_secs_f64());
+        self.throttle.paced(slept);
         let Some(stopped) = waited else {
             return Waited::Interrupted;
         };
@@ -266,7 +266,7 @@ impl Engine<'_> {
             .state()
             .open_run()
             .map_or(0, |run| run.counts.rows_deleted);
-        let count_first = !self.progress.has_estimate();
+        let count_first = self.progress.count_turn();
         let Ok(conn) = self.servers.source(order.now_unix_us).await else {
             return;
         };

@@ -159,6 +159,8 @@ pub struct Progress {
     shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
     /// The task showing what the job waits for while it waits ([`Progress::watch_waits`]).
     watcher: Option<tokio::task::JoinHandle<()>>,
+    /// Whether the exact count of the rows left was tried ([`Progress::count_turn`]).
+    count_tried: bool,
 }
 
 /// How often the display looks at what the job waits for, in milliseconds.
@@ -190,6 +192,7 @@ impl Progress {
             latest: Snapshot::default(),
             shared: std::sync::Arc::default(),
             watcher: None,
+            count_tried: false,
         }
     }
 
@@ -233,10 +236,11 @@ impl Progress {
         !self.estimator.is_counted() && Instant::now() >= self.next_estimate
     }
 
-    /// Whether the rows left have been counted or estimated in this invocation: the first ask
-    /// tries a count.
-    pub fn has_estimate(&self) -> bool {
-        self.estimator.last.is_some()
+    /// Whether this ask may try the exact count: only the first of the invocation does. A count
+    /// that was refused or ran out of its time is not tried again (every retry would cost the
+    /// server up to `db::COUNT_TIME_S_MAX` again); the optimizer's estimate serves from then on.
+    pub fn count_turn(&mut self) -> bool {
+        !std::mem::replace(&mut self.count_tried, true)
     }
 
     /// What the server said about the rows left when the run had moved `rows_moved`.
