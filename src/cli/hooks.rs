@@ -22,9 +22,10 @@ pub struct RunHooks {
 }
 
 impl RunHooks {
-    /// The hooks of `config`, whose job file is `job_file`.
-    pub fn new(config: &JobConfig, job_file: &Path) -> RunHooks {
-        let hooks = Hooks::new(config, job_file);
+    /// The hooks of `config`, whose job file is `job_file`; their output as JSON log lines
+    /// when `json` (`--log-format json`).
+    pub fn new(config: &JobConfig, job_file: &Path, json: bool) -> RunHooks {
+        let hooks = Hooks::new(config, job_file, json);
         RunHooks {
             hooks: hooks.any().then(|| Arc::new(hooks)),
             begin: Arc::default(),

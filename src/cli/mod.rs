@@ -215,7 +215,7 @@ pub fn main() -> ExitCode {
     // Progress lines and the end-of-run summary are for the scheduler's log at any level.
     let filter = tracing_subscriber::EnvFilter::try_from_env("ARCHIVER_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "archiver={level},archiver::progress=info,archiver::summary=info"
+            "archiver={level},archiver::progress=info,archiver::summary=info,archiver::hook=info"
         ))
     });
     let json = args.log_format == Format::Json;
@@ -408,7 +408,7 @@ fn run(config: &JobConfig, args: RunArgs, say: Say) -> Result<u8, Error> {
     } = args;
     let sentinel = engine::Sentinel::beside(&job_file);
     let started = std::time::Instant::now();
-    let hooks = hooks::RunHooks::new(config, &job_file);
+    let hooks = hooks::RunHooks::new(config, &job_file, say.json);
     let deadline = [
         max_runtime.map(signals::deadline_after),
         until.map(signals::deadline_at),

@@ -196,11 +196,14 @@ pub struct Hooks {
     config: config::Hooks,
     /// The job, for the environment and the summary.
     job: JobInfo,
+    /// Forward the hooks' output as JSON log lines (`--log-format json`), not as text.
+    json: bool,
 }
 
 impl Hooks {
-    /// The hooks of `config`, read from `job_file`.
-    pub fn new(config: &JobConfig, job_file: &Path) -> Hooks {
+    /// The hooks of `config`, read from `job_file`; their output forwarded as JSON log lines
+    /// when `json`.
+    pub fn new(config: &JobConfig, job_file: &Path, json: bool) -> Hooks {
         let identity = config.identity();
         let name = job_file
             .file_stem()
@@ -223,6 +226,7 @@ impl Hooks {
                 predicate: identity.predicate,
                 wal_dir: config.wal_dir.clone(),
             },
+            json,
         }
     }
 
@@ -268,7 +272,13 @@ impl Hooks {
             remove_env,
             stdin,
             timeout,
-            label: format!("archiver: hook {key}: "),
+            output: if self.json {
+                process::Output::Json { hook: key }
+            } else {
+                process::Output::Text {
+                    label: format!("archiver: hook {key}: "),
+                }
+            },
         });
         report(key, self.config.timeout_s, &ended, started.elapsed());
     }

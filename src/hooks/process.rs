@@ -37,8 +37,24 @@ pub struct Spec<'a> {
     pub stdin: Vec<u8>,
     /// How long it may run.
     pub timeout: Duration,
-    /// Prefix of its forwarded output lines.
-    pub label: String,
+    /// How its output lines are forwarded.
+    pub output: Output,
+}
+
+/// How a hook's output lines reach our stderr.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// As text, each line after `label`.
+    Text {
+        /// The prefix, e.g. "archiver: hook on_success: ".
+        label: String,
+    },
+    /// As log events (target `archiver::hook`, fields `hook` and `stream`), which
+    /// `--log-format json` writes as JSON lines like every other line.
+    Json {
+        /// The hook's key, e.g. "on_success".
+        hook: &'static str,
+    },
 }
 
 /// How a hook ended.
@@ -95,11 +111,11 @@ pub fn run(spec: Spec<'_>) -> Ended {
         child
             .stdout
             .take()
-            .map(|out| forward(out, spec.label.clone())),
+            .map(|out| forward(out, spec.output.clone(), "stdout")),
         child
             .stderr
             .take()
-            .map(|err| forward(err, spec.label.clone())),
+            .map(|err| forward(err, spec.output.clone(), "stderr")),
     ];
     let mut hook = Running { child, outputs };
     if let Some(status) = hook.wait_until(Instant::now() + spec.timeout) {
@@ -156,8 +172,13 @@ impl Running {
     }
 }
 
-/// Forwards `pipe` to our stderr, one prefixed line at a time, until every holder closed it.
-fn forward(pipe: impl Read + Send + 'static, label: String) -> JoinHandle<()> {
+/// Forwards `pipe` (the hook's `stream`) to our stderr, a line at a time, as `output` says,
+/// until every holder closed it.
+fn forward(
+    pipe: impl Read + Send + 'static,
+    output: Output,
+    stream: &'static str,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut line = Vec::new();
@@ -171,7 +192,14 @@ fn forward(pipe: impl Read + Send + 'static, label: String) -> JoinHandle<()> {
                 Ok(_) => {
                     let text = String::from_utf8_lossy(&line);
                     let text = text.trim_end_matches(['\n', '\r']);
-                    let _ = writeln!(std::io::stderr().lock(), "{label}{text}");
+                    match &output {
+                        Output::Text { label } => {
+                            let _ = writeln!(std::io::stderr().lock(), "{label}{text}");
+                        }
+                        Output::Json { hook } => {
+                            tracing::info!(target: "archiver::hook", hook, stream, "{text}");
+                        }
+                    }
                 }
             }
         }
@@ -189,7 +217,9 @@ mod tests {
             remove_env: vec!["PATH_TO_NOWHERE".to_string()],
             stdin,
             timeout: Duration::from_millis(timeout_ms),
-            label: "test: ".to_string(),
+            output: Output::Text {
+                label: "test: ".to_string(),
+            },
         })
     }
 
@@ -246,7 +276,9 @@ mod tests {
             remove_env: Vec::new(),
             stdin: Vec::new(),
             timeout: Duration::from_secs(60),
-            label: String::new(),
+            output: Output::Text {
+                label: String::new(),
+            },
         });
         assert!(matches!(ended, Ended::NotStarted(_)), "{ended:?}");
     }

@@ -306,6 +306,47 @@ fn failing_hooks_are_reported_and_change_nothing() {
     assert_eq!(batches_done(&job), matching.div_ceil(100));
 }
 
+/// Under `--log-format json` a hook's output is JSON log lines like every other line of
+/// stderr (target `archiver::hook`, with the hook and the stream), and so are the reports of a
+/// failing hook.
+#[test]
+fn hook_output_is_json_lines_under_log_format_json() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "hookjson", 300);
+    let original = db.checksum("src");
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    let hooks =
+        "on_start = \"echo 'said \\\"hello\\\"'; echo to-stderr >&2\"\non_success = \"exit 5\"\n";
+    let job = hooks_job(&sandbox, &db, "batch_rows = 100", hooks);
+    let output = job.archiver("run", &["--log-format", "json"]);
+    assert_success(&output, "run --log-format json with hooks");
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line:?}"))
+        })
+        .collect();
+    let hook_line = |stream: &str| {
+        lines
+            .iter()
+            .find(|l| l["target"] == "archiver::hook" && l["stream"] == stream)
+            .unwrap_or_else(|| panic!("no {stream} line of the hook: {stderr}"))
+    };
+    let out = hook_line("stdout");
+    assert_eq!(out["hook"], "on_start", "{out}");
+    assert_eq!(out["message"], "said \"hello\"", "{out}");
+    assert_eq!(hook_line("stderr")["message"], "to-stderr");
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("hook on_success failed") && m.contains("exit status 5"))),
+        "{stderr}"
+    );
+}
+
 /// The pid a hook wrote to `path`, once it is there.
 fn pid_in(path: &Path) -> u32 {
     std::fs::read_to_string(path)
