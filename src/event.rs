@@ -160,8 +160,10 @@ pub struct RunStarted {
     pub started_unix_us: i64,
 }
 
-/// A batch was planned: the next key range of the run. Durable before the batch's first
-/// statement runs.
+/// A batch was planned: the next key range of the run. Appended without a sync: the batch's
+/// first durable record (`BatchCopied` with the archive on its own server, else
+/// `BatchCommitting`) makes it durable before anything the batch does is committed; lost with
+/// a crash before that, the batch is simply planned again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchPlanned {
     /// Batch number, unique in the log, increasing by one from 1.
@@ -201,6 +203,56 @@ pub struct BatchDeleted {
     pub rows_deleted: u64,
     /// Rows kept in the source because the archive holds a different row under the same key.
     pub rows_conflicting: u64,
+}
+
+/// What one attempt at a batch did (the counts a `BatchDeleted` carries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptCounts {
+    /// Rows inserted into the archive by this attempt.
+    pub rows_copied: u64,
+    /// Rows whose identical copy the archive already held.
+    pub rows_already: u64,
+    /// Rows deleted from the source.
+    pub rows_deleted: u64,
+    /// Rows kept in the source because the archive holds a different row under the same key.
+    pub rows_conflicting: u64,
+}
+
+/// What became of the earlier attempt whose `BatchCommitting` no `BatchDeleted` confirmed (a
+/// crash, or a connection lost, between its `COMMIT` being sent and its `BatchDeleted` being
+/// made durable), as the attempt writing this record found out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EarlierCommit {
+    /// There was none: the batch's last attempt wrote no unconfirmed `BatchCommitting`.
+    None,
+    /// It committed: its counts (repeated from its record) are the batch's from here on, as if
+    /// its `BatchDeleted` had been written. Its `rows_conflicting` are not: the conflicting rows
+    /// stayed in the source and this attempt counts them again.
+    Committed(AttemptCounts),
+    /// It did not commit (rolled back): its counts are dropped.
+    RolledBack,
+}
+
+/// A batch attempt is about to commit its source transaction: what the transaction did, and a
+/// key that tells afterwards whether the commit happened. Durable before `COMMIT` is sent (the
+/// batch's one sync); the `BatchDeleted` that follows the commit is not synced. If that
+/// `BatchDeleted` is lost, the batch's next attempt looks the witness up, inside its own
+/// transaction and after its locks (so the earlier transaction has ended): the source lacks
+/// the witness key and the archive holds it exactly when the earlier commit happened. So the
+/// counts after a crash are exact, never a batch short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCommitting {
+    /// The batch.
+    pub batch_id: u64,
+    /// The attempt, from 1 (as its `BatchOrder` numbered it).
+    pub attempt: u32,
+    /// What the transaction did, as its `BatchDeleted` will say.
+    pub counts: AttemptCounts,
+    /// A key this transaction deleted from the source (after copying, on one server); `None`
+    /// when it deleted nothing, so that whether it commits changes no count.
+    pub witness: Option<Key>,
+    /// What this attempt found of the earlier unconfirmed one.
+    pub earlier: EarlierCommit,
 }
 
 /// The archive holds a row under this key that differs from the source row, so the source row
@@ -569,6 +621,30 @@ pub struct SnapshotSettings {
     pub settings: Vec<RunSettingsImage>,
 }
 
+/// A batch's `BatchCommitting` that no `BatchDeleted` confirmed yet (the state's `Claim`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimImage {
+    /// The batch (not done).
+    pub batch_id: u64,
+    /// LSN of the `BatchCommitting` record.
+    pub lsn: u64,
+    /// Its attempt.
+    pub attempt: u32,
+    /// Its counts.
+    pub counts: AttemptCounts,
+    /// Its witness key.
+    pub witness: Option<Key>,
+}
+
+/// A chunk of unconfirmed commit images, in batch order: the batches whose last attempt's
+/// commit is not known to have happened. Written after the batch images, before
+/// `SnapshotFinished`; not announced by `SnapshotStarted` (at most one per batch image).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotClaims {
+    /// The images.
+    pub claims: Vec<ClaimImage>,
+}
+
 /// The snapshot is complete: replay replaces its state with the one the images rebuild.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotFinished {
@@ -743,6 +819,8 @@ record_types! {
     17 => RunResumed,
     18 => RunPaused,
     19 => SnapshotActivity,
+    20 => BatchCommitting,
+    21 => SnapshotClaims,
 }
 
 /// The largest record type this version knows.
@@ -806,6 +884,14 @@ impl Event {
                 ids(
                     e.settings.first().map(|s| s.run_id),
                     e.settings.last().map(|s| s.run_id)
+                )
+            ),
+            Event::SnapshotClaims(e) => format!(
+                "unconfirmed commits of {} batches{}",
+                e.claims.len(),
+                ids(
+                    e.claims.first().map(|c| c.batch_id),
+                    e.claims.last().map(|c| c.batch_id)
                 )
             ),
             Event::SnapshotFinished(e) => {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::sql::Queries;
 use super::times::{BatchTimes, Tally};
-use super::{end_transaction, from_value, is_true, params, row_to_key, DbResult, NotCopied};
+use super::{from_value, is_true, params, row_to_key, DbResult, NotCopied};
 use crate::event::Key;
 
 /// The largest primary key in the source, or `None` when it is empty.
@@ -40,7 +40,8 @@ pub async fn plan(
     }
 }
 
-/// What one batch transaction did.
+/// What one batch transaction did, its source transaction still open (the caller records
+/// `BatchCommitting`, then [`commit`]s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchResult {
     /// Rows inserted into the archive.
@@ -51,6 +52,54 @@ pub struct BatchResult {
     pub rows_deleted: u64,
     /// Keys kept in the source because the archive holds a different row under them.
     pub conflicts: Vec<Key>,
+    /// A key this transaction deleted (the last one in key order), whose presence in the
+    /// archive and absence from the source will tell whether the commit happened; `None` when
+    /// it deleted nothing.
+    pub witness: Option<Key>,
+    /// Whether the earlier attempt's unconfirmed commit happened, when the order named its
+    /// witness ([`earlier_committed`]); `None` when it named none.
+    pub earlier_committed: Option<bool>,
+}
+
+/// Whether an earlier, unconfirmed commit happened, told by its witness key: the source lacks
+/// it and the archive holds it. Asked after this attempt's locks, inside its transaction; the
+/// source read locks the key, so an earlier transaction still ending on the server is waited
+/// for. `source` and `archive` are the same connection when the archive is on the source server.
+pub(crate) async fn earlier_committed(
+    source: &mut Conn,
+    archive: Option<&mut Conn>,
+    queries: &Queries,
+    witness: &Key,
+) -> DbResult<bool> {
+    let in_source = count(source, &queries.source_has_key(witness)).await?;
+    let statement = queries.archive_has_key(witness);
+    let in_archive = match archive {
+        Some(archive) => count(archive, &statement).await?,
+        None => count(source, &statement).await?,
+    };
+    Ok(in_source == 0 && in_archive > 0)
+}
+
+async fn count(conn: &mut Conn, statement: &super::sql::Statement) -> DbResult<u64> {
+    let count: Option<u64> = conn
+        .exec_first(statement.sql.as_str(), params(statement))
+        .await?;
+    Ok(count.unwrap_or(0))
+}
+
+/// Commits the batch's source transaction (after its `BatchCommitting` is durable).
+pub async fn commit(conn: &mut Conn, times: &mut BatchTimes) -> DbResult<()> {
+    timed(&mut times.commit, Instant::now(), async {
+        Ok(conn.query_drop("COMMIT").await?)
+    })
+    .await
+}
+
+/// Rolls the batch's source transaction back (its `BatchCommitting` could not be recorded);
+/// an error is ignored: a connection that cannot roll back is dropped, and the server rolls
+/// back the transaction of a connection that closes.
+pub async fn rollback(conn: &mut Conn) {
+    let _ = conn.query_drop("ROLLBACK").await;
 }
 
 /// Sorts the rows a batch locked but did not delete: under a key the archive holds, a
@@ -82,15 +131,17 @@ fn sort_leftovers(
 }
 
 /// Runs one batch as one transaction on the source server: lock the batch's matching rows,
-/// copy those whose key the archive lacks, delete those with an identical archive copy, sort
-/// the locked rows left (conflicts, or a failed copy that fails the batch), commit.
-/// Idempotent: running it again after any crash moves nothing twice and loses nothing.
+/// tell whether an earlier unconfirmed commit happened (`earlier_witness`), copy the rows
+/// whose key the archive lacks, delete those with an identical archive copy, sort the locked
+/// rows left (conflicts, or a failed copy that fails the batch). On success the transaction is
+/// left open for the caller to record `BatchCommitting` and [`commit`]; on failure it is rolled
+/// back. Idempotent: running it again after any crash moves nothing twice and loses nothing.
 /// The time of each step is added to `times`, whether the batch succeeds or not.
 pub async fn execute_batch(
     conn: &mut Conn,
     queries: &Queries,
-    lower: Option<&Key>,
-    upper: &Key,
+    (lower, upper): (Option<&Key>, &Key),
+    earlier_witness: Option<&Key>,
     times: &mut BatchTimes,
 ) -> DbResult<BatchResult> {
     let started = Instant::now();
@@ -99,10 +150,20 @@ pub async fn execute_batch(
         times.lock.add_since(started);
         return Err(error.into());
     }
-    let result = batch_statements(conn, queries, lower, upper, times, started).await;
-    let committing = Instant::now();
-    let result = end_transaction(conn, result).await;
-    times.commit.add_since(committing);
+    let result = batch_statements(
+        conn,
+        queries,
+        (lower, upper),
+        earlier_witness,
+        times,
+        started,
+    )
+    .await;
+    if result.is_err() {
+        let rolling_back = Instant::now();
+        rollback(conn).await;
+        times.commit.add_since(rolling_back);
+    }
     result
 }
 
@@ -110,8 +171,8 @@ pub async fn execute_batch(
 async fn batch_statements(
     conn: &mut Conn,
     queries: &Queries,
-    lower: Option<&Key>,
-    upper: &Key,
+    (lower, upper): (Option<&Key>, &Key),
+    earlier_witness: Option<&Key>,
     times: &mut BatchTimes,
     started: Instant,
 ) -> DbResult<BatchResult> {
@@ -120,10 +181,21 @@ async fn batch_statements(
         Ok(conn.exec(lock.sql.as_str(), params(&lock)).await?)
     })
     .await;
-    let locked = locked?
+    // In key order, as locked: the last one deleted is the witness.
+    let locked_in_order = locked?
         .into_iter()
         .map(row_to_key)
-        .collect::<DbResult<std::collections::HashSet<Key>>>()?;
+        .collect::<DbResult<Vec<Key>>>()?;
+    let earlier_committed = match earlier_witness {
+        None => None,
+        Some(witness) => {
+            let asking = Instant::now();
+            let answer = earlier_committed(conn, None, queries, witness).await;
+            times.lock.add_since(asking);
+            Some(answer?)
+        }
+    };
+    let locked: std::collections::HashSet<Key> = locked_in_order.iter().cloned().collect();
     let copy = queries.copy_batch(lower, upper);
     timed(&mut times.copy, Instant::now(), async {
         Ok(conn.exec_drop(copy.sql.as_str(), params(&copy)).await?)
@@ -142,11 +214,18 @@ async fn batch_statements(
     times.delete.add_since(deleting);
     let conflicts = conflicts?;
     let rows_already = rows_deleted.saturating_sub(rows_copied);
+    // Every locked row not deleted is a conflict (any other leftover failed the batch above).
+    let witness = locked_in_order
+        .into_iter()
+        .rev()
+        .find(|key| !conflicts.contains(key));
     Ok(BatchResult {
         rows_copied,
         rows_already,
         rows_deleted,
         conflicts,
+        witness,
+        earlier_committed,
     })
 }
 

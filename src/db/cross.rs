@@ -8,7 +8,7 @@ use std::time::Instant;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Row, Value};
 
-use super::batch::timed;
+use super::batch::{earlier_committed, timed};
 use super::sql::Queries;
 use super::times::BatchTimes;
 use super::{from_value, params, BatchResult, DbError, DbResult, NotCopied};
@@ -138,43 +138,60 @@ async fn insert_missing(
 }
 
 /// Archive on another server, step 3, in the source transaction of [`lock_batch_rows`]:
-/// reads the archive's committed rows under the locked keys, deletes the locked source rows
-/// whose archive row is identical in every column (compared byte for byte, as the server sent
-/// them, both sessions pinned to the same time zone and character set), lists the conflicts,
-/// and commits the source transaction. A locked row with no archive row under its key fails
-/// the batch ([`NotCopied`]) and nothing is deleted. Its time is added to `times.delete`, the
-/// source's commit to `times.commit`.
+/// tells whether an earlier unconfirmed commit happened (`earlier_witness`), reads the
+/// archive's committed rows under the locked keys, deletes the locked source rows whose archive
+/// row is identical in every column (compared byte for byte, as the server sent them, both
+/// sessions pinned to the same time zone and character set) and lists the conflicts. The
+/// source transaction is left open for the caller to record `BatchCommitting` and commit
+/// ([`super::commit`]); on failure it is rolled back. A locked row with no archive row under
+/// its key fails the batch ([`NotCopied`]) and nothing is deleted. Its time is added to
+/// `times.delete`.
 pub async fn delete_archived(
     source: &mut Conn,
     archive: &mut Conn,
     queries: &Queries,
     locked: Vec<RowValues>,
+    earlier_witness: Option<&Key>,
     times: &mut BatchTimes,
 ) -> DbResult<BatchResult> {
     let deleting = Instant::now();
-    let result = delete_identical(source, archive, queries, locked).await;
+    let earlier_committed = match earlier_witness {
+        None => Ok(None),
+        Some(witness) => earlier_committed(source, Some(archive), queries, witness)
+            .await
+            .map(Some),
+    };
+    let result = match earlier_committed {
+        Ok(earlier_committed) => delete_identical(source, archive, queries, locked)
+            .await
+            .map(|done| (done, earlier_committed)),
+        Err(error) => Err(error),
+    };
     times.delete.add_since(deleting);
-    let (deleted, conflicts) = result?;
-    timed(&mut times.commit, Instant::now(), async {
-        Ok(source.query_drop("COMMIT").await?)
-    })
-    .await?;
+    let ((deleted, conflicts, witness), earlier_committed) = match result {
+        Ok(done) => done,
+        Err(error) => {
+            super::batch::rollback(source).await;
+            return Err(error);
+        }
+    };
     Ok(BatchResult {
         rows_copied: 0,
         rows_already: 0,
         rows_deleted: deleted,
         conflicts,
+        witness,
+        earlier_committed,
     })
 }
 
-/// [`delete_archived`] up to its commit: the rows deleted and the conflicts; on failure the
-/// source transaction is rolled back.
+/// [`delete_archived`]'s delete: the rows deleted, the conflicts and the last key deleted.
 async fn delete_identical(
     source: &mut Conn,
     archive: &mut Conn,
     queries: &Queries,
     locked: Vec<RowValues>,
-) -> DbResult<(u64, Vec<Key>)> {
+) -> DbResult<(u64, Vec<Key>, Option<Key>)> {
     let positions = queries.key_positions();
     let by_key = archived_rows(archive, queries, &locked).await?;
     let mut identical = Vec::new();
@@ -189,7 +206,6 @@ async fn delete_identical(
         }
     }
     if let Some(first) = missing.first() {
-        let _ = source.query_drop("ROLLBACK").await;
         return Err(NotCopied {
             count: missing.len(),
             first: crate::event::key_text(first),
@@ -206,11 +222,11 @@ async fn delete_identical(
         deleted += source.affected_rows();
     }
     if deleted != identical.len() as u64 {
-        let _ = source.query_drop("ROLLBACK").await;
         return Err(DbError::Unexpected(format!(
             "deleting {} locked rows with identical archive copies deleted {deleted}; rolled back",
             identical.len()
         )));
     }
-    Ok((deleted, conflicts))
+    let witness = identical.last().cloned();
+    Ok((deleted, conflicts, witness))
 }

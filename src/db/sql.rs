@@ -523,6 +523,37 @@ impl Queries {
     }
 }
 
+/// The witness of an unconfirmed commit (`event::BatchCommitting`): a key that commit deleted
+/// from the source after copying it into the archive. Asked by the batch's next attempt, after
+/// its own locks, so the earlier transaction has ended: it committed exactly when the source
+/// lacks the key and the archive holds it.
+impl Queries {
+    /// Source rows under `key` (0 or 1), read with a lock: if the earlier transaction is still
+    /// ending on the server, this waits for it.
+    pub fn source_has_key(&self, key: &Key) -> Statement {
+        Statement {
+            sql: format!(
+                "SELECT COUNT(*) FROM {} WHERE {} FOR UPDATE",
+                self.source.name(),
+                self.source.key_in(1)
+            ),
+            params: key.clone(),
+        }
+    }
+
+    /// Archive rows under `key` (0 or 1).
+    pub fn archive_has_key(&self, key: &Key) -> Statement {
+        Statement {
+            sql: format!(
+                "SELECT COUNT(*) FROM {} WHERE {}",
+                self.archive.name(),
+                self.archive.key_in(1)
+            ),
+            params: key.clone(),
+        }
+    }
+}
+
 /// Statements for an archive on another server, where copy and delete are separate
 /// transactions on separate connections and rows travel through the client.
 impl Queries {

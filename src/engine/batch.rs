@@ -10,7 +10,8 @@ use super::{Engine, Halt};
 use crate::db::{self, BatchResult, DbError, DbResult};
 use crate::error::Error;
 use crate::event::{
-    cut_message, BatchCopied, BatchDeleted, BatchFailed, ConflictFound, ErrorClass, Event,
+    cut_message, AttemptCounts, BatchCommitting, BatchCopied, BatchDeleted, BatchFailed,
+    ConflictFound, EarlierCommit, ErrorClass, Event,
 };
 use crate::journal::Durability;
 use crate::state::{key_text, BatchOrder, Step};
@@ -31,9 +32,21 @@ impl Engine<'_> {
             None => {
                 let conn = self.servers.source(order.now_unix_us).await?;
                 started = Instant::now();
-                let (lower, upper) = (order.lower.as_ref(), &order.upper);
+                let range = (order.lower.as_ref(), &order.upper);
+                let witness = order.claim.as_ref().and_then(|c| c.witness.as_ref());
                 let times = &mut self.batch_times;
-                db::execute_batch(conn, &self.queries, lower, upper, times).await
+                match db::execute_batch(conn, &self.queries, range, witness, times).await {
+                    Ok(result) => {
+                        let event = committing(&order, &result);
+                        if let Err(error) = self.journal.append(event, Durability::Durable) {
+                            db::rollback(conn).await;
+                            return Err(error.into());
+                        }
+                        let times = &mut self.batch_times;
+                        db::commit(conn, times).await.map(|()| result)
+                    }
+                    Err(error) => Err(error),
+                }
             }
             Some(_) => {
                 let (result, began) = self.execute_cross(&order).await?;
@@ -91,16 +104,35 @@ impl Engine<'_> {
         }
         // The copy counts went into BatchCopied; BatchDeleted carries none, so that nothing
         // is counted twice (wal-format.md, BatchDeleted).
+        let witness = order.claim.as_ref().and_then(|c| c.witness.as_ref());
         let times = &mut self.batch_times;
-        let result =
-            db::delete_archived(&mut source, &mut archive, &self.queries, locked, times).await;
-        if result.is_ok() {
+        let deleted = db::delete_archived(
+            &mut source,
+            &mut archive,
+            &self.queries,
+            locked,
+            witness,
+            times,
+        )
+        .await;
+        let result = match deleted {
+            Ok(result) => result,
+            Err(error) => return Ok((Err(error), started)),
+        };
+        let event = committing(order, &result);
+        if let Err(error) = self.journal.append(event, Durability::Durable) {
+            db::rollback(&mut source).await;
+            return Err(error.into());
+        }
+        let committed = db::commit(&mut source, &mut self.batch_times).await;
+        if committed.is_ok() {
             self.servers.put_back(source, archive);
         }
-        Ok((result, started))
+        Ok((committed.map(|()| result), started))
     }
 
-    /// Records a batch that went through: its conflicts, then `BatchDeleted`, both unsynced.
+    /// Records a batch whose source commit went through: its conflicts, then `BatchDeleted`,
+    /// all unsynced (the attempt's `BatchCommitting`, durable, already holds its counts).
     fn record_done(&mut self, batch_id: u64, result: &BatchResult) -> Result<(), Halt> {
         for key in &result.conflicts {
             tracing::warn!(
@@ -171,4 +203,45 @@ impl Engine<'_> {
             ErrorClass::Batch => Ok(()),
         }
     }
+}
+
+/// The durable record an attempt writes just before its source `COMMIT`: what the transaction
+/// did, its witness, and what it found of the earlier attempt's unconfirmed commit. A claim
+/// without a witness deleted nothing, so it counts the same whether it committed or not.
+fn committing(order: &BatchOrder, result: &BatchResult) -> Event {
+    let earlier = match (&order.claim, result.earlier_committed) {
+        (None, _) => EarlierCommit::None,
+        (Some(claim), Some(false)) => {
+            tracing::warn!(
+                "batch {}: the commit of attempt {} did not happen (rolled back when it was cut short); this attempt moves its rows",
+                order.batch_id,
+                claim.attempt
+            );
+            EarlierCommit::RolledBack
+        }
+        (Some(claim), _) => {
+            if claim.witness.is_some() {
+                tracing::warn!(
+                    "batch {}: the commit of attempt {} had happened before it was cut short ({} rows moved then); counted now",
+                    order.batch_id,
+                    claim.attempt,
+                    claim.counts.rows_deleted
+                );
+            }
+            EarlierCommit::Committed(claim.counts)
+        }
+    };
+    let conflicts = u64::try_from(result.conflicts.len()).expect("conflicts fit in u64");
+    Event::BatchCommitting(BatchCommitting {
+        batch_id: order.batch_id,
+        attempt: order.attempt,
+        counts: AttemptCounts {
+            rows_copied: result.rows_copied,
+            rows_already: result.rows_already,
+            rows_deleted: result.rows_deleted,
+            rows_conflicting: conflicts,
+        },
+        witness: result.witness.clone(),
+        earlier,
+    })
 }

@@ -1,7 +1,9 @@
 //! The crash test's hook, compiled only with the `crash-hook` cargo feature (the test command
 //! builds with it; a release build does not): an [`Observer`] that kills the process with
-//! SIGKILL right after the N-th (default first) event of a chosen type has been made durable.
-//! Set by [`CRASH_HOOK_ENV`] = `EVENT[:N]`, e.g. `BatchCopied:3`.
+//! SIGKILL right after the N-th (default first) event of a chosen type has been made durable,
+//! or, with `:unsynced`, right after it was appended without a sync (so that it is lost, as
+//! an unsynced record is when the machine goes down). Set by [`CRASH_HOOK_ENV`] =
+//! `EVENT[:N][:unsynced]`, e.g. `BatchCopied:3` or `BatchDeleted:5:unsynced`.
 
 use crate::event::Event;
 use crate::journal::Observer;
@@ -18,17 +20,30 @@ pub struct CrashHook {
     nth: u64,
     /// Occurrences appended so far.
     seen: u64,
+    /// Kill without making the event durable first.
+    unsynced: bool,
 }
 
 impl CrashHook {
     /// The hook the environment asks for, if any.
     pub fn from_env() -> Option<CrashHook> {
         let value = std::env::var(CRASH_HOOK_ENV).ok()?;
-        let (name, nth) = match value.split_once(':') {
-            Some((name, n)) => (name.to_string(), n.parse().unwrap_or(1)),
-            None => (value, 1),
-        };
-        Some(CrashHook { name, nth, seen: 0 })
+        let mut parts = value.split(':');
+        let name = parts.next().unwrap_or_default().to_string();
+        let mut nth = 1;
+        let mut unsynced = false;
+        for part in parts {
+            match part {
+                "unsynced" => unsynced = true,
+                n => nth = n.parse().unwrap_or(1),
+            }
+        }
+        Some(CrashHook {
+            name,
+            nth,
+            seen: 0,
+            unsynced,
+        })
     }
 }
 
@@ -38,11 +53,12 @@ impl Observer for CrashHook {
             return false;
         }
         self.seen += 1;
-        self.seen == self.nth
+        self.seen == self.nth && !self.unsynced
     }
 
     fn post_append(&mut self, _lsn: Lsn, event: &Event, durable: bool) {
-        if durable && event.name() == self.name && self.seen == self.nth {
+        let as_asked = durable != self.unsynced;
+        if as_asked && event.name() == self.name && self.seen == self.nth {
             tracing::warn!(
                 "{CRASH_HOOK_ENV}: killing this process after {}",
                 event.name()

@@ -24,7 +24,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::JobConfig;
 use crate::db::Tally;
-use crate::event::{Event, RunOutcome};
+use crate::event::{EarlierCommit, Event, RunOutcome};
 use crate::journal::{self, Observer};
 use crate::state::{BatchStatus, State};
 
@@ -372,6 +372,15 @@ impl Metrics {
             Event::BatchCopied(e) => {
                 add(&self.rows_copied, e.rows_copied);
                 add(&self.rows_already, e.rows_already);
+            }
+            // An earlier commit found to have happened counts now, as its lost BatchDeleted
+            // would have (the state adds the same).
+            Event::BatchCommitting(e) => {
+                if let EarlierCommit::Committed(earlier) = &e.earlier {
+                    add(&self.rows_archived, earlier.rows_deleted);
+                    add(&self.rows_copied, earlier.rows_copied);
+                    add(&self.rows_already, earlier.rows_already);
+                }
             }
             Event::ConflictFound(_) => {
                 self.conflicts.inc();

@@ -4,11 +4,13 @@
 //! key range, the run's pinned `NOW()`, its rows and attempt number.
 //!
 //! **Every event that precedes an irreversible step is durable before that step**: a batch's
-//! `BatchPlanned` is synced before its transaction starts. Events that follow a step
-//! (`BatchDeleted`, `ConflictFound`) are appended unsynced and made durable by the next sync; if
-//! a crash loses them, replay sees the batch as planned and runs its transaction again, which is
-//! idempotent (it copies only what the archive lacks and deletes only rows with an identical
-//! archive copy).
+//! `BatchCommitting` (with the `BatchPlanned` appended before it) is synced before its source
+//! `COMMIT` is sent, `BatchCopied` before the two-server batch deletes. Events that follow a
+//! commit (`BatchDeleted`, `ConflictFound`) are appended unsynced and made durable by the next
+//! sync; if a crash loses them, replay sees the batch as planned and runs its transaction again,
+//! which is idempotent (it copies only what the archive lacks and deletes only rows with an
+//! identical archive copy) and finds out from the `BatchCommitting`'s witness whether the lost
+//! commit happened, so its counts are not lost either. One sync per batch on one server.
 //!
 //! - `servers`: the connections, reconnection, the pinned `NOW()`.
 //! - `batch`: one batch, on one server or two.
@@ -253,7 +255,9 @@ impl Engine<'_> {
             upper,
             rows_planned,
         });
-        self.journal.append(event, Durability::Durable)?;
+        // Unsynced: the batch's first durable record (BatchCommitting, or BatchCopied with the
+        // archive on its own server) syncs it before anything the batch does is committed.
+        self.journal.append(event, Durability::Buffered)?;
         Ok(())
     }
 

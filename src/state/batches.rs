@@ -80,6 +80,7 @@ mod tests {
             rows_deleted: 0,
             rows_conflicting: 0,
             conflicts: 0,
+            claim: None,
         }
     }
 

@@ -17,6 +17,9 @@
 //!   (the previous batch's `upper`); keys are compared by equality only, never ordered;
 //! - a batch goes `Planned` -(copied)-> `Copied` -(deleted)-> `Done` (`Planned` -> `Done` when copy
 //!   and delete are one transaction); a failure may park it; an operator reset un-parks it;
+//! - an attempt announces its source commit (`BatchCommitting`, a [`Claim`]) before sending it;
+//!   `BatchDeleted` confirms it; a claim left unconfirmed (crash, lost connection) is resolved by
+//!   the batch's next attempt, which says whether that commit happened, so counts stay exact;
 //! - counters of a batch are added to the run that planned it and to the log's totals.
 
 mod batches;
@@ -40,8 +43,9 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::event::{
-    BatchCopied, BatchDeleted, BatchFailed, BatchPlanned, BatchReset, ConflictFound, ErrorClass,
-    Event, JobIdentity, Key, LogCreated, RunFinished, RunOutcome, RunStarted, SettingsChanged,
+    AttemptCounts, BatchCommitting, BatchCopied, BatchDeleted, BatchFailed, BatchPlanned,
+    BatchReset, ConflictFound, EarlierCommit, ErrorClass, Event, JobIdentity, Key, LogCreated,
+    RunFinished, RunOutcome, RunStarted, SettingsChanged,
 };
 
 pub use crate::event::ERROR_MESSAGE_BYTES_MAX;
@@ -104,6 +108,23 @@ pub struct BatchOrder {
     /// The attempt this execution is, from 1 (since the batch was planned or last reset); a
     /// failure is recorded under this number.
     pub attempt: u32,
+    /// The commit an earlier attempt announced that nothing confirmed: this attempt finds out
+    /// whether it happened (its witness key) and says so in its own `BatchCommitting`.
+    pub claim: Option<Claim>,
+}
+
+/// An attempt's `BatchCommitting` that no `BatchDeleted` has confirmed: its commit may or may
+/// not have happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// LSN of the `BatchCommitting` record.
+    pub lsn: u64,
+    /// The attempt that wrote it.
+    pub attempt: u32,
+    /// What that attempt's transaction did.
+    pub counts: AttemptCounts,
+    /// The key that tells whether it committed (`None`: it deleted nothing).
+    pub witness: Option<Key>,
 }
 
 /// The open run's next batch to plan.
@@ -238,6 +259,8 @@ pub struct Batch {
     pub rows_conflicting: u64,
     /// `ConflictFound` records for this batch.
     pub conflicts: u64,
+    /// The last attempt's announced commit, while nothing confirms or resolves it.
+    pub claim: Option<Claim>,
 }
 
 impl Batch {
@@ -599,6 +622,33 @@ pub enum Problem {
         /// `attempts + 1`.
         expected: u32,
     },
+    /// A record after an unconfirmed `BatchCommitting` that does not say what became of it.
+    #[error(
+        "batch {batch_id}'s commit announced at lsn {claim_lsn} is unconfirmed, and this record \
+         does not say whether it happened"
+    )]
+    ClaimUnresolved {
+        /// The batch.
+        batch_id: u64,
+        /// LSN of its `BatchCommitting`.
+        claim_lsn: u64,
+    },
+    /// A record resolves an earlier commit of a batch that has none unconfirmed.
+    #[error(
+        "it says what became of an earlier commit of batch {batch_id}, which has none unconfirmed"
+    )]
+    NoClaim {
+        /// The batch.
+        batch_id: u64,
+    },
+    /// Counts that must repeat those of the batch's `BatchCommitting` differ from them.
+    #[error("its counts differ from those batch {batch_id} announced at lsn {claim_lsn}")]
+    ClaimCountsDiffer {
+        /// The batch.
+        batch_id: u64,
+        /// LSN of its `BatchCommitting`.
+        claim_lsn: u64,
+    },
     /// A run finished while one of its batches is still to be executed.
     #[error("run {run_id} finished, but its batch {batch_id} is still pending")]
     RunHasPendingBatch {
@@ -751,6 +801,7 @@ impl State {
             Event::BatchPlanned(e) => self.apply_batch_planned(lsn, e),
             Event::BatchCopied(e) => self.apply_batch_copied(e),
             Event::BatchDeleted(e) => self.apply_batch_deleted(e),
+            Event::BatchCommitting(e) => self.apply_batch_committing(lsn, e),
             Event::ConflictFound(e) => self.apply_conflict_found(lsn, e),
             Event::BatchFailed(e) => self.apply_batch_failed(lsn, e),
             Event::BatchReset(e) => self.apply_batch_reset(e),
@@ -780,6 +831,9 @@ impl State {
             }),
             Event::SnapshotSettings(e) => self.collect_snapshot(|open| {
                 open.settings.extend(e.settings.iter().cloned());
+            }),
+            Event::SnapshotClaims(e) => self.collect_snapshot(|open| {
+                open.claims.extend(e.claims.iter().cloned());
             }),
             Event::SnapshotFinished(_) => unreachable!("a verdict on it is the rebuilt state"),
         }
@@ -816,6 +870,7 @@ impl State {
             | Event::SnapshotConflicts(_)
             | Event::SnapshotActivity(_)
             | Event::SnapshotSettings(_)
+            | Event::SnapshotClaims(_)
             | Event::SnapshotFinished(_) => Err(Problem::NoSnapshotOpen),
             _ => self.contradiction(event).map(|()| None),
         }
@@ -840,6 +895,7 @@ impl State {
             | Event::SnapshotConflicts(_)
             | Event::SnapshotActivity(_)
             | Event::SnapshotSettings(_)
+            | Event::SnapshotClaims(_)
             | Event::SnapshotFinished(_) => unreachable!("handled above"),
             Event::RunStarted(e) => self.check_run_started(e),
             Event::BatchPlanned(e) => self.check_batch_planned(e),
@@ -847,11 +903,8 @@ impl State {
                 self.check_executing(e.batch_id, &[BatchStatus::Planned], "planned")?;
                 Ok(())
             }
-            Event::BatchDeleted(e) => {
-                let allowed = [BatchStatus::Planned, BatchStatus::Copied];
-                self.check_executing(e.batch_id, &allowed, "planned or copied")?;
-                Ok(())
-            }
+            Event::BatchDeleted(e) => self.check_batch_deleted(e),
+            Event::BatchCommitting(e) => self.check_batch_committing(e),
             Event::ConflictFound(e) => self.check_conflict_found(e),
             Event::BatchFailed(e) => self.check_batch_failed(e),
             Event::BatchReset(e) => match self.batch(e.batch_id) {
@@ -978,6 +1031,52 @@ impl State {
         Ok(batch)
     }
 
+    /// A `BatchDeleted` after a `BatchCommitting` confirms it: same counts.
+    fn check_batch_deleted(&self, e: &BatchDeleted) -> Result<(), Problem> {
+        let allowed = [BatchStatus::Planned, BatchStatus::Copied];
+        let batch = self.check_executing(e.batch_id, &allowed, "planned or copied")?;
+        match &batch.claim {
+            Some(claim) if claim.counts != attempt_counts(e) => Err(Problem::ClaimCountsDiffer {
+                batch_id: e.batch_id,
+                claim_lsn: claim.lsn,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A `BatchCommitting` must say what became of the batch's unconfirmed claim, if it has
+    /// one (repeating its counts when it committed), and only then.
+    fn check_batch_committing(&self, e: &BatchCommitting) -> Result<(), Problem> {
+        let allowed = [BatchStatus::Planned, BatchStatus::Copied];
+        let batch = self.check_executing(e.batch_id, &allowed, "planned or copied")?;
+        if let Some(witness) = &e.witness {
+            if witness.len() != batch.upper.len() {
+                return Err(Problem::KeyWidth {
+                    run_id: batch.run_id,
+                    expected: batch.upper.len(),
+                    got: witness.len(),
+                });
+            }
+        }
+        match (&batch.claim, &e.earlier) {
+            (None, EarlierCommit::None) | (Some(_), EarlierCommit::RolledBack) => Ok(()),
+            (Some(claim), EarlierCommit::Committed(counts)) if *counts != claim.counts => {
+                Err(Problem::ClaimCountsDiffer {
+                    batch_id: e.batch_id,
+                    claim_lsn: claim.lsn,
+                })
+            }
+            (Some(_), EarlierCommit::Committed(_)) => Ok(()),
+            (Some(claim), EarlierCommit::None) => Err(Problem::ClaimUnresolved {
+                batch_id: e.batch_id,
+                claim_lsn: claim.lsn,
+            }),
+            (None, _) => Err(Problem::NoClaim {
+                batch_id: e.batch_id,
+            }),
+        }
+    }
+
     fn check_conflict_found(&self, e: &ConflictFound) -> Result<(), Problem> {
         let batch = self.check_executing(
             e.batch_id,
@@ -1097,6 +1196,7 @@ impl State {
             rows_deleted: 0,
             rows_conflicting: 0,
             conflicts: 0,
+            claim: None,
         });
         assert!(planned.is_ok(), "checked: batch ids increase");
         self.pending.insert(e.batch_id);
@@ -1140,6 +1240,35 @@ impl State {
         };
         self.count(run_id, &delta);
         self.pending.remove(&e.batch_id);
+        self.batch_mut(e.batch_id).claim = None;
+    }
+
+    /// The attempt's claim replaces the earlier one; an earlier commit found to have happened
+    /// counts now, as its lost `BatchDeleted` would have (less its conflicting rows, which
+    /// stayed in the source and are counted by the attempt that finds them again).
+    fn apply_batch_committing(&mut self, lsn: u64, e: &BatchCommitting) {
+        let batch = self.batch_mut(e.batch_id);
+        if let EarlierCommit::Committed(earlier) = &e.earlier {
+            batch.rows_copied = batch.rows_copied.saturating_add(earlier.rows_copied);
+            batch.rows_already = batch.rows_already.saturating_add(earlier.rows_already);
+            batch.rows_deleted = batch.rows_deleted.saturating_add(earlier.rows_deleted);
+        }
+        batch.claim = Some(Claim {
+            lsn,
+            attempt: e.attempt,
+            counts: e.counts,
+            witness: e.witness.clone(),
+        });
+        let run_id = batch.run_id;
+        if let EarlierCommit::Committed(earlier) = &e.earlier {
+            let delta = Counts {
+                rows_copied: earlier.rows_copied,
+                rows_already: earlier.rows_already,
+                rows_deleted: earlier.rows_deleted,
+                ..Counts::default()
+            };
+            self.count(run_id, &delta);
+        }
     }
 
     fn apply_conflict_found(&mut self, lsn: u64, e: &ConflictFound) {
@@ -1268,6 +1397,7 @@ impl State {
                 upper: batch.upper.clone(),
                 now_unix_us: planned_by.now_unix_us,
                 attempt: batch.attempts.saturating_add(1),
+                claim: batch.claim.clone(),
             });
         }
         match &run.key_bound {
@@ -1388,5 +1518,15 @@ impl State {
     /// Sums over every batch of every run.
     pub fn totals(&self) -> &Counts {
         &self.totals
+    }
+}
+
+/// The counts a `BatchDeleted` carries, as its attempt's `BatchCommitting` announced them.
+pub fn attempt_counts(e: &BatchDeleted) -> AttemptCounts {
+    AttemptCounts {
+        rows_copied: e.rows_copied,
+        rows_already: e.rows_already,
+        rows_deleted: e.rows_deleted,
+        rows_conflicting: e.rows_conflicting,
     }
 }

@@ -11,15 +11,15 @@ use std::collections::BTreeSet;
 use super::batches::Batches;
 
 use crate::event::{
-    chunk_images, ActivityImage, BatchErrorImage, BatchImage, BatchStatusImage, ConflictImage,
-    CountsImage, Event, RunEndImage, RunImage, RunSettingsImage, SnapshotActivity, SnapshotBatches,
-    SnapshotConflicts, SnapshotFinished, SnapshotRuns, SnapshotSettings, SnapshotStarted,
-    StepImage, PAYLOAD_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX,
+    chunk_images, ActivityImage, BatchErrorImage, BatchImage, BatchStatusImage, ClaimImage,
+    ConflictImage, CountsImage, Event, RunEndImage, RunImage, RunSettingsImage, SnapshotActivity,
+    SnapshotBatches, SnapshotClaims, SnapshotConflicts, SnapshotFinished, SnapshotRuns,
+    SnapshotSettings, SnapshotStarted, StepImage, PAYLOAD_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX,
 };
 
 use super::{
-    Activity, Batch, BatchError, BatchStatus, Conflict, Counts, LiveSettings, Problem, Run, RunEnd,
-    State, Step, CONFLICTS_STORED_MAX,
+    Activity, Batch, BatchError, BatchStatus, Claim, Conflict, Counts, LiveSettings, Problem, Run,
+    RunEnd, State, Step, CONFLICTS_STORED_MAX,
 };
 
 /// Why [`State::snapshot`] gives no records.
@@ -61,6 +61,8 @@ pub(super) struct OpenSnapshot {
     pub(super) activity: Vec<ActivityImage>,
     /// Run settings images received (not announced: at most one per run).
     pub(super) settings: Vec<RunSettingsImage>,
+    /// Unconfirmed commit images received (not announced: at most one per batch).
+    pub(super) claims: Vec<ClaimImage>,
 }
 
 impl OpenSnapshot {
@@ -133,6 +135,7 @@ impl State {
         events.extend(
             chunks_of_batches.map(|batches| Event::SnapshotBatches(SnapshotBatches { batches })),
         );
+        events.extend(self.claim_events());
         let chunks_of_conflicts = chunk_images(conflicts, bound).into_iter();
         events.extend(
             chunks_of_conflicts
@@ -149,6 +152,20 @@ impl State {
             });
         }
         Ok(events)
+    }
+
+    /// The `SnapshotClaims` chunks: the unconfirmed commits (only a batch not done can have
+    /// one, and every such batch is kept).
+    fn claim_events(&self) -> Vec<Event> {
+        let claims: Vec<ClaimImage> = self
+            .batches
+            .iter()
+            .filter_map(|b| b.claim.as_ref().map(|claim| claim_image(b.batch_id, claim)))
+            .collect();
+        chunk_images(claims, SNAPSHOT_CHUNK_BYTES_MAX)
+            .into_iter()
+            .map(|claims| Event::SnapshotClaims(SnapshotClaims { claims }))
+            .collect()
     }
 
     /// The `SnapshotActivity` chunks: the time each run ran, for the runs with any activity
@@ -266,6 +283,11 @@ impl State {
                 ("run settings", open.header.runs, open.settings.len()),
                 e.settings.len(),
             ),
+            // Not announced; at most one per batch.
+            Event::SnapshotClaims(e) => (
+                ("unconfirmed commit", open.header.batches, open.claims.len()),
+                e.claims.len(),
+            ),
             Event::SnapshotFinished(e) => return self.rebuild(open, lsn, e).map(Some),
             _ => {
                 return Err(Problem::SnapshotOpen {
@@ -289,6 +311,7 @@ impl State {
             conflicts: Vec::new(),
             activity: Vec::new(),
             settings: Vec::new(),
+            claims: Vec::new(),
         }));
     }
 
@@ -357,6 +380,7 @@ fn state_of_images(open: &OpenSnapshot, lsn: u64) -> Result<State, String> {
             return Err(format!("batch {batch_id} is held twice or out of id order"));
         }
     }
+    apply_claim_images(&mut batches, &open.claims)?;
     let mut runs: Vec<Run> = open.runs.iter().map(Run::from).collect();
     apply_activity_images(&mut runs, &open.activity)?;
     apply_settings_images(&mut runs, &open.settings)?;
@@ -407,6 +431,48 @@ fn apply_activity_images(runs: &mut [Run], images: &[ActivityImage]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Gives the batches their unconfirmed commits (`SnapshotClaims`): only batches not done, once.
+fn apply_claim_images(batches: &mut Batches, images: &[ClaimImage]) -> Result<(), String> {
+    for image in images {
+        let Some(batch) = batches.get_mut(image.batch_id) else {
+            return Err(format!(
+                "an unconfirmed commit of batch {}, which it does not hold",
+                image.batch_id
+            ));
+        };
+        if batch.status == BatchStatus::Done {
+            return Err(format!(
+                "batch {} is done but has an unconfirmed commit",
+                image.batch_id
+            ));
+        }
+        if batch.claim.is_some() {
+            return Err(format!(
+                "batch {} has an unconfirmed commit twice",
+                image.batch_id
+            ));
+        }
+        batch.claim = Some(Claim {
+            lsn: image.lsn,
+            attempt: image.attempt,
+            counts: image.counts,
+            witness: image.witness.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The image of a batch's unconfirmed commit.
+fn claim_image(batch_id: u64, claim: &Claim) -> ClaimImage {
+    ClaimImage {
+        batch_id,
+        lsn: claim.lsn,
+        attempt: claim.attempt,
+        counts: claim.counts,
+        witness: claim.witness.clone(),
+    }
 }
 
 /// Gives the runs their live settings images (`SnapshotSettings`).
@@ -795,6 +861,8 @@ impl From<&Batch> for BatchImage {
             rows_deleted,
             rows_conflicting,
             conflicts,
+            // Not part of the batch image (its layout is fixed): `SnapshotClaims` carries it.
+            claim: _,
         } = b.clone();
         BatchImage {
             batch_id,
@@ -854,6 +922,7 @@ impl From<&BatchImage> for Batch {
             rows_deleted,
             rows_conflicting,
             conflicts,
+            claim: None,
         }
     }
 }

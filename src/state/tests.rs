@@ -81,6 +81,26 @@ fn deleted(batch_id: u64) -> Event {
     })
 }
 
+/// The counts `deleted` carries, as a `BatchCommitting` announces them.
+fn deleted_counts() -> AttemptCounts {
+    AttemptCounts {
+        rows_copied: 1,
+        rows_already: 1,
+        rows_deleted: 9,
+        rows_conflicting: 1,
+    }
+}
+
+fn committing(batch_id: u64, attempt: u32, earlier: EarlierCommit) -> Event {
+    Event::BatchCommitting(BatchCommitting {
+        batch_id,
+        attempt,
+        counts: deleted_counts(),
+        witness: Some(k(7)),
+        earlier,
+    })
+}
+
 fn conflict(batch_id: u64, key: u64) -> Event {
     Event::ConflictFound(ConflictFound {
         batch_id,
@@ -155,6 +175,7 @@ fn exec(batch_id: u64, step: Step) -> Action {
         upper: k(0),
         now_unix_us: 0,
         attempt: 0,
+        claim: None,
     })
 }
 
@@ -273,6 +294,7 @@ fn actions_carry_what_their_execution_needs() {
         upper: k(10),
         now_unix_us: 5_000_000,
         attempt: 1,
+        claim: None,
     };
     assert_eq!(state.next_action(), Action::ExecuteBatch(order.clone()));
     let mut lsn = 4;
@@ -1471,15 +1493,33 @@ fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
                     batch_id,
                     step,
                     attempt,
+                    claim,
                     ..
                 }) => {
                     assert_eq!(attempt, state.batch(batch_id).unwrap().attempts + 1);
+                    assert_eq!(claim, state.batch(batch_id).unwrap().claim);
+                    // What this attempt finds of an unconfirmed earlier commit.
+                    let earlier = match &claim {
+                        None => EarlierCommit::None,
+                        Some(claim) if next() % 2 == 0 => EarlierCommit::Committed(claim.counts),
+                        Some(_) => EarlierCommit::RolledBack,
+                    };
                     match c % 8 {
+                        // A commit sent, then the connection lost: the outcome is unknown.
+                        0 if c % 16 == 0 => {
+                            batch_events.push(committing(batch_id, attempt, earlier));
+                            batch_events.push(failed(batch_id, attempt, Transient));
+                        }
                         0 => batch_events.push(failed(batch_id, attempt, Transient)),
                         1 => batch_events.push(failed(batch_id, attempt, Fatal)),
                         2 => batch_events.push(failed(batch_id, attempt, BatchClass)),
                         3 if step == Step::Copy => batch_events.push(copied(batch_id)),
+                        // Killed after the commit was announced: BatchDeleted is lost.
+                        4 if c % 16 == 4 => {
+                            batch_events.push(committing(batch_id, attempt, earlier));
+                        }
                         _ => {
+                            batch_events.push(committing(batch_id, attempt, earlier));
                             for i in 0..next() % 3 {
                                 batch_events.push(conflict(batch_id, u64::from(i)));
                             }
@@ -1585,7 +1625,8 @@ fn fold_model(model: &mut BTreeMap<u64, ModelBatch>, event: &Event, attempts_max
 fn bogus_event(kind: u8, id: u8, next_batch_id: u64) -> Event {
     let batch_id = (next_batch_id + u64::from(id % 4)).saturating_sub(2);
     let n = u64::from(id % 3);
-    match kind % 10 {
+    match kind % 11 {
+        10 => committing(batch_id, u32::from(id % 3), EarlierCommit::None),
         9 => changed(n, Some(u32::from(id % 2)), None, None),
         0 => created(),
         1 => started(n + 1, Some(n * 10)),
@@ -2189,4 +2230,191 @@ fn live_settings_survive_a_snapshot_and_bad_settings_images_are_refused() {
         }
         assert_eq!(error, Some(expected), "{name}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unconfirmed commits (`BatchCommitting`): exact counts after a crash.
+
+/// A batch's claim is what its next attempt resolves: a commit found to have happened counts
+/// as its lost `BatchDeleted` would have (less the conflicting rows, which the redo finds
+/// again); one found rolled back counts nothing; `BatchDeleted` confirms a claim only with the
+/// same counts; a failure keeps the claim; a snapshot carries it.
+#[test]
+fn an_unconfirmed_commit_is_resolved_by_the_next_attempt() {
+    let base = vec![created(), started(1, Some(100)), planned(1, 1, None, 10)];
+    let claimed = {
+        let mut events = base.clone();
+        events.push(committing(1, 1, EarlierCommit::None));
+        events
+    };
+    let state = replay(&claimed);
+    let claim = state.batch(1).unwrap().claim.clone().expect("a claim");
+    assert_eq!((claim.lsn, claim.attempt), (4, 1));
+    assert_eq!(claim.counts, deleted_counts());
+    assert_eq!(
+        state.batch(1).unwrap().rows_deleted,
+        0,
+        "nothing counts yet"
+    );
+    // Killed here: the next invocation's order carries the claim, same attempt number.
+    let Action::ExecuteBatch(order) = state.next_action() else {
+        panic!("{:?}", state.next_action())
+    };
+    assert_eq!((order.attempt, order.claim.as_ref()), (1, Some(&claim)));
+
+    // The redo found the earlier commit happened, moved nothing more, and was confirmed.
+    let redo_counts = AttemptCounts::default();
+    let mut committed = claimed.clone();
+    committed.push(Event::BatchCommitting(BatchCommitting {
+        batch_id: 1,
+        attempt: 1,
+        counts: redo_counts,
+        witness: None,
+        earlier: EarlierCommit::Committed(deleted_counts()),
+    }));
+    committed.push(Event::BatchDeleted(BatchDeleted {
+        batch_id: 1,
+        rows_copied: 0,
+        rows_already: 0,
+        rows_deleted: 0,
+        rows_conflicting: 0,
+    }));
+    let state = replay(&committed);
+    let batch = state.batch(1).unwrap();
+    assert_eq!(batch.status, BatchStatus::Done);
+    assert_eq!(batch.claim, None);
+    assert_eq!(
+        (
+            batch.rows_copied,
+            batch.rows_already,
+            batch.rows_deleted,
+            batch.rows_conflicting
+        ),
+        (1, 1, 9, 0),
+        "the earlier commit's rows count, its conflicts are the redo's to find"
+    );
+    assert_eq!(state.totals().rows_deleted, 9);
+    assert_eq!(state.run(1).unwrap().counts.rows_deleted, 9);
+
+    // The redo found it rolled back and moved the rows itself.
+    let mut rolled_back = claimed.clone();
+    rolled_back.push(committing(1, 1, EarlierCommit::RolledBack));
+    rolled_back.push(deleted(1));
+    let state = replay(&rolled_back);
+    assert_eq!(state.totals().rows_deleted, 9, "counted once");
+
+    // Contradictions, each leaving the state unchanged.
+    let wrong_counts = AttemptCounts {
+        rows_deleted: 8,
+        ..deleted_counts()
+    };
+    let cases: Vec<(&str, Vec<Event>, Event, Problem)> = vec![
+        (
+            "a claim left unresolved",
+            claimed.clone(),
+            committing(1, 1, EarlierCommit::None),
+            Problem::ClaimUnresolved {
+                batch_id: 1,
+                claim_lsn: 4,
+            },
+        ),
+        (
+            "an earlier commit with other counts",
+            claimed.clone(),
+            committing(1, 1, EarlierCommit::Committed(wrong_counts)),
+            Problem::ClaimCountsDiffer {
+                batch_id: 1,
+                claim_lsn: 4,
+            },
+        ),
+        (
+            "a resolution without a claim",
+            base.clone(),
+            committing(1, 1, EarlierCommit::RolledBack),
+            Problem::NoClaim { batch_id: 1 },
+        ),
+        (
+            "a BatchDeleted that does not repeat the claim",
+            claimed.clone(),
+            Event::BatchDeleted(BatchDeleted {
+                batch_id: 1,
+                rows_copied: 1,
+                rows_already: 1,
+                rows_deleted: 8,
+                rows_conflicting: 1,
+            }),
+            Problem::ClaimCountsDiffer {
+                batch_id: 1,
+                claim_lsn: 4,
+            },
+        ),
+        (
+            "a witness of the wrong width",
+            base.clone(),
+            Event::BatchCommitting(BatchCommitting {
+                batch_id: 1,
+                attempt: 1,
+                counts: deleted_counts(),
+                witness: Some(vec![KeyValue::UInt(1), KeyValue::UInt(2)]),
+                earlier: EarlierCommit::None,
+            }),
+            Problem::KeyWidth {
+                run_id: 1,
+                expected: 1,
+                got: 2,
+            },
+        ),
+    ];
+    for (name, before, bad, expected) in cases {
+        let mut state = replay(&before);
+        let unchanged = state.clone();
+        let lsn = state.last_lsn() + 1;
+        let err = state.apply(lsn, &bad).expect_err(name);
+        assert_eq!(err.problem, expected, "{name}");
+        assert_eq!(state, unchanged, "{name}");
+        assert!(!err.to_string().contains('\n'), "{err}");
+    }
+
+    // A failed attempt (the commit's connection lost) keeps the claim for the next attempt;
+    // a snapshot keeps it too, and refuses a claim on a batch it does not hold as not done.
+    let mut failed_after = claimed.clone();
+    failed_after.push(failed(1, 1, Transient));
+    let state = replay(&failed_after);
+    assert_eq!(state.batch(1).unwrap().claim.as_ref(), Some(&claim));
+    let Action::ExecuteBatch(order) = state.next_action() else {
+        panic!()
+    };
+    assert_eq!((order.attempt, order.claim.as_ref()), (2, Some(&claim)));
+    let (records, rebuilt) = compacted(&state, 0);
+    assert!(records
+        .iter()
+        .any(|r| matches!(r, Event::SnapshotClaims(c) if c.claims.len() == 1)));
+    assert_eq!(rebuilt.batch(1).unwrap().claim.as_ref(), Some(&claim));
+    let mut bad_records = records.clone();
+    let at = bad_records
+        .iter()
+        .position(|r| matches!(r, Event::SnapshotClaims(_)))
+        .unwrap();
+    if let Event::SnapshotClaims(c) = &mut bad_records[at] {
+        c.claims[0].batch_id = 2;
+    }
+    let mut bad = State {
+        last_lsn: state.last_lsn(),
+        ..State::new()
+    };
+    let mut refused = None;
+    for record in &bad_records {
+        let lsn = bad.last_lsn() + 1;
+        if let Err(e) = bad.apply(lsn, record) {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("a claim on a batch the snapshot lacks is refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("unconfirmed commit of batch 2"),
+        "{refused}"
+    );
 }

@@ -8,6 +8,7 @@ mod compaction;
 mod concurrent;
 mod control;
 mod cross;
+mod exact_counts;
 mod hooks;
 mod key_types;
 mod metrics;

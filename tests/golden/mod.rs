@@ -339,12 +339,63 @@ fn activity_vectors() -> Vec<(Event, &'static str)> {
     ]
 }
 
+/// The records of exact counts after a crash (issue 9): an attempt announcing its commit
+/// after finding the earlier attempt's commit had happened, and the snapshot chunk that carries
+/// an unconfirmed commit through a compaction.
+fn claim_vectors() -> Vec<(Event, &'static str)> {
+    vec![
+        (
+            Event::BatchCommitting(BatchCommitting {
+                batch_id: 3,
+                attempt: 2,
+                counts: AttemptCounts {
+                    rows_copied: 998,
+                    rows_already: 2,
+                    rows_deleted: 1000,
+                    rows_conflicting: 1,
+                },
+                witness: Some(vec![KeyValue::UInt(3000)]),
+                earlier: EarlierCommit::Committed(AttemptCounts {
+                    rows_copied: 1000,
+                    rows_already: 0,
+                    rows_deleted: 1000,
+                    rows_conflicting: 0,
+                }),
+            }),
+            "0300000000000000 02000000
+             e603000000000000 0200000000000000 e803000000000000 0100000000000000
+             01 0100000000000000 01000000 b80b000000000000
+             01000000 e803000000000000 0000000000000000 e803000000000000 0000000000000000",
+        ),
+        (
+            Event::SnapshotClaims(SnapshotClaims {
+                claims: vec![ClaimImage {
+                    batch_id: 3,
+                    lsn: 42,
+                    attempt: 2,
+                    counts: AttemptCounts {
+                        rows_copied: 998,
+                        rows_already: 2,
+                        rows_deleted: 1000,
+                        rows_conflicting: 1,
+                    },
+                    witness: None,
+                }],
+            }),
+            "0100000000000000
+             0300000000000000 2a00000000000000 02000000
+             e603000000000000 0200000000000000 e803000000000000 0100000000000000 00",
+        ),
+    ]
+}
+
 #[test]
 fn event_payloads_have_the_pinned_bytes() {
     let mut vectors = vectors();
     vectors.extend(snapshot_vectors());
     vectors.extend(live_settings_vectors());
     vectors.extend(activity_vectors());
+    vectors.extend(claim_vectors());
     assert_eq!(
         vectors.len(),
         RECORD_TYPES.len(),
