@@ -130,6 +130,11 @@ impl TableInfo {
                 .map(|c| c.name.clone())
                 .filter(|c| self.key().contains(c))
                 .collect(),
+            load_data: self
+                .columns
+                .iter()
+                .filter(|c| c.generated.is_empty())
+                .all(|c| sql::load_data_type(&c.column_type)),
         }
     }
 }
