@@ -352,3 +352,58 @@ fn a_row_entering_the_range_during_the_copy_is_not_deleted_with_it() {
     }
     panic!("in 10 attempts no update landed during the delete; the undo was never exercised");
 }
+
+/// The read-back asks the archive for its rows in the batch's key range, one more than the
+/// batch locked. Where the archive also holds rows the batch did not lock (here: rows under
+/// keys the source no longer has, between the batch's keys), the range holds more than that,
+/// and the rows are read by the locked keys instead: one more prepared statement executed on
+/// the archive server per batch (`Com_stmt_execute`, which the pre-flight moves alike in both
+/// runs, and which no other client of the sandbox moves), the same outcome, the archive's own
+/// rows untouched.
+#[test]
+fn archive_rows_the_batch_did_not_lock_send_the_read_back_by_key() {
+    let main = common::sandbox();
+    let other = common::archive_sandbox();
+    // The archive server's counters: no other test may use the servers meanwhile.
+    let server = other.exclusive();
+    let mut executed = Vec::new();
+    for planted in [false, true] {
+        let what = format!("archive rows between the batch's keys: {planted}");
+        let mut source = main.fresh_database("readback_src");
+        let mut archive = server.fresh_database("readback_arch");
+        let create = "CREATE TABLE src (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)";
+        source.exec(create);
+        source.exec("INSERT INTO src SELECT 2 * seq, CONCAT('v', seq) FROM seq_1_to_1000");
+        archive.exec(&create.replace("src", "arch"));
+        if planted {
+            archive
+                .exec("INSERT INTO arch SELECT 2 * seq + 1, 'archived before' FROM seq_0_to_999");
+        }
+        let original = source.checksum("src");
+        let own = archive.checksum("arch");
+        let job = two_server_job(&source, &archive, "id > 0", "batch_rows = 250");
+        let before = counter(&mut archive, "COM_STMT_EXECUTE");
+        assert_success(&job.archiver("run", &[]), &what);
+        executed.push(counter(&mut archive, "COM_STMT_EXECUTE") - before);
+        assert_eq!(
+            source.query_scalar::<u64>("SELECT COUNT(*) FROM src"),
+            0,
+            "{what}"
+        );
+        assert_eq!(job.rows_deleted(), 1000, "{what}");
+        archive.exec("CREATE TABLE moved AS SELECT * FROM arch WHERE id % 2 = 0");
+        assert_eq!(archive.checksum("moved"), original, "{what}");
+        archive.exec("DELETE FROM arch WHERE id % 2 = 0");
+        assert_eq!(
+            archive.checksum("arch"),
+            own,
+            "{what}: the archive's own rows"
+        );
+    }
+    // 4 batches, each reading its 250 keys again by key list.
+    assert_eq!(
+        executed[1],
+        executed[0] + 4,
+        "statements executed: {executed:?}"
+    );
+}

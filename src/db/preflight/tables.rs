@@ -118,7 +118,15 @@ impl TableInfo {
             table: name.table.clone(),
             columns: copied.clone().map(|c| c.name.clone()).collect(),
             key: self.key(),
-            text_columns: copied.filter(|c| c.text).map(|c| c.name.clone()).collect(),
+            text_columns: copied
+                .clone()
+                .filter(|c| c.text)
+                .map(|c| c.name.clone())
+                .collect(),
+            converted_text: copied
+                .filter(|c| c.text && c.charset != "utf8mb4")
+                .map(|c| c.name.clone())
+                .collect(),
             numeric_keys: self
                 .columns
                 .iter()
