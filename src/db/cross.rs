@@ -9,7 +9,7 @@
 //! savepoint when one is not identical. Deleting in an open transaction is not deleting: the
 //! invariant is about what the source commits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use mysql_async::prelude::*;
@@ -45,16 +45,38 @@ pub type RowValues = Vec<Value>;
 /// The archive's rows under the batch's locked keys, by key.
 pub type Archived = HashMap<Key, RowValues>;
 
-/// How the copy reaches the archive server: streamed as `LOAD DATA LOCAL INFILE` data
-/// (`db::load`) while the server takes it and the table's columns allow it
-/// (`TableShape::load_data`), else as prepared multi-row `INSERT`s. Kept for the invocation.
+/// What the servers take of the statements the two-server batch prefers, learned during the
+/// invocation: each starts true and turns false, for the rest of the invocation, the first
+/// time its server refuses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CopyMethod {
-    /// `LOAD DATA LOCAL INFILE`, fed from memory.
-    LoadData,
-    /// Prepared `INSERT ... VALUES (..), (..)`: the archive server refused `LOAD DATA LOCAL`
-    /// (its `local_infile` is off).
-    Insert,
+pub struct Accepts {
+    /// The archive server takes `LOAD DATA LOCAL INFILE` (its `local_infile` is on); else the
+    /// copy is sent as prepared multi-row `INSERT`s. Used only where the table's columns
+    /// allow it (`TableShape::load_data`).
+    pub load_data: bool,
+    /// The source server takes `DELETE ... RETURNING` (MariaDB; MySQL refuses the syntax);
+    /// else the early delete is by the locked keys.
+    pub delete_returning: bool,
+}
+
+impl Default for Accepts {
+    fn default() -> Accepts {
+        Accepts {
+            load_data: true,
+            delete_returning: true,
+        }
+    }
+}
+
+/// What the source's early delete ([`copy_and_delete`]) deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EarlyDelete {
+    /// Deleted with the locking read's filter: the keys it deleted (`RETURNING`), which may
+    /// include rows that entered the range after the locking read, and may lack a locked row
+    /// whose predicate reads another table that changed meanwhile.
+    Range(Vec<Key>),
+    /// Deleted by the locked keys (where `RETURNING` is refused): the rows deleted.
+    Locked(u64),
 }
 
 fn key_of(row: &[Value], positions: std::ops::Range<usize>) -> DbResult<Key> {
@@ -147,12 +169,12 @@ pub async fn copy_rows(
     archive: &mut Conn,
     queries: &Queries,
     rows: &[RowValues],
-    method: &mut CopyMethod,
+    accepts: &mut Accepts,
     times: &mut BatchTimes,
 ) -> DbResult<u64> {
     let copied = timed(&mut times.copy, Instant::now(), async {
         archive.query_drop("START TRANSACTION").await?;
-        if copy_all(archive, queries, rows, method).await? {
+        if copy_all(archive, queries, rows, accepts).await? {
             return Ok(rows.len() as u64);
         }
         archive.query_drop("ROLLBACK").await?;
@@ -173,13 +195,13 @@ async fn copy_all(
     archive: &mut Conn,
     queries: &Queries,
     rows: &[RowValues],
-    method: &mut CopyMethod,
+    accepts: &mut Accepts,
 ) -> DbResult<bool> {
     if rows.is_empty() {
         return Ok(true);
     }
     let columns = queries.source.columns.len();
-    if *method == CopyMethod::LoadData && queries.archive.load_data {
+    if accepts.load_data && queries.archive.load_data {
         match load::load_rows(archive, queries, rows, columns).await {
             Ok(Loaded::All) => return Ok(true),
             Ok(Loaded::Partly) => return Ok(false),
@@ -187,7 +209,7 @@ async fn copy_all(
                 tracing::info!(
                     "the archive server refuses LOAD DATA LOCAL INFILE (local_infile is off): copying with INSERT statements from now on (set local_infile = ON there for the faster copy)"
                 );
-                *method = CopyMethod::Insert;
+                accepts.load_data = false;
             }
             Err(error) if error.class() == ErrorClass::Batch => return Ok(false),
             Err(error) => return Err(error),
@@ -208,7 +230,7 @@ async fn insert_missing(
 ) -> DbResult<u64> {
     let positions = queries.key_positions();
     let keys = keys_of(queries, rows)?;
-    let mut present = std::collections::HashSet::with_capacity(keys.len());
+    let mut present = HashSet::with_capacity(keys.len());
     for chunk in keys.chunks(keys_per_statement(positions.len())) {
         let statement = queries.archived_keys(chunk);
         let held: Vec<Row> = archive
@@ -252,11 +274,10 @@ async fn insert_rows<'a>(
 
 /// Step 2 when no earlier commit of the batch is in question: [`copy_rows`] on the archive
 /// while the source deletes the batch's matching rows in its open transaction, after
-/// [`sql::DELETE_SAVEPOINT`], with the locking read's filter ([`Queries::delete_range`]):
-/// [`settle`] keeps that delete only if it deleted exactly the locked rows (as many rows as
-/// they are: it deletes each of them, and any other row it deleted entered the range since)
-/// and every copy is identical. Returns the copy's result (rows inserted) and the delete's
-/// (rows deleted).
+/// [`sql::DELETE_SAVEPOINT`], with the locking read's filter and returning the keys it deleted
+/// ([`Queries::delete_range`]; by the locked keys where the server refuses `RETURNING`):
+/// [`settle`] keeps that delete only if it deleted exactly the locked rows and every copy is
+/// identical. Returns the copy's result (rows inserted) and the delete's.
 ///
 /// Times: the copy's as [`copy_rows`] counts them; the delete's only where it outlasts the
 /// archive's commit, so that the statistics count the wall time once.
@@ -266,33 +287,70 @@ pub async fn copy_and_delete(
     queries: &Queries,
     range: Range<'_>,
     locked: &[RowValues],
-    method: &mut CopyMethod,
+    accepts: &mut Accepts,
     times: &mut BatchTimes,
-) -> (DbResult<u64>, DbResult<u64>) {
+) -> (DbResult<u64>, DbResult<EarlyDelete>) {
     let mut copy_times = BatchTimes::default();
+    let mut copy_accepts = *accepts;
     let deleting = async {
-        let deleted = delete_early(source, queries, range).await;
-        (deleted, Instant::now())
+        let deleted = delete_early(
+            source,
+            queries,
+            range,
+            locked,
+            &mut accepts.delete_returning,
+        );
+        (deleted.await, Instant::now())
     };
     let copying = async {
-        let copied = copy_rows(archive, queries, locked, method, &mut copy_times).await;
-        (copied, Instant::now())
+        let copied = copy_rows(archive, queries, locked, &mut copy_accepts, &mut copy_times);
+        (copied.await, Instant::now())
     };
     // The delete is polled first: its statement is on its way before the copy's.
     let ((deleted, delete_done), (copied, copy_done)) = tokio::join!(deleting, copying);
+    accepts.load_data = copy_accepts.load_data;
     times.copy.add(copy_times.copy);
     times.commit.add(copy_times.commit);
     times.delete.total += delete_done.saturating_duration_since(copy_done);
     (copied, deleted)
 }
 
-async fn delete_early(source: &mut Conn, queries: &Queries, range: Range<'_>) -> DbResult<u64> {
+/// Server errors that mean "this server does not know `DELETE ... RETURNING`": a syntax error
+/// (MySQL). The predicate itself passed the pre-flight's `EXPLAIN`s in the same statements.
+const RETURNING_REFUSED_CODES: [u16; 1] = [1064];
+
+async fn delete_early(
+    source: &mut Conn,
+    queries: &Queries,
+    range: Range<'_>,
+    locked: &[RowValues],
+    returning: &mut bool,
+) -> DbResult<EarlyDelete> {
     source.query_drop(sql::DELETE_SAVEPOINT).await?;
-    let statement = queries.delete_range(range.0, range.1);
-    source
-        .exec_drop(statement.sql.as_str(), params(&statement))
-        .await?;
-    Ok(source.affected_rows())
+    if *returning {
+        let statement = queries.delete_range(range.0, range.1, true);
+        match source
+            .exec(statement.sql.as_str(), params(&statement))
+            .await
+        {
+            Ok(deleted) => {
+                let deleted: Vec<Row> = deleted;
+                let keys = deleted.into_iter().map(super::row_to_key);
+                return Ok(EarlyDelete::Range(keys.collect::<DbResult<_>>()?));
+            }
+            Err(mysql_async::Error::Server(error))
+                if RETURNING_REFUSED_CODES.contains(&error.code) =>
+            {
+                tracing::info!(
+                    "the source server refuses DELETE ... RETURNING: deleting by the locked keys from now on"
+                );
+                *returning = false;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let deleted = delete_keys(source, queries, &keys_of(queries, locked)?).await?;
+    Ok(EarlyDelete::Locked(deleted))
 }
 
 /// Deletes source rows by key, in chunks; returns the rows deleted.
@@ -314,9 +372,9 @@ async fn delete_keys(source: &mut Conn, queries: &Queries, keys: &[Key]) -> DbRe
 /// values compared byte for byte as the servers sent them, both sessions pinned to the same
 /// time zone and character set, text columns also by the digest of their stored bytes), and
 /// leaves deleted exactly the locked rows whose copy is identical: the early delete of
-/// [`copy_and_delete`] (`early`: the rows it deleted) stands when every locked row is
-/// identical and it deleted as many rows as were locked (it deletes every locked row, so then
-/// no other); otherwise it is undone to the savepoint and the identical rows are deleted by
+/// [`copy_and_delete`] (`early`) stands when every locked row is identical and it deleted
+/// exactly the locked rows (the keys it returned are the locked keys; by key, as many rows as
+/// were locked); otherwise it is undone to the savepoint and the identical rows are deleted by
 /// key. A locked row with no archive row under its key fails the
 /// batch ([`NotCopied`]) and nothing is deleted. The source transaction is left open for the
 /// caller to record `BatchCommitting` and commit ([`super::commit`]); on failure it is rolled
@@ -328,7 +386,7 @@ pub async fn settle(
     queries: &Queries,
     locked: &[RowValues],
     archived: &Archived,
-    early: Option<u64>,
+    early: Option<EarlyDelete>,
     earlier_witness: Option<&Key>,
     times: &mut BatchTimes,
 ) -> DbResult<BatchResult> {
@@ -370,7 +428,7 @@ async fn keep_identical(
     queries: &Queries,
     locked: &[RowValues],
     archived: &Archived,
-    early: Option<u64>,
+    early: Option<EarlyDelete>,
 ) -> DbResult<(u64, Vec<Key>, Option<Key>)> {
     let positions = queries.key_positions();
     let mut identical = Vec::new();
@@ -392,9 +450,9 @@ async fn keep_identical(
         .into());
     }
     let all = identical.len() as u64;
+    let every_locked_row_identical = identical.len() == locked.len();
     let deleted = match early {
-        // Every locked row identical, and as many rows deleted as locked: exactly them.
-        Some(deleted) if deleted == all && identical.len() == locked.len() => deleted,
+        Some(early) if every_locked_row_identical && deleted_exactly(&early, &identical) => all,
         Some(_) => {
             source.query_drop(sql::ROLLBACK_TO_DELETE_SAVEPOINT).await?;
             delete_keys(source, queries, &identical).await?
@@ -408,4 +466,48 @@ async fn keep_identical(
     }
     let witness = identical.last().cloned();
     Ok((deleted, conflicts, witness))
+}
+
+/// Whether the early delete deleted exactly the rows under `keys` (the locked keys, distinct):
+/// by range, the keys it returned are those keys; by key, as many rows as keys (it deleted by
+/// those keys, so no other).
+fn deleted_exactly(early: &EarlyDelete, keys: &[Key]) -> bool {
+    match early {
+        EarlyDelete::Locked(deleted) => *deleted == keys.len() as u64,
+        EarlyDelete::Range(deleted) => {
+            let keys: HashSet<&Key> = keys.iter().collect();
+            let deleted: HashSet<&Key> = deleted.iter().collect();
+            deleted == keys
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::KeyValue;
+
+    fn keys(ids: &[u64]) -> Vec<Key> {
+        ids.iter().map(|id| vec![KeyValue::UInt(*id)]).collect()
+    }
+
+    /// The early delete stands only for exactly the locked rows: not for one more (a row that
+    /// entered the range), one fewer (a locked row the predicate no longer matched), or the
+    /// same count of other rows (both at once).
+    #[test]
+    fn the_early_delete_stands_for_exactly_the_locked_rows() {
+        let locked = keys(&[1, 2, 3]);
+        let cases = [
+            (EarlyDelete::Range(keys(&[3, 1, 2])), true),
+            (EarlyDelete::Range(keys(&[1, 2, 3, 4])), false),
+            (EarlyDelete::Range(keys(&[1, 2])), false),
+            (EarlyDelete::Range(keys(&[1, 2, 4])), false),
+            (EarlyDelete::Range(keys(&[1, 1, 2])), false),
+            (EarlyDelete::Locked(3), true),
+            (EarlyDelete::Locked(2), false),
+        ];
+        for (early, stands) in cases {
+            assert_eq!(deleted_exactly(&early, &locked), stands, "{early:?}");
+        }
+    }
 }

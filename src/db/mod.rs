@@ -25,8 +25,8 @@ mod tls;
 
 pub use batch::{commit, execute_batch, key_bound, plan, rollback, BatchResult};
 pub use cross::{
-    copy_and_delete, copy_rows, lock_batch_rows, read_archived, settle, Archived, CopyMethod,
-    RowValues,
+    copy_and_delete, copy_rows, lock_batch_rows, read_archived, settle, Accepts, Archived,
+    EarlyDelete, RowValues,
 };
 pub use error::{DbError, DbResult, NotCopied};
 pub use estimate::{count_rows, estimate_rows, COUNT_TIME_S_MAX};

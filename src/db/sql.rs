@@ -700,17 +700,25 @@ impl Queries {
         }
     }
 
-    /// Deletes the batch's matching source rows: the same filter as the locking read of
-    /// [`Queries::select_batch`], so it deletes every row that read locked, and rows that
-    /// entered the range since (inserted, or updated into the predicate, by another client).
-    /// The caller compares the rows deleted with the rows locked and undoes the statement
-    /// (to `DELETE_SAVEPOINT`) unless they are equal: then it deleted exactly the locked rows.
-    /// One range scan instead of a lookup per key (measured: 6.9 ms per 1,000 rows against
-    /// 10.1 by key list).
-    pub fn delete_range(&self, lower: Option<&Key>, upper: &Key) -> Statement {
+    /// Deletes the batch's matching source rows, with the same filter as the locking read of
+    /// [`Queries::select_batch`], and with `returning` returns their keys as
+    /// [`TableShape::key_select`] reads them (MariaDB's `DELETE ... RETURNING`). It may delete
+    /// rows that entered the range since the locking read (inserted, or updated into the
+    /// predicate, by another client), and miss a locked row whose predicate reads another table
+    /// that changed meanwhile: the caller compares the keys deleted with the keys locked and
+    /// undoes the statement (to `DELETE_SAVEPOINT`) unless they are the same. One range scan
+    /// instead of a lookup per key (measured: 6.9 ms per 1,000 rows against 10.1 by key list).
+    pub fn delete_range(&self, lower: Option<&Key>, upper: &Key, returning: bool) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
+        let returning = match returning {
+            true => format!(" RETURNING {}", self.source.key_select()),
+            false => String::new(),
+        };
         Statement {
-            sql: format!("DELETE FROM {} WHERE {filter}", self.source.name()),
+            sql: format!(
+                "DELETE FROM {} WHERE {filter}{returning}",
+                self.source.name()
+            ),
             params,
         }
     }
@@ -812,7 +820,7 @@ mod tests {
             q.select_batch(lower, upper, true).sql,
             q.select_archived(std::slice::from_ref(upper)).sql,
             q.select_archived_range(lower, upper, 11).sql,
-            q.delete_range(lower, upper).sql,
+            q.delete_range(lower, upper, true).sql,
             q.archived_keys(std::slice::from_ref(upper)).sql,
             q.load_rows(),
             q.insert_rows(2),
@@ -972,12 +980,13 @@ mod tests {
             "the archive's range, without the predicate"
         );
         assert_eq!(st.params.len(), 6);
-        let st = q.delete_range(Some(&lower), &upper);
+        let st = q.delete_range(Some(&lower), &upper, true);
         assert_eq!(
             st.sql,
             "DELETE FROM `db`.`s` WHERE (`db`.`s`.`a` > ? OR (`db`.`s`.`a` = ? AND `db`.`s`.`b` > ?)) \
-             AND (`db`.`s`.`a` < ? OR (`db`.`s`.`a` = ? AND `db`.`s`.`b` <= ?)) AND (note IS NULL)",
-            "the locking read's filter"
+             AND (`db`.`s`.`a` < ? OR (`db`.`s`.`a` = ? AND `db`.`s`.`b` <= ?)) AND (note IS NULL) \
+             RETURNING `db`.`s`.`a`, `db`.`s`.`b`",
+            "the locking read's filter, returning the keys"
         );
         assert_eq!(
             q.load_rows(),

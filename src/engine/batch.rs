@@ -9,7 +9,7 @@ use super::backoff::Backoff;
 use super::{Engine, Halt};
 use mysql_async::Conn;
 
-use crate::db::{self, Archived, BatchResult, DbError, DbResult, RowValues};
+use crate::db::{self, Archived, BatchResult, DbError, DbResult, EarlyDelete, RowValues};
 use crate::error::Error;
 use crate::event::{
     cut_message, AttemptCounts, BatchCommitting, BatchCopied, BatchDeleted, BatchFailed,
@@ -148,18 +148,18 @@ impl Engine<'_> {
         source: &mut Conn,
         archive: &mut Conn,
         locked: &[RowValues],
-    ) -> Result<DbResult<(Archived, Option<u64>)>, Halt> {
+    ) -> Result<DbResult<(Archived, Option<EarlyDelete>)>, Halt> {
         let (queries, times) = (&self.queries, &mut self.batch_times);
-        let method = &mut self.servers.copy_method;
+        let accepts = &mut self.servers.accepts;
         let range = (order.lower.as_ref(), &order.upper);
         let no_witness = order.claim.as_ref().is_none_or(|c| c.witness.is_none());
         let (copied, deleted) = if no_witness {
             let (copied, deleted) =
-                db::copy_and_delete(source, archive, queries, range, locked, method, times).await;
+                db::copy_and_delete(source, archive, queries, range, locked, accepts, times).await;
             (copied, Some(deleted))
         } else {
             (
-                db::copy_rows(archive, queries, locked, method, times).await,
+                db::copy_rows(archive, queries, locked, accepts, times).await,
                 None,
             )
         };

@@ -147,7 +147,7 @@ fn two_step_batch(
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let lock = queries.select_batch(lower, upper, true);
-    let delete = queries.delete_range(lower, upper);
+    let delete = queries.delete_range(lower, upper, true);
     let archived = queries.select_archived_range(lower, upper, rows + 1);
     writeln!(
         out,

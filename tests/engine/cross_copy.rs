@@ -231,12 +231,12 @@ fn an_archive_trigger_changing_copies_leaves_those_rows_in_the_source() {
     assert_eq!(archive.checksum("arch"), moved, "the identical copies");
 }
 
-/// Flips rows into the predicate (`flag` 0 to 1, marking `v`) at random among `ids` until
-/// `stop`; returns how many it flipped.
-fn flipper(
+/// Runs the statements `sql` makes of a pseudo-random number, autocommitted, until `stop`;
+/// returns the rows they changed. Errors (lock waits against the job) are ignored.
+fn churn(
     url: String,
-    ids: u64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sql: fn(u64) -> String,
 ) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         use mysql_async::prelude::Queryable;
@@ -247,22 +247,18 @@ fn flipper(
         runtime.block_on(async {
             let mut conn = mysql_async::Conn::from_url(url)
                 .await
-                .expect("flipper connection");
+                .expect("writer connection");
             let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-            let mut flipped = 0;
+            let mut changed = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                let id = 2 * (1 + x % (ids / 2));
-                let sql = format!(
-                    "UPDATE src SET flag = 1, v = CONCAT(v, '+') WHERE id = {id} AND flag = 0"
-                );
-                if conn.query_drop(sql).await.is_ok() {
-                    flipped += conn.affected_rows();
+                if conn.query_drop(sql(x)).await.is_ok() {
+                    changed += conn.affected_rows();
                 }
             }
-            flipped
+            changed
         })
     })
 }
@@ -303,7 +299,12 @@ fn a_row_entering_the_range_during_the_copy_is_not_deleted_with_it() {
             source.name()
         );
         let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let writer = flipper(url, ROWS, stop.clone());
+        // Flips rows into the predicate (flag 0 to 1, marking v) at random.
+        let flip = |x: u64| {
+            let id = 2 * (1 + x % (ROWS / 2));
+            format!("UPDATE src SET flag = 1, v = CONCAT(v, '+') WHERE id = {id} AND flag = 0")
+        };
+        let writer = churn(url, stop.clone(), flip);
         std::thread::sleep(std::time::Duration::from_millis(50));
         let undone = counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT");
         let output = job.archiver("run", &[]);
@@ -406,4 +407,83 @@ fn archive_rows_the_batch_did_not_lock_send_the_read_back_by_key() {
         executed[0] + 4,
         "statements executed: {executed:?}"
     );
+}
+
+/// A predicate that reads another table (`id NOT IN (SELECT id FROM hold)`) can change its
+/// mind about a row between the locking read and the delete while another client changes that
+/// table: a locked row the delete no longer matches, an unlocked row it now matches, possibly
+/// both in one batch, so that the delete deletes as many rows as were locked but not the same
+/// ones. The early delete stands only if the keys it deleted are the locked keys; otherwise it
+/// is undone and the locked rows with identical copies are deleted by key. Whatever the writer
+/// does, every row ends in exactly one table, and every archived row as it was.
+#[test]
+fn a_predicate_reading_another_table_that_changes_meanwhile_deletes_only_locked_rows() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const ROWS: u64 = 20_000;
+    let main = common::sandbox();
+    let other = common::archive_sandbox();
+    // The source server's statement counters: no other test may use the servers meanwhile.
+    let server = other.exclusive();
+    let create = "CREATE TABLE src (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)";
+    let mut undone_total = 0;
+    for attempt in 1..=10 {
+        let mut source = main.fresh_database("hold_src");
+        let mut archive = server.fresh_database("hold_arch");
+        source.exec(create);
+        source.exec(&format!(
+            "INSERT INTO src SELECT seq, CONCAT('v', seq) FROM seq_1_to_{ROWS}"
+        ));
+        source.exec("CREATE TABLE hold (id INT PRIMARY KEY)");
+        source.exec(&format!(
+            "INSERT INTO hold SELECT seq FROM seq_1_to_{ROWS} WHERE seq % 2 = 0"
+        ));
+        archive.exec(&create.replace("src", "arch"));
+        let original = source.checksum("src");
+        let job = two_server_job(
+            &source,
+            &archive,
+            "id NOT IN (SELECT id FROM hold)",
+            "batch_rows = 20000",
+        );
+        let url = format!(
+            "mysql://archiver:{}@127.0.0.1:{}/{}",
+            main.password(),
+            main.port(),
+            source.name()
+        );
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        // Holds a row, or releases one, at random.
+        let toggle = |x: u64| {
+            let id = 1 + x % ROWS;
+            match x % 2 {
+                0 => format!("INSERT IGNORE INTO hold VALUES ({id})"),
+                _ => format!("DELETE FROM hold WHERE id = {id}"),
+            }
+        };
+        let writer = churn(url, stop.clone(), toggle);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let undone = counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT");
+        let output = job.archiver("run", &[]);
+        let undone = counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT") - undone;
+        stop.store(true, Ordering::SeqCst);
+        assert!(writer.join().unwrap() > 0, "the writer ran");
+        assert_success(&output, &format!("attempt {attempt}"));
+        let kept: Vec<i64> = source.query_rows("SELECT id FROM src ORDER BY id");
+        let archived: Vec<i64> = archive.query_rows("SELECT id FROM arch ORDER BY id");
+        let mut ids: Vec<i64> = kept.iter().chain(&archived).copied().collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=ROWS as i64).collect::<Vec<_>>(), "every row once");
+        assert_eq!(
+            super::cross::union(source.checksum("src"), archive.checksum("arch")),
+            original,
+            "every row as it was"
+        );
+        assert_eq!(job.rows_deleted(), archived.len() as u64);
+        undone_total += undone;
+        if undone_total > 0 {
+            eprintln!("changing predicate: the early delete was undone after {attempt} attempt(s)");
+            return;
+        }
+    }
+    panic!("in 10 attempts the predicate never changed during the delete; the undo was never exercised");
 }

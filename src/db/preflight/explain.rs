@@ -95,7 +95,7 @@ async fn statement_findings(
                 ("delete from the source", probe(queries.delete_keys(keys))),
                 (
                     "delete of the source's range",
-                    probe(queries.delete_range(None, bound)),
+                    probe(queries.delete_range(None, bound, false)),
                 ),
             ]
         }
