@@ -307,7 +307,7 @@ pub async fn copy_and_delete(
         (copied.await, Instant::now())
     };
     // The delete is polled first: its statement is on its way before the copy's.
-    let ((deleted, delete_done), (copied, copy_done)) = tokio::join!(deleting, copying);
+    let ((deleted, delete_done), (copied, copy_done)) = tokio::join!(biased; deleting, copying);
     accepts.load_data = copy_accepts.load_data;
     times.copy.add(copy_times.copy);
     times.commit.add(copy_times.commit);
