@@ -21,7 +21,7 @@ pub mod throttle;
 pub mod times;
 mod tls;
 
-pub use batch::{commit, execute_batch, key_bound, plan, rollback, BatchResult};
+pub use batch::{commit, execute_batch, key_bound, plan, plan_locked, rollback, BatchResult};
 pub use cross::{copy_rows, delete_archived, lock_batch_rows, RowValues};
 pub use error::{DbError, DbResult, NotCopied};
 pub use estimate::{count_rows, estimate_rows, COUNT_TIME_S_MAX};

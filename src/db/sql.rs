@@ -417,6 +417,16 @@ impl Queries {
         }
     }
 
+    /// [`Queries::plan`] with `FOR UPDATE`, in the batch's transaction: planning and locking
+    /// the batch in one read of its rows. Under READ COMMITTED InnoDB keeps the locks only on
+    /// the rows that match and takes no gap locks, so what it locks is exactly what
+    /// [`Queries::lock_batch`] would lock over the planned range.
+    pub fn plan_locked(&self, after: Option<&Key>, bound: &Key, rows: u32) -> Statement {
+        let mut statement = self.plan(after, bound, rows);
+        statement.sql.push_str(" FOR UPDATE");
+        statement
+    }
+
     /// Locks the batch's matching source rows and returns their keys. Under READ COMMITTED,
     /// InnoDB keeps the locks only on rows that match, so no other client can change or delete
     /// a row between our copy and our delete. The keys are what the batch answers for: each is
@@ -492,14 +502,17 @@ impl Queries {
     /// Deletes the batch's matching source rows that have an identical copy in the archive:
     /// **the statement that keeps the invariant**. Whatever happened before it in the
     /// transaction, it deletes nothing whose identical copy is not in the archive, and the copy
-    /// commits with the delete.
+    /// commits with the delete. Returns the deleted rows' keys (MariaDB's `DELETE ...
+    /// RETURNING`), so that the rows the batch locked and did not delete are known without
+    /// reading the range again.
     pub fn delete_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
-                "DELETE FROM {} WHERE {filter} AND {}",
+                "DELETE FROM {} WHERE {filter} AND {} RETURNING {}",
                 self.source.name(),
-                self.archive_match(true)
+                self.archive_match(true),
+                self.source.key_select()
             ),
             params,
         }
@@ -661,6 +674,7 @@ mod tests {
             q.explain_predicate().sql,
             q.key_bound().sql,
             q.plan(lower, upper, 10).sql,
+            q.plan_locked(lower, upper, 10).sql,
             q.lock_batch(lower, upper).sql,
             q.copy_batch(lower, upper).sql,
             q.delete_batch(lower, upper).sql,
@@ -669,6 +683,8 @@ mod tests {
             q.select_archived(std::slice::from_ref(upper)).sql,
             q.insert_rows(2),
             q.delete_keys(std::slice::from_ref(upper)).sql,
+            q.source_has_key(upper).sql,
+            q.archive_has_key(upper).sql,
         ]
     }
 
@@ -825,7 +841,8 @@ mod tests {
             st.sql,
             "DELETE FROM `db`.`s` WHERE `db`.`s`.`a` <= ? AND (b < 3) AND EXISTS (SELECT 1 FROM \
              `db`.`t` WHERE `db`.`t`.`a` = `db`.`s`.`a` AND `db`.`t`.`b` <=> `db`.`s`.`b` AND \
-             CAST(`db`.`t`.`note` AS BINARY) <=> CAST(`db`.`s`.`note` AS BINARY))"
+             CAST(`db`.`t`.`note` AS BINARY) <=> CAST(`db`.`s`.`note` AS BINARY)) \
+             RETURNING `db`.`s`.`a`"
         );
         assert_eq!(st.params, vec![KeyValue::UInt(5)]);
     }

@@ -34,8 +34,17 @@ impl Engine<'_> {
                 started = Instant::now();
                 let range = (order.lower.as_ref(), &order.upper);
                 let witness = order.claim.as_ref().and_then(|c| c.witness.as_ref());
+                // The rows locked by its planning read, in the transaction it left open.
+                let locked = match self.open_batch.take() {
+                    Some(open) if open.batch_id == order.batch_id => Some(open.keys),
+                    Some(_) => {
+                        db::rollback(conn).await;
+                        None
+                    }
+                    None => None,
+                };
                 let times = &mut self.batch_times;
-                match db::execute_batch(conn, &self.queries, range, witness, times).await {
+                match db::execute_batch(conn, &self.queries, range, locked, witness, times).await {
                     Ok(result) => {
                         let event = committing(&order, &result);
                         if let Err(error) = self.journal.append(event, Durability::Durable) {

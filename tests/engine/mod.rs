@@ -11,6 +11,7 @@ mod cross;
 mod exact_counts;
 mod hooks;
 mod key_types;
+mod locked_planning;
 mod metrics;
 mod progress;
 mod resume;
