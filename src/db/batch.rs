@@ -184,6 +184,8 @@ pub async fn execute_batch(
     earlier_witness: Option<&Key>,
     times: &mut BatchTimes,
 ) -> DbResult<BatchResult> {
+    // A batch just planned (its rows locked by planning) copies without the guard first.
+    let fresh = locked.is_some();
     let locked = match locked {
         Some(keys) => Ok(keys),
         None => lock_rows(conn, queries, (lower, upper), times).await,
@@ -191,7 +193,8 @@ pub async fn execute_batch(
     let result = match locked {
         Ok(locked) => {
             let range = (lower, upper);
-            batch_statements(conn, queries, range, locked, earlier_witness, times).await
+            let (witness, fresh) = (earlier_witness, fresh);
+            batch_statements(conn, queries, range, locked, (witness, fresh), times).await
         }
         Err(error) => Err(error),
     };
@@ -225,7 +228,7 @@ async fn batch_statements(
     queries: &Queries,
     (lower, upper): (Option<&Key>, &Key),
     locked_in_order: Vec<Key>,
-    earlier_witness: Option<&Key>,
+    (earlier_witness, fresh): (Option<&Key>, bool),
     times: &mut BatchTimes,
 ) -> DbResult<BatchResult> {
     let earlier_committed = match earlier_witness {
@@ -237,12 +240,7 @@ async fn batch_statements(
             Some(answer?)
         }
     };
-    let copy = queries.copy_batch(lower, upper);
-    timed(&mut times.copy, Instant::now(), async {
-        Ok(conn.exec_drop(copy.sql.as_str(), params(&copy)).await?)
-    })
-    .await?;
-    let rows_copied = conn.affected_rows();
+    let rows_copied = copy(conn, queries, (lower, upper), fresh, times).await?;
     let deleting = Instant::now();
     let delete = queries.delete_batch(lower, upper);
     let deleted: DbResult<HashSet<Key>> = async {
@@ -281,6 +279,40 @@ async fn batch_statements(
         witness,
         earlier_committed,
     })
+}
+
+/// Copies the batch's rows the archive lacks; returns how many. `fresh`: the batch was just
+/// planned, so the copy first goes without the `NOT EXISTS` guard and falls back to it on a
+/// duplicate key ([`Queries::copy_batch_unguarded`]).
+async fn copy(
+    conn: &mut Conn,
+    queries: &Queries,
+    (lower, upper): (Option<&Key>, &Key),
+    fresh: bool,
+    times: &mut BatchTimes,
+) -> DbResult<u64> {
+    let started = Instant::now();
+    if fresh {
+        let plain = queries.copy_batch_unguarded(lower, upper);
+        match conn.exec_drop(plain.sql.as_str(), params(&plain)).await {
+            Ok(()) => {
+                times.copy.add_since(started);
+                return Ok(conn.affected_rows());
+            }
+            Err(error) => {
+                let error = super::DbError::from(error);
+                if !error.is_duplicate_key() {
+                    times.copy.add_since(started);
+                    return Err(error);
+                }
+            }
+        }
+    }
+    let guarded = queries.copy_batch(lower, upper);
+    let copied = conn.exec_drop(guarded.sql.as_str(), params(&guarded)).await;
+    times.copy.add_since(started);
+    copied?;
+    Ok(conn.affected_rows())
 }
 
 /// Awaits `step`, adding the time since `started` to `tally`, whatever its outcome.

@@ -79,6 +79,15 @@ impl DbError {
         )
     }
 
+    /// Whether the statement failed on a duplicate key (1062). The statement was rolled back
+    /// (InnoDB rolls back a failed statement, not its transaction).
+    pub fn is_duplicate_key(&self) -> bool {
+        matches!(
+            self,
+            DbError::Server(mysql_async::Error::Server(server)) if server.code == 1062
+        )
+    }
+
     /// A failed connect as the operator should read it: the server's refusals that only the
     /// job file or the server's grants can fix (no such database, access denied, TLS
     /// required) are refusals naming what to do; anything else keeps the driver's error for

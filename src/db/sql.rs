@@ -485,15 +485,32 @@ impl Queries {
     /// kept its stale copy, reported nowhere (the concurrent-writers test caught it, now and
     /// then). Locking what the copy reads keeps every copied row as copied until the commit.
     pub fn copy_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
+        self.copy_statement(lower, upper, true)
+    }
+
+    /// [`Queries::copy_batch`] without its `NOT EXISTS`: every matching row of the range,
+    /// for a batch just planned, whose keys the archive almost never holds. It saves a lookup
+    /// in the archive per row (measured on MariaDB 10.11: about a sixth of the copy's time);
+    /// if a key is there after all, the statement fails with a duplicate key (1062), InnoDB
+    /// rolls back that statement only, and the batch copies again with the guard.
+    pub fn copy_batch_unguarded(&self, lower: Option<&Key>, upper: &Key) -> Statement {
+        self.copy_statement(lower, upper, false)
+    }
+
+    fn copy_statement(&self, lower: Option<&Key>, upper: &Key, guarded: bool) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
+        let guard = if guarded {
+            format!(" AND NOT {}", self.archive_match(false))
+        } else {
+            String::new()
+        };
         Statement {
             sql: format!(
-                "INSERT INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} AND NOT {} FOR UPDATE",
+                "INSERT INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter}{guard} FOR UPDATE",
                 self.archive.name(),
                 self.archive.insert_columns(),
                 self.source.column_list(),
                 self.source.name(),
-                self.archive_match(false)
             ),
             params,
         }
@@ -677,6 +694,7 @@ mod tests {
             q.plan_locked(lower, upper, 10).sql,
             q.lock_batch(lower, upper).sql,
             q.copy_batch(lower, upper).sql,
+            q.copy_batch_unguarded(lower, upper).sql,
             q.delete_batch(lower, upper).sql,
             q.leftovers(lower, upper).sql,
             q.select_batch(lower, upper, true).sql,
