@@ -115,9 +115,10 @@ async fn next_batch(
     writeln!(out, "key bound: {}", key_text(&bound))?;
     writeln!(
         out,
-        "\n-- plan the next batch (read-only)\n{};\n-- parameters: {:?}",
+        "\n-- find the next batch (read-only; a run on one server reads it with FOR UPDATE in the batch's transaction)\n{};\n-- parameters: {:?}",
         plan.sql, plan.params
     )?;
+    let rows_per_batch = rows;
     let Some((upper, rows)) = planned else {
         writeln!(
             out,
@@ -134,7 +135,10 @@ async fn next_batch(
     )?;
     match config.archive.endpoint {
         Some(_) => two_step_batch(queries, after.as_ref(), &upper, out)?,
-        None => one_transaction_batch(queries, after.as_ref(), &upper, out)?,
+        None => {
+            let plan_locked = queries.plan_locked(after.as_ref(), &bound, rows_per_batch);
+            one_transaction_batch(queries, &plan_locked, after.as_ref(), &upper, out)?;
+        }
     }
     Ok(())
 }
@@ -181,6 +185,7 @@ fn two_step_batch(
 /// The statements of a batch with the archive on the source server: one transaction.
 fn one_transaction_batch(
     queries: &Queries,
+    plan_locked: &crate::db::sql::Statement,
     lower: Option<&Key>,
     upper: &Key,
     out: &mut dyn Write,
@@ -191,27 +196,39 @@ fn one_transaction_batch(
     )?;
     for (what, statement) in [
         (
-            "lock the batch's matching rows, return their keys",
-            queries.lock_batch(lower, upper),
+            "plan the batch and lock its matching rows, returning their keys (a batch run \
+             again, or planned without locks because another session held a row, locks with \
+             this instead:\n-- {lock})",
+            plan_locked.clone(),
+        ),
+        (
+            "copy the batch's rows (a batch just planned; on a duplicate key, the guarded \
+             copy that follows instead)",
+            queries.copy_batch_unguarded(lower, upper),
         ),
         (
             "copy the rows whose key the archive lacks",
             queries.copy_batch(lower, upper),
         ),
         (
-            "delete the rows with an identical archive copy",
+            "delete the rows with an identical archive copy, returning their keys",
             queries.delete_batch(lower, upper),
         ),
         (
-            "the locked rows left: conflicts, or a failed copy that fails the batch",
+            "only if a locked row was not deleted: the locked rows left, conflicts or a \
+             failed copy that fails the batch",
             queries.leftovers(lower, upper),
         ),
     ] {
+        let what = what.replace("{lock}", &queries.lock_batch(lower, upper).sql);
         writeln!(
             out,
             "-- {what}\n{};\n-- parameters: {:?}",
             statement.sql, statement.params
         )?;
     }
-    writeln!(out, "COMMIT;")
+    writeln!(
+        out,
+        "-- the batch's BatchCommitting record is made durable in the WAL, then\nCOMMIT;"
+    )
 }
