@@ -157,10 +157,23 @@ impl fmt::Display for Action {
         match self {
             Action::CreateLog => write!(f, "create the log"),
             Action::StartRun { .. } => write!(f, "start a new run"),
-            Action::ExecuteBatch(order) => match order.step {
-                Step::Copy => write!(f, "run batch {} from the copy step", order.batch_id),
-                Step::Delete => write!(f, "resume batch {} at the delete step", order.batch_id),
-            },
+            Action::ExecuteBatch(order) => {
+                match order.step {
+                    Step::Copy => write!(f, "run batch {} from the copy step", order.batch_id)?,
+                    Step::Delete => {
+                        write!(f, "resume batch {} at the delete step", order.batch_id)?;
+                    }
+                }
+                match &order.claim {
+                    Some(claim) => write!(
+                        f,
+                        ", first finding out whether the commit of its attempt {} happened \
+                         (cut short before it was confirmed)",
+                        claim.attempt
+                    ),
+                    None => Ok(()),
+                }
+            }
             Action::PlanNext(order) => match &order.after {
                 None => write!(
                     f,

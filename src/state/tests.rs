@@ -1029,6 +1029,22 @@ fn actions_read_as_sentences() {
             "plan the first batch of run 3, up to key (5000)",
         ),
         (Action::FinishRun { run_id: 2 }, "finish run 2"),
+        (
+            {
+                let Action::ExecuteBatch(mut order) = exec(9, Step::Copy) else {
+                    unreachable!()
+                };
+                order.claim = Some(Claim {
+                    lsn: 40,
+                    attempt: 2,
+                    counts: deleted_counts(),
+                    witness: Some(k(7)),
+                });
+                Action::ExecuteBatch(order)
+            },
+            "run batch 9 from the copy step, first finding out whether the commit of its \
+             attempt 2 happened (cut short before it was confirmed)",
+        ),
     ];
     for (action, text) in cases {
         assert_eq!(action.to_string(), text);
