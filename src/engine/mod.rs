@@ -31,6 +31,7 @@ pub mod progress;
 pub mod sentinel;
 mod servers;
 pub mod shutdown;
+pub mod sizing;
 pub mod stats;
 pub mod textfile;
 pub mod throttle;
@@ -51,6 +52,7 @@ use self::progress::Progress;
 pub use self::sentinel::Sentinel;
 use self::servers::Servers;
 pub use self::shutdown::{Shutdown, ShutdownTrigger};
+use self::sizing::{Sizing, SizingConfig};
 use self::stats::Statistics;
 use self::textfile::Textfile;
 pub use self::throttle::{Throttle, ThrottleHandle, ThrottleKind, ThrottleState, ThrottleTotals};
@@ -135,6 +137,8 @@ struct Engine<'a> {
     batch_times: BatchTimes,
     /// What holds the job between batches: pacing, replica lag, the source's load.
     throttle: Throttle,
+    /// How many rows the next batch plans (`batch_time_ms`), fed each batch's time.
+    sizing: Sizing,
 }
 
 impl Engine<'_> {
@@ -230,6 +234,8 @@ impl Engine<'_> {
     }
 
     async fn plan_next(&mut self, order: PlanOrder) -> Result<(), Halt> {
+        // The order's rows, or as many as the batches' times say (BatchPlanned records them).
+        let rows = self.sizing.rows(order.rows, order.rows_set_live);
         let conn = self.servers.source(order.now_unix_us).await?;
         let started = Instant::now();
         let planned = db::plan(
@@ -237,7 +243,7 @@ impl Engine<'_> {
             &self.queries,
             order.after.as_ref(),
             &order.bound,
-            order.rows,
+            rows,
         )
         .await;
         self.plan_times.add_since(started);
@@ -339,7 +345,8 @@ impl Engine<'_> {
     /// Shows where the open run stands.
     fn show_progress(&mut self) {
         if let Some(run) = self.journal.state().open_run() {
-            let (id, counts, rows) = (run.run_id, run.counts, run.batch_rows);
+            let rows = self.sizing.current().unwrap_or(run.batch_rows_now());
+            let (id, counts) = (run.run_id, run.counts);
             self.progress
                 .update(id, counts.rows_deleted, counts.batches_done, rows);
         }
@@ -622,6 +629,7 @@ async fn prepare(
         plan_times: Tally::default(),
         batch_times: BatchTimes::default(),
         throttle,
+        sizing: Sizing::new(SizingConfig::of(&config.batching)),
     }))
 }
 
@@ -717,6 +725,7 @@ async fn run_engine(
         wall: started.elapsed(),
         rows: moved.rows_deleted,
         batches: moved.batches_done,
+        sizing: Some(engine.sizing.summary()),
     };
     Ok(RunReport {
         end,

@@ -17,6 +17,7 @@ mod resume;
 mod schema_refusals;
 mod schemas;
 mod shutdown;
+mod sizing;
 mod throttle;
 mod torture;
 mod two_servers;
@@ -106,15 +107,22 @@ pub const MIXED_PREDICATE: &str = "happened < '2024-01-02 12:00:00'";
 
 impl Job {
     /// Writes a job file moving `src` to `arch` in `db` where `predicate`, with `extra`
-    /// lines in `[job]`.
+    /// lines in `[job]`. Batches have a fixed size (`batch_time_ms = 0`) unless `extra` sets
+    /// `batch_time_ms`: tests count and kill batches by number, and the adaptive size depends
+    /// on how long batches take (`engine::sizing` tests it).
     pub fn new(sandbox: &Sandbox, db: &TestDb, predicate: &str, extra: &str) -> Job {
         let dir = tempfile::tempdir().expect("temp dir");
         let wal_dir = dir.path().join("wal");
         let config = dir.path().join("job.toml");
+        let fixed = if extra.contains("batch_time_ms") {
+            ""
+        } else {
+            "batch_time_ms = 0\n"
+        };
         let text = format!(
             "[source]\nurl = \"mysql://archiver@127.0.0.1:{port}/{db}\"\npassword_env = \"ARCHIVER_PASSWORD\"\ntable = \"src\"\n\n\
              [archive]\ntable = \"arch\"\n\n\
-             [job]\nwhere = {predicate:?}\nwal_dir = {wal:?}\n{extra}\n",
+             [job]\nwhere = {predicate:?}\nwal_dir = {wal:?}\n{fixed}{extra}\n",
             port = sandbox.port(),
             db = db.name(),
             wal = wal_dir.display().to_string(),
