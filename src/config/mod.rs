@@ -363,18 +363,24 @@ impl ArchiveConfig {
 
 impl Batching {
     /// `batch_rows`, `batch_time_ms` and its bounds, `attempts_max` and `sleep_ms`, each within
-    /// its [`Limit`]; the bounds must hold `batch_rows` (where the adaptive size starts), and
-    /// are refused rather than ignored when `batch_time_ms = 0` fixes the size.
+    /// its [`Limit`]; the bounds must hold `batch_rows` (where the adaptive size starts; an
+    /// absent `batch_rows_max` is raised to it), and are refused rather than ignored when
+    /// `batch_time_ms = 0` fixes the size.
     fn from_raw(raw: &RawJob) -> Result<Batching, ConfigError> {
+        let rows = BATCH_ROWS.value(raw.batch_rows)?;
         let batching = Batching {
-            rows: BATCH_ROWS.value(raw.batch_rows)?,
+            rows,
             time_ms: BATCH_TIME_MS.value(raw.batch_time_ms)?,
             rows_min: ADAPTIVE_ROWS_MIN.value(raw.batch_rows_min)?,
-            rows_max: ADAPTIVE_ROWS_MAX.value(raw.batch_rows_max)?,
+            // Absent, the default bound, or batch_rows where the job file asked for more.
+            rows_max: match raw.batch_rows_max {
+                Some(max) => ADAPTIVE_ROWS_MAX.value(Some(max))?,
+                None => ADAPTIVE_ROWS_MAX.default.max(rows),
+            },
             attempts_max: ATTEMPTS_MAX.value(raw.attempts_max)?,
             sleep_ms: SLEEP_MS.value(raw.sleep_ms)?,
         };
-        let (rows, min, max) = (batching.rows, batching.rows_min, batching.rows_max);
+        let (min, max) = (batching.rows_min, batching.rows_max);
         if batching.time_ms == 0 {
             if raw.batch_rows_min.is_some() || raw.batch_rows_max.is_some() {
                 return err("[job] batch_rows_min and batch_rows_max bound the adaptive batch size, which batch_time_ms = 0 turns off (every batch has batch_rows rows); remove them, or set batch_time_ms");

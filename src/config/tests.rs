@@ -238,7 +238,9 @@ fn limits_accept_their_bounds_and_default_when_absent() {
         ("batch_time_ms = 0", |c| c.batching.time_ms, 0),
         ("batch_time_ms = 10000", |c| c.batching.time_ms, 10_000),
         ("", |c| c.batching.rows_min, 1),
-        ("", |c| c.batching.rows_max, 100_000),
+        ("", |c| c.batching.rows_max, 10_000),
+        ("batch_rows = 50000", |c| c.batching.rows_max, 50_000),
+        ("batch_rows = 9000", |c| c.batching.rows_max, 10_000),
         (
             "batch_rows_min = 1000\nbatch_rows_max = 1000",
             |c| c.batching.rows_max,
@@ -422,7 +424,7 @@ fn the_example_job_sizes_batches_to_half_a_second() {
     let b = &config.batching;
     assert_eq!(
         (b.rows, b.time_ms, b.rows_min, b.rows_max),
-        (1_000, 500, 1, 100_000)
+        (1_000, 500, 1, 10_000)
     );
     let uncommented = example
         .replace("# batch_rows_min = ", "batch_rows_min = ")

@@ -127,7 +127,7 @@ pub struct Planned {
 
 impl SizingSummary {
     /// One line for `run --statistics`, e.g. "batch rows: adaptive (batch_time_ms 500, 1 to
-    /// 100000): first 1000, last 24200, smallest 1000, largest 26100, over 40 plans".
+    /// 10000): first 1000, last 10000, smallest 1000, largest 10000, over 80 plans".
     pub fn line(&self) -> String {
         let how = match (self.mode, self.config.target) {
             (Mode::Adaptive, Some(target)) => format!(

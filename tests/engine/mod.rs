@@ -540,6 +540,10 @@ fn dry_run_changes_nothing_and_prints_the_sql() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("DELETE FROM `"), "{stdout}");
     assert!(stdout.contains("INSERT INTO `"), "{stdout}");
+    assert!(
+        stdout.contains("batch size: fixed at 1000 rows (batch_time_ms = 0)"),
+        "{stdout}"
+    );
     assert_eq!(db.checksum("src"), original);
     assert_eq!(db.query_scalar::<u64>("SELECT COUNT(*) FROM arch"), 0);
     assert!(!job.wal_dir.exists(), "a dry run writes no WAL");
