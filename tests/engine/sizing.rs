@@ -107,8 +107,8 @@ fn from_a_small_start_the_batches_grow_toward_the_target_time() {
     };
     assert!(stat("largest") >= largest, "{line} vs {planned:?}");
     assert!(
-        stat("over") > planned.len() as u64,
-        "{line}: every plan, the final empty one too"
+        stat("over") >= planned.len() as u64,
+        "{line}: every plan (and a final one that found nothing, unless the last batch ended at the key bound)"
     );
     // The progress lines show the size in use: the last one shows a grown size.
     let shown: Vec<u64> = stderr
