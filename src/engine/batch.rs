@@ -67,10 +67,13 @@ impl Engine<'_> {
             Ok(result) => {
                 let recorded = self.record_done(order.batch_id, &result);
                 self.metrics.observe_batch(started.elapsed());
+                let conflicts = u64::try_from(result.conflicts.len()).expect("fits in u64");
+                (self.sizing).batch_done(result.rows_deleted + conflicts, started.elapsed());
                 recorded
             }
             Err(error) => {
                 self.metrics.observe_batch(started.elapsed());
+                self.sizing.batch_failed(started.elapsed());
                 self.record_failure(&order, error).await
             }
         }

@@ -31,6 +31,7 @@ pub mod progress;
 pub mod sentinel;
 mod servers;
 pub mod shutdown;
+pub mod sizing;
 pub mod stats;
 pub mod textfile;
 pub mod throttle;
@@ -51,6 +52,7 @@ use self::progress::Progress;
 pub use self::sentinel::Sentinel;
 use self::servers::Servers;
 pub use self::shutdown::{Shutdown, ShutdownTrigger};
+use self::sizing::{Sizing, SizingConfig};
 use self::stats::Statistics;
 use self::textfile::Textfile;
 pub use self::throttle::{Throttle, ThrottleHandle, ThrottleKind, ThrottleState, ThrottleTotals};
@@ -138,6 +140,8 @@ struct Engine<'a> {
     /// The batch just planned whose rows the planning read locked, its transaction left open
     /// on the source connection for the batch to run in (one server only; see `plan_next`).
     open_batch: Option<OpenBatch>,
+    /// How many rows the next batch plans (`batch_time_ms`), fed each batch's time.
+    sizing: Sizing,
 }
 
 /// A planned batch whose transaction is open with its rows locked.
@@ -259,7 +263,9 @@ impl Engine<'_> {
     /// to lock. A row another session holds past `lock_wait_timeout_s` makes it plan without
     /// locks instead, so that the batch, not planning, fails on that row (and is retried, then
     /// parked) as before.
-    async fn plan_next(&mut self, order: PlanOrder) -> Result<(), Halt> {
+    async fn plan_next(&mut self, mut order: PlanOrder) -> Result<(), Halt> {
+        // The order's rows, or as many as the batches' times say (BatchPlanned records them).
+        order.rows = self.sizing.rows(order.rows, order.rows_set_live);
         if self.progress.estimate_due() {
             self.estimate_rows_left(&order).await;
         }
@@ -408,7 +414,8 @@ impl Engine<'_> {
     /// Shows where the open run stands.
     fn show_progress(&mut self) {
         if let Some(run) = self.journal.state().open_run() {
-            let (id, counts, rows) = (run.run_id, run.counts, run.batch_rows);
+            let rows = self.sizing.current().unwrap_or(run.batch_rows_now());
+            let (id, counts) = (run.run_id, run.counts);
             self.progress
                 .update(id, counts.rows_deleted, counts.batches_done, rows);
         }
@@ -692,6 +699,7 @@ async fn prepare(
         batch_times: BatchTimes::default(),
         throttle,
         open_batch: None,
+        sizing: Sizing::new(SizingConfig::of(&config.batching)),
     }))
 }
 
@@ -787,6 +795,7 @@ async fn run_engine(
         wall: started.elapsed(),
         rows: moved.rows_deleted,
         batches: moved.batches_done,
+        sizing: Some(engine.sizing.summary()),
     };
     Ok(RunReport {
         end,

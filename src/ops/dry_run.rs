@@ -89,6 +89,22 @@ async fn throttle_lines(
     Ok(())
 }
 
+/// How the run sizes its batches: "batch size: adaptive, ..." or "batch size: fixed at N rows".
+fn sizing_line(config: &JobConfig, open_run: Option<&crate::state::Run>) -> String {
+    let b = &config.batching;
+    if let Some(rows) = open_run.and_then(|run| run.live.batch_rows) {
+        format!("batch size: fixed at {rows} rows for the rest of the run (set live with ctl set batch_rows)")
+    } else if b.time_ms == 0 {
+        format!("batch size: fixed at {} rows (batch_time_ms = 0)", b.rows)
+    } else {
+        let first = open_run.map_or(b.rows, crate::state::Run::batch_rows_now);
+        format!(
+            "batch size: adaptive: the first batch plans {first} rows, the next as many as take about {} ms a batch ({} to {} rows)",
+            b.time_ms, b.rows_min, b.rows_max
+        )
+    }
+}
+
 /// Plans the next batch as a run would (read-only) and prints its statements.
 async fn next_batch(
     config: &JobConfig,
@@ -133,6 +149,7 @@ async fn next_batch(
         after.as_ref().map_or("the start".to_string(), key_text),
         key_text(&upper)
     )?;
+    writeln!(out, "{}", sizing_line(config, open_run))?;
     match config.archive.endpoint {
         Some(_) => two_step_batch(queries, after.as_ref(), &upper, out)?,
         None => {
