@@ -31,12 +31,16 @@ impl Engine<'_> {
         let result = match self.config.archive.endpoint {
             None => {
                 let conn = self.servers.source(order.now_unix_us).await?;
-                started = Instant::now();
+                let mut began = Instant::now();
                 let range = (order.lower.as_ref(), &order.upper);
                 let witness = order.claim.as_ref().and_then(|c| c.witness.as_ref());
-                // The rows locked by its planning read, in the transaction it left open.
+                // The rows locked by its planning read, in the transaction it left open; the
+                // batch's time counts from that read (its locks are held from then).
                 let locked = match self.open_batch.take() {
-                    Some(open) if open.batch_id == order.batch_id => Some(open.keys),
+                    Some(open) if open.batch_id == order.batch_id => {
+                        began = open.planned_at;
+                        Some(open.keys)
+                    }
                     Some(_) => {
                         db::rollback(conn).await;
                         None
@@ -44,18 +48,23 @@ impl Engine<'_> {
                     None => None,
                 };
                 let times = &mut self.batch_times;
-                match db::execute_batch(conn, &self.queries, range, locked, witness, times).await {
-                    Ok(result) => {
-                        let event = committing(&order, &result);
-                        if let Err(error) = self.journal.append(event, Durability::Durable) {
-                            db::rollback(conn).await;
-                            return Err(error.into());
+                let result =
+                    match db::execute_batch(conn, &self.queries, range, locked, witness, times)
+                        .await
+                    {
+                        Ok(result) => {
+                            let event = committing(&order, &result);
+                            if let Err(error) = self.journal.append(event, Durability::Durable) {
+                                db::rollback(conn).await;
+                                return Err(error.into());
+                            }
+                            let times = &mut self.batch_times;
+                            db::commit(conn, times).await.map(|()| result)
                         }
-                        let times = &mut self.batch_times;
-                        db::commit(conn, times).await.map(|()| result)
-                    }
-                    Err(error) => Err(error),
-                }
+                        Err(error) => Err(error),
+                    };
+                started = began;
+                result
             }
             Some(_) => {
                 let (result, began) = self.execute_cross(&order).await?;

@@ -150,6 +150,9 @@ struct OpenBatch {
     batch_id: u64,
     /// The keys its planning read locked, in key order.
     keys: Vec<crate::event::Key>,
+    /// When its planning read began: its locks (and so its time, for the batch size and the
+    /// duration histogram) count from then.
+    planned_at: Instant,
 }
 
 impl Engine<'_> {
@@ -300,7 +303,7 @@ impl Engine<'_> {
         let Some((upper, rows_planned, locked)) = planned else {
             return self.finish_run(order.run_id);
         };
-        self.record_planned(order, (upper, rows_planned), locked)
+        self.record_planned(order, (upper, rows_planned), (locked, started))
             .await
     }
 
@@ -311,7 +314,7 @@ impl Engine<'_> {
         &mut self,
         order: PlanOrder,
         (upper, rows_planned): (crate::event::Key, u64),
-        locked: Option<Vec<crate::event::Key>>,
+        (locked, planned_at): (Option<Vec<crate::event::Key>>, Instant),
     ) -> Result<(), Halt> {
         let event = Event::BatchPlanned(crate::event::BatchPlanned {
             batch_id: order.batch_id,
@@ -331,6 +334,7 @@ impl Engine<'_> {
             self.open_batch = Some(OpenBatch {
                 batch_id: order.batch_id,
                 keys,
+                planned_at,
             });
         }
         Ok(())

@@ -345,9 +345,12 @@ fn check_statistics(stderr: &str, batches: u64, rows: u64) {
     let (other, wall) = (stats["other"].seconds, stats["wall"].seconds);
     assert!(measured <= wall + 0.005, "{measured} > {wall}: {stderr}");
     assert!((measured + other - wall).abs() < 0.01, "{stderr}");
-    for step in ["lock", "copy", "delete", "commit"] {
+    for step in ["copy", "delete", "commit"] {
         assert_eq!(stats[step].count, Some(batches), "{step}: {stderr}");
     }
+    // On one server each batch's planning read takes its locks (counted as planning); the lock
+    // step runs only for a batch run again, and this run had none.
+    assert_eq!(stats["lock"].count, Some(0), "{stderr}");
     // The run's key bound and one planning read per batch, plus one that finds nothing left
     // unless the last batch ended at the key bound.
     let plans = stats["plan"].count.unwrap();
