@@ -1,18 +1,26 @@
 //! The batch with the archive on its own server, in steps the WAL records between: lock and
-//! fetch the source rows, copy what the archive lacks and commit there, then delete the locked
-//! rows whose committed archive copy is identical and commit the source.
+//! fetch the source rows, copy them into the archive and commit there, then keep deleted
+//! exactly the locked rows whose committed archive copy is identical and commit the source.
+//!
+//! Two servers work at once where the invariant allows it: while the archive inserts and
+//! commits the copies, the source already deletes the locked rows in its open transaction,
+//! behind a savepoint ([`copy_and_delete`]); the source commits only after [`settle`] has
+//! compared every locked row with its committed archive copy, and undoes that delete to the
+//! savepoint when one is not identical. Deleting in an open transaction is not deleting: the
+//! invariant is about what the source commits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Params, Row, Value};
 
 use super::batch::{earlier_committed, timed};
-use super::sql::Queries;
+use super::load::{self, Loaded};
+use super::sql::{self, Queries};
 use super::times::BatchTimes;
 use super::{from_value, params, BatchResult, DbError, DbResult, NotCopied};
-use crate::event::Key;
+use crate::event::{ErrorClass, Key};
 
 /// Most placeholders one prepared statement may carry (the protocol counts them in 16 bits).
 const PLACEHOLDERS_MAX: usize = 65_535;
@@ -34,12 +42,56 @@ fn keys_per_statement(width: usize) -> usize {
 /// the copied columns, then the key as the statements compare it.
 pub type RowValues = Vec<Value>;
 
+/// The archive's rows under the batch's locked keys, by key.
+pub type Archived = HashMap<Key, RowValues>;
+
+/// What the servers take of the statements the two-server batch prefers, learned during the
+/// invocation: each starts true and turns false, for the rest of the invocation, the first
+/// time its server refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepts {
+    /// The archive server takes `LOAD DATA LOCAL INFILE` (its `local_infile` is on); else the
+    /// copy is sent as prepared multi-row `INSERT`s. Used only where the table's columns
+    /// allow it (`TableShape::load_data`).
+    pub load_data: bool,
+    /// The source server takes `DELETE ... RETURNING` (MariaDB; MySQL refuses the syntax);
+    /// else the early delete is by the locked keys.
+    pub delete_returning: bool,
+}
+
+impl Default for Accepts {
+    fn default() -> Accepts {
+        Accepts {
+            load_data: true,
+            delete_returning: true,
+        }
+    }
+}
+
+/// What the source's early delete ([`copy_and_delete`]) deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EarlyDelete {
+    /// Deleted with the locking read's filter: the keys it deleted (`RETURNING`), which may
+    /// include rows that entered the range after the locking read, and may lack a locked row
+    /// whose predicate reads another table that changed meanwhile.
+    Range(Vec<Key>),
+    /// Deleted by the locked keys (where `RETURNING` is refused): the rows deleted.
+    Locked(u64),
+}
+
 fn key_of(row: &[Value], positions: std::ops::Range<usize>) -> DbResult<Key> {
     row[positions].iter().cloned().map(from_value).collect()
 }
 
+fn keys_of(queries: &Queries, rows: &[RowValues]) -> DbResult<Vec<Key>> {
+    let positions = queries.key_positions();
+    rows.iter()
+        .map(|row| key_of(row, positions.clone()))
+        .collect()
+}
+
 /// Archive on another server, step 1: starts the source transaction and locks the batch's
-/// matching rows, returning them. The locks hold until [`delete_archived`] commits. Its time
+/// matching rows, returning them. The locks hold until [`settle`]'s caller commits. Its time
 /// is added to `times.lock`.
 pub async fn lock_batch_rows(
     source: &mut Conn,
@@ -59,21 +111,38 @@ pub async fn lock_batch_rows(
     .await
 }
 
-/// The archive's rows under the keys of `rows` (the batch's locked rows), by key, read in
-/// chunks that fit the placeholder limit.
-async fn archived_rows(
+/// The batch's key range, `(lower, upper]`.
+pub type Range<'a> = (Option<&'a Key>, &'a Key);
+
+/// The archive's rows under the keys of `rows` (the batch's locked rows, in `range`), by key:
+/// the archive's rows in the range when it holds no more of them than the batch locked (one
+/// range scan, [`Queries::select_archived_range`]), else read by key list, in chunks that fit
+/// the placeholder limit. Either way bounded by the batch's rows.
+pub async fn read_archived(
     archive: &mut Conn,
     queries: &Queries,
+    range: Range<'_>,
     rows: &[RowValues],
-) -> DbResult<HashMap<Key, RowValues>> {
+) -> DbResult<Archived> {
     let positions = queries.key_positions();
-    let keys = rows
-        .iter()
-        .map(|row| key_of(row, positions.clone()))
-        .collect::<DbResult<Vec<Key>>>()?;
-    let per_statement = keys_per_statement(positions.len());
-    let mut by_key = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(per_statement) {
+    let mut by_key = HashMap::with_capacity(rows.len());
+    if rows.is_empty() {
+        return Ok(by_key);
+    }
+    let limit = rows.len() as u64 + 1;
+    let statement = queries.select_archived_range(range.0, range.1, limit);
+    let in_range: Vec<Row> = archive
+        .exec(statement.sql.as_str(), params(&statement))
+        .await?;
+    if in_range.len() < rows.len() + 1 {
+        for row in in_range {
+            let row = row.unwrap();
+            by_key.insert(key_of(&row, positions.clone())?, row);
+        }
+        return Ok(by_key);
+    }
+    let keys = keys_of(queries, rows)?;
+    for chunk in keys.chunks(keys_per_statement(positions.len())) {
         let statement = queries.select_archived(chunk);
         let archived: Vec<Row> = archive
             .exec(statement.sql.as_str(), params(&statement))
@@ -87,44 +156,110 @@ async fn archived_rows(
 }
 
 /// Archive on another server, step 2: inserts the locked rows whose key the archive lacks, in
-/// one archive transaction, and commits it. Returns the rows inserted. A plain `INSERT`: a row
-/// colliding with an archive row on another unique key fails the batch. Its time is added to
+/// one archive transaction, and commits it. Returns the rows inserted. Its time is added to
 /// `times.copy`, the archive's commit to `times.commit`.
+///
+/// First the fast way: every row at once (`LOAD DATA`, or one `INSERT` when the method or the
+/// table's columns rule that out), accepted only if every row went in as it is. Anything else
+/// (a key the archive already holds, a value it refuses) rolls that back and copies the careful
+/// way, [`insert_missing`], whose outcome is the rule: a plain `INSERT` of the rows whose key the
+/// archive lacks, so that a row colliding with an archive row on another unique key, or holding
+/// a value the archive refuses, fails the batch.
 pub async fn copy_rows(
     archive: &mut Conn,
     queries: &Queries,
     rows: &[RowValues],
+    accepts: &mut Accepts,
     times: &mut BatchTimes,
 ) -> DbResult<u64> {
     let copied = timed(&mut times.copy, Instant::now(), async {
         archive.query_drop("START TRANSACTION").await?;
-        Ok(insert_missing(archive, queries, rows).await)
+        if copy_all(archive, queries, rows, accepts).await? {
+            return Ok(rows.len() as u64);
+        }
+        archive.query_drop("ROLLBACK").await?;
+        archive.query_drop("START TRANSACTION").await?;
+        insert_missing(archive, queries, rows).await
     })
-    .await?;
+    .await;
     let committing = Instant::now();
     let copied = super::end_transaction(archive, copied).await;
     times.commit.add_since(committing);
     copied
 }
 
+/// Inserts every row in the open archive transaction; `false` when the archive did not take
+/// them all as they are (the caller rolls back). Errors that are not about the rows (a lost
+/// connection, a lock wait) are returned.
+async fn copy_all(
+    archive: &mut Conn,
+    queries: &Queries,
+    rows: &[RowValues],
+    accepts: &mut Accepts,
+) -> DbResult<bool> {
+    if rows.is_empty() {
+        return Ok(true);
+    }
+    let columns = queries.source.columns.len();
+    if accepts.load_data && queries.archive.load_data {
+        match load::load_rows(archive, queries, rows, columns).await {
+            Ok(Loaded::All) => return Ok(true),
+            Ok(Loaded::Partly) => return Ok(false),
+            Ok(Loaded::Refused) => {
+                tracing::info!(
+                    "the archive server refuses LOAD DATA LOCAL INFILE (local_infile is off): copying with INSERT statements from now on (set local_infile = ON there for the faster copy)"
+                );
+                accepts.load_data = false;
+            }
+            Err(error) if error.class() == ErrorClass::Batch => return Ok(false),
+            Err(error) => return Err(error),
+        }
+    }
+    match insert_rows(archive, queries, rows.iter()).await {
+        Ok(inserted) => Ok(inserted == rows.len() as u64),
+        Err(error) if error.class() == ErrorClass::Batch => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// The careful copy: reads which keys the archive holds, inserts the other rows.
 async fn insert_missing(
     archive: &mut Conn,
     queries: &Queries,
     rows: &[RowValues],
 ) -> DbResult<u64> {
     let positions = queries.key_positions();
-    let present = archived_rows(archive, queries, rows).await?;
-    let mut missing = Vec::new();
-    for row in rows {
-        if !present.contains_key(&key_of(row, positions.clone())?) {
-            missing.push(row);
+    let keys = keys_of(queries, rows)?;
+    let mut present = HashSet::with_capacity(keys.len());
+    for chunk in keys.chunks(keys_per_statement(positions.len())) {
+        let statement = queries.archived_keys(chunk);
+        let held: Vec<Row> = archive
+            .exec(statement.sql.as_str(), params(&statement))
+            .await?;
+        for row in held {
+            present.insert(super::row_to_key(row)?);
         }
     }
-    let rows_per_statement = (PLACEHOLDERS_MAX / queries.source.columns.len()).max(1);
+    let missing = rows
+        .iter()
+        .zip(&keys)
+        .filter(|(_, key)| !present.contains(*key));
+    insert_rows(archive, queries, missing.map(|(row, _)| row)).await
+}
+
+/// Plain multi-row `INSERT`s of `rows` (their copied columns), as many rows a statement as the
+/// placeholder limit allows. Returns the rows inserted.
+async fn insert_rows<'a>(
+    archive: &mut Conn,
+    queries: &Queries,
+    rows: impl Iterator<Item = &'a RowValues>,
+) -> DbResult<u64> {
+    // The copied columns only; the key read after them is not the archive's to store.
+    let copied_columns = queries.source.columns.len();
+    let rows_per_statement = (PLACEHOLDERS_MAX / copied_columns).max(1);
+    let rows: Vec<&RowValues> = rows.collect();
     let mut copied = 0;
-    for chunk in missing.chunks(rows_per_statement) {
-        // The copied columns only; the key read after them is not the archive's to store.
-        let copied_columns = queries.source.columns.len();
+    for chunk in rows.chunks(rows_per_statement) {
         let values: Vec<Value> = chunk
             .iter()
             .flat_map(|row| row[..copied_columns].iter().cloned())
@@ -137,24 +272,125 @@ async fn insert_missing(
     Ok(copied)
 }
 
-/// Archive on another server, step 3, in the source transaction of [`lock_batch_rows`]:
-/// tells whether an earlier unconfirmed commit happened (`earlier_witness`), reads the
-/// archive's committed rows under the locked keys, deletes the locked source rows whose archive
-/// row is identical in every column (compared byte for byte, as the server sent them, both
-/// sessions pinned to the same time zone and character set) and lists the conflicts. The
-/// source transaction is left open for the caller to record `BatchCommitting` and commit
-/// ([`super::commit`]); on failure it is rolled back. A locked row with no archive row under
-/// its key fails the batch ([`NotCopied`]) and nothing is deleted. Its time is added to
-/// `times.delete`.
-pub async fn delete_archived(
+/// Step 2 when no earlier commit of the batch is in question: [`copy_rows`] on the archive
+/// while the source deletes the batch's matching rows in its open transaction, after
+/// [`sql::DELETE_SAVEPOINT`], with the locking read's filter and returning the keys it deleted
+/// ([`Queries::delete_range`]; by the locked keys where the server refuses `RETURNING`):
+/// [`settle`] keeps that delete only if it deleted exactly the locked rows and every copy is
+/// identical. Returns the copy's result (rows inserted) and the delete's.
+///
+/// Times: the copy's as [`copy_rows`] counts them; the delete's only where it outlasts the
+/// archive's commit, so that the statistics count the wall time once.
+pub async fn copy_and_delete(
     source: &mut Conn,
     archive: &mut Conn,
     queries: &Queries,
-    locked: Vec<RowValues>,
+    range: Range<'_>,
+    locked: &[RowValues],
+    accepts: &mut Accepts,
+    times: &mut BatchTimes,
+) -> (DbResult<u64>, DbResult<EarlyDelete>) {
+    let mut copy_times = BatchTimes::default();
+    let mut copy_accepts = *accepts;
+    let deleting = async {
+        let deleted = delete_early(
+            source,
+            queries,
+            range,
+            locked,
+            &mut accepts.delete_returning,
+        );
+        (deleted.await, Instant::now())
+    };
+    let copying = async {
+        let copied = copy_rows(archive, queries, locked, &mut copy_accepts, &mut copy_times);
+        (copied.await, Instant::now())
+    };
+    // The delete is polled first: its statement is on its way before the copy's.
+    let ((deleted, delete_done), (copied, copy_done)) = tokio::join!(deleting, copying);
+    accepts.load_data = copy_accepts.load_data;
+    times.copy.add(copy_times.copy);
+    times.commit.add(copy_times.commit);
+    times.delete.total += delete_done.saturating_duration_since(copy_done);
+    (copied, deleted)
+}
+
+/// Server errors that mean "this server does not know `DELETE ... RETURNING`": a syntax error
+/// (MySQL). The predicate itself passed the pre-flight's `EXPLAIN`s in the same statements.
+const RETURNING_REFUSED_CODES: [u16; 1] = [1064];
+
+async fn delete_early(
+    source: &mut Conn,
+    queries: &Queries,
+    range: Range<'_>,
+    locked: &[RowValues],
+    returning: &mut bool,
+) -> DbResult<EarlyDelete> {
+    source.query_drop(sql::DELETE_SAVEPOINT).await?;
+    if *returning {
+        let statement = queries.delete_range(range.0, range.1, true);
+        match source
+            .exec(statement.sql.as_str(), params(&statement))
+            .await
+        {
+            Ok(deleted) => {
+                let deleted: Vec<Row> = deleted;
+                let keys = deleted.into_iter().map(super::row_to_key);
+                return Ok(EarlyDelete::Range(keys.collect::<DbResult<_>>()?));
+            }
+            Err(mysql_async::Error::Server(error))
+                if RETURNING_REFUSED_CODES.contains(&error.code) =>
+            {
+                tracing::info!(
+                    "the source server refuses DELETE ... RETURNING: deleting by the locked keys from now on"
+                );
+                *returning = false;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let deleted = delete_keys(source, queries, &keys_of(queries, locked)?).await?;
+    Ok(EarlyDelete::Locked(deleted))
+}
+
+/// Deletes source rows by key, in chunks; returns the rows deleted.
+async fn delete_keys(source: &mut Conn, queries: &Queries, keys: &[Key]) -> DbResult<u64> {
+    let mut deleted = 0;
+    for chunk in keys.chunks(keys_per_statement(queries.source.key.len())) {
+        let statement = queries.delete_keys(chunk);
+        source
+            .exec_drop(statement.sql.as_str(), params(&statement))
+            .await?;
+        deleted += source.affected_rows();
+    }
+    Ok(deleted)
+}
+
+/// The last step, in the source transaction of [`lock_batch_rows`]: tells whether an earlier
+/// unconfirmed commit happened (`earlier_witness`), compares every locked row with the
+/// archive's committed row under its key (`archived`, read after the archive's commit:
+/// values compared byte for byte as the servers sent them, both sessions pinned to the same
+/// time zone and character set, text columns also by the digest of their stored bytes), and
+/// leaves deleted exactly the locked rows whose copy is identical: the early delete of
+/// [`copy_and_delete`] (`early`) stands when every locked row is identical and it deleted
+/// exactly the locked rows (the keys it returned are the locked keys; by key, as many rows as
+/// were locked); otherwise it is undone to the savepoint and the identical rows are deleted by
+/// key. A locked row with no archive row under its key fails the
+/// batch ([`NotCopied`]) and nothing is deleted. The source transaction is left open for the
+/// caller to record `BatchCommitting` and commit ([`super::commit`]); on failure it is rolled
+/// back. Its time, and one count, are added to `times.delete`.
+#[allow(clippy::too_many_arguments)]
+pub async fn settle(
+    source: &mut Conn,
+    archive: &mut Conn,
+    queries: &Queries,
+    locked: &[RowValues],
+    archived: &Archived,
+    early: Option<EarlyDelete>,
     earlier_witness: Option<&Key>,
     times: &mut BatchTimes,
 ) -> DbResult<BatchResult> {
-    let deleting = Instant::now();
+    let settling = Instant::now();
     let earlier_committed = match earlier_witness {
         None => Ok(None),
         Some(witness) => earlier_committed(source, Some(archive), queries, witness)
@@ -162,12 +398,12 @@ pub async fn delete_archived(
             .map(Some),
     };
     let result = match earlier_committed {
-        Ok(earlier_committed) => delete_identical(source, archive, queries, locked)
+        Ok(earlier_committed) => keep_identical(source, queries, locked, archived, early)
             .await
             .map(|done| (done, earlier_committed)),
         Err(error) => Err(error),
     };
-    times.delete.add_since(deleting);
+    times.delete.add_since(settling);
     let ((deleted, conflicts, witness), earlier_committed) = match result {
         Ok(done) => done,
         Err(error) => {
@@ -185,21 +421,22 @@ pub async fn delete_archived(
     })
 }
 
-/// [`delete_archived`]'s delete: the rows deleted, the conflicts and the last key deleted.
-async fn delete_identical(
+/// [`settle`]'s comparison and delete: the rows deleted, the conflicts and the last key
+/// deleted.
+async fn keep_identical(
     source: &mut Conn,
-    archive: &mut Conn,
     queries: &Queries,
-    locked: Vec<RowValues>,
+    locked: &[RowValues],
+    archived: &Archived,
+    early: Option<EarlyDelete>,
 ) -> DbResult<(u64, Vec<Key>, Option<Key>)> {
     let positions = queries.key_positions();
-    let by_key = archived_rows(archive, queries, &locked).await?;
     let mut identical = Vec::new();
     let mut conflicts = Vec::new();
     let mut missing = Vec::new();
-    for row in &locked {
+    for row in locked {
         let key = key_of(row, positions.clone())?;
-        match by_key.get(&key) {
+        match archived.get(&key) {
             Some(copy) if copy == row => identical.push(key),
             Some(_) => conflicts.push(key),
             None => missing.push(key),
@@ -212,21 +449,65 @@ async fn delete_identical(
         }
         .into());
     }
-    let per_statement = keys_per_statement(positions.len());
-    let mut deleted = 0;
-    for chunk in identical.chunks(per_statement) {
-        let statement = queries.delete_keys(chunk);
-        source
-            .exec_drop(statement.sql.as_str(), params(&statement))
-            .await?;
-        deleted += source.affected_rows();
-    }
-    if deleted != identical.len() as u64 {
+    let all = identical.len() as u64;
+    let every_locked_row_identical = identical.len() == locked.len();
+    let deleted = match early {
+        Some(early) if every_locked_row_identical && deleted_exactly(&early, &identical) => all,
+        Some(_) => {
+            source.query_drop(sql::ROLLBACK_TO_DELETE_SAVEPOINT).await?;
+            delete_keys(source, queries, &identical).await?
+        }
+        None => delete_keys(source, queries, &identical).await?,
+    };
+    if deleted != all {
         return Err(DbError::Unexpected(format!(
-            "deleting {} locked rows with identical archive copies deleted {deleted}; rolled back",
-            identical.len()
+            "deleting {all} locked rows with identical archive copies deleted {deleted}; rolled back"
         )));
     }
     let witness = identical.last().cloned();
     Ok((deleted, conflicts, witness))
+}
+
+/// Whether the early delete deleted exactly the rows under `keys` (the locked keys, distinct):
+/// by range, the keys it returned are those keys; by key, as many rows as keys (it deleted by
+/// those keys, so no other).
+fn deleted_exactly(early: &EarlyDelete, keys: &[Key]) -> bool {
+    match early {
+        EarlyDelete::Locked(deleted) => *deleted == keys.len() as u64,
+        EarlyDelete::Range(deleted) => {
+            let keys: HashSet<&Key> = keys.iter().collect();
+            let deleted: HashSet<&Key> = deleted.iter().collect();
+            deleted == keys
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::KeyValue;
+
+    fn keys(ids: &[u64]) -> Vec<Key> {
+        ids.iter().map(|id| vec![KeyValue::UInt(*id)]).collect()
+    }
+
+    /// The early delete stands only for exactly the locked rows: not for one more (a row that
+    /// entered the range), one fewer (a locked row the predicate no longer matched), or the
+    /// same count of other rows (both at once).
+    #[test]
+    fn the_early_delete_stands_for_exactly_the_locked_rows() {
+        let locked = keys(&[1, 2, 3]);
+        let cases = [
+            (EarlyDelete::Range(keys(&[3, 1, 2])), true),
+            (EarlyDelete::Range(keys(&[1, 2, 3, 4])), false),
+            (EarlyDelete::Range(keys(&[1, 2])), false),
+            (EarlyDelete::Range(keys(&[1, 2, 4])), false),
+            (EarlyDelete::Range(keys(&[1, 1, 2])), false),
+            (EarlyDelete::Locked(3), true),
+            (EarlyDelete::Locked(2), false),
+        ];
+        for (early, stands) in cases {
+            assert_eq!(deleted_exactly(&early, &locked), stands, "{early:?}");
+        }
+    }
 }

@@ -5,7 +5,8 @@
 //! - [`sql`]: every statement, built from table metadata.
 //! - [`preflight`]: the schema-safety checks that run before anything moves.
 //! - [`batch`]: planning and the one-transaction batch (archive on the source server).
-//! - [`cross`]: the two-step batch for an archive on its own server.
+//! - [`cross`]: the two-step batch for an archive on its own server, and `load`, its copy as
+//!   `LOAD DATA LOCAL INFILE` fed from memory.
 //! - `error`: [`DbError`] and its classification.
 //! - [`times`]: where a batch's time goes, step by step (the run's statistics).
 //! - [`throttle`]: what the throttle reads: replica lag, the source's status variables.
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod cross;
 mod error;
 mod estimate;
+mod load;
 pub mod preflight;
 pub mod sql;
 pub mod throttle;
@@ -22,7 +24,10 @@ pub mod times;
 mod tls;
 
 pub use batch::{commit, execute_batch, key_bound, plan, plan_locked, rollback, BatchResult};
-pub use cross::{copy_rows, delete_archived, lock_batch_rows, RowValues};
+pub use cross::{
+    copy_and_delete, copy_rows, lock_batch_rows, read_archived, settle, Accepts, Archived,
+    EarlyDelete, RowValues,
+};
 pub use error::{DbError, DbResult, NotCopied};
 pub use estimate::{count_rows, estimate_rows, COUNT_TIME_S_MAX};
 pub use times::{BatchTimes, Tally};

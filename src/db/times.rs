@@ -19,6 +19,12 @@ impl Tally {
         self.count += 1;
         self.total += started.elapsed();
     }
+
+    /// Adds the runs and time of another tally of the same step.
+    pub fn add(&mut self, other: Tally) {
+        self.count += other.count;
+        self.total += other.total;
+    }
 }
 
 /// The server's share of the batches, by step.

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use super::backoff::Backoff;
 use super::{Engine, Halt};
-use crate::db::{self, BatchResult, DbError, DbResult};
+use mysql_async::Conn;
+
+use crate::db::{self, Archived, BatchResult, DbError, DbResult, EarlyDelete, RowValues};
 use crate::error::Error;
 use crate::event::{
     cut_message, AttemptCounts, BatchCommitting, BatchCopied, BatchDeleted, BatchFailed,
@@ -90,10 +92,11 @@ impl Engine<'_> {
 
     /// A batch with the archive on another server: lock the source rows (source transaction),
     /// copy them into the archive and commit there (step Copy only), record `BatchCopied`
-    /// durably, then delete the locked rows whose committed archive copy is identical and
-    /// commit the source transaction. After a crash between the two commits, replay resumes
-    /// at step Delete, which copies nothing again. The inner result is the batch's, with the
-    /// moment the attempt began once both servers were reached.
+    /// durably, then keep deleted exactly the locked rows whose committed archive copy is
+    /// identical, record `BatchCommitting` durably and commit the source transaction. After a
+    /// crash between the two commits, replay resumes at step Delete, which copies nothing
+    /// again. The inner result is the batch's, with the moment the attempt began once both
+    /// servers were reached.
     async fn execute_cross(
         &mut self,
         order: &BatchOrder,
@@ -102,41 +105,7 @@ impl Engine<'_> {
         // back its open transaction.
         let (mut source, mut archive) = self.servers.take_both(order.now_unix_us).await?;
         let started = Instant::now();
-        let (lower, upper) = (order.lower.as_ref(), &order.upper);
-        let times = &mut self.batch_times;
-        let locked =
-            match db::lock_batch_rows(&mut source, &self.queries, lower, upper, times).await {
-                Ok(locked) => locked,
-                Err(error) => return Ok((Err(error), started)),
-            };
-        if order.step == Step::Copy {
-            let copied = db::copy_rows(&mut archive, &self.queries, &locked, times).await;
-            let rows_copied = match copied {
-                Ok(rows_copied) => rows_copied,
-                Err(error) => return Ok((Err(error), started)),
-            };
-            let rows_locked = u64::try_from(locked.len()).expect("a batch's rows fit in u64");
-            let event = Event::BatchCopied(BatchCopied {
-                batch_id: order.batch_id,
-                rows_copied,
-                rows_already: rows_locked.saturating_sub(rows_copied),
-            });
-            self.journal.append(event, Durability::Durable)?;
-        }
-        // The copy counts went into BatchCopied; BatchDeleted carries none, so that nothing
-        // is counted twice (wal-format.md, BatchDeleted).
-        let witness = order.claim.as_ref().and_then(|c| c.witness.as_ref());
-        let times = &mut self.batch_times;
-        let deleted = db::delete_archived(
-            &mut source,
-            &mut archive,
-            &self.queries,
-            locked,
-            witness,
-            times,
-        )
-        .await;
-        let result = match deleted {
+        let result = match self.cross_steps(order, &mut source, &mut archive).await? {
             Ok(result) => result,
             Err(error) => return Ok((Err(error), started)),
         };
@@ -150,6 +119,103 @@ impl Engine<'_> {
             self.servers.put_back(source, archive);
         }
         Ok((committed.map(|()| result), started))
+    }
+
+    /// [`Engine::execute_cross`]'s work on the servers, up to the source's commit: lock,
+    /// copy (step Copy), read the archive's committed rows back, settle the delete.
+    async fn cross_steps(
+        &mut self,
+        order: &BatchOrder,
+        source: &mut Conn,
+        archive: &mut Conn,
+    ) -> Result<DbResult<BatchResult>, Halt> {
+        let (lower, upper) = (order.lower.as_ref(), &order.upper);
+        let times = &mut self.batch_times;
+        let locked = match db::lock_batch_rows(source, &self.queries, lower, upper, times).await {
+            Ok(locked) => locked,
+            Err(error) => return Ok(Err(error)),
+        };
+        let witness = order.claim.as_ref().and_then(|c| c.witness.as_ref());
+        let copied = if order.step == Step::Copy {
+            self.cross_copy(order, source, archive, &locked).await?
+        } else {
+            let reading = Instant::now();
+            let range = (lower, upper);
+            let archived = db::read_archived(archive, &self.queries, range, &locked).await;
+            self.batch_times.delete.total += reading.elapsed();
+            archived.map(|archived| (archived, None))
+        };
+        let (archived, early) = match copied {
+            Ok(copied) => copied,
+            Err(error) => return Ok(Err(error)),
+        };
+        let (queries, times) = (&self.queries, &mut self.batch_times);
+        let settled = db::settle(
+            source, archive, queries, &locked, &archived, early, witness, times,
+        );
+        Ok(settled.await)
+    }
+
+    /// Step Copy of the two-step batch: copies the locked rows into the archive and commits
+    /// there, while the source already deletes them in its open transaction when no earlier
+    /// commit of the batch is in question (`db::copy_and_delete`; `db::settle` undoes that
+    /// delete unless every copy is identical), then records `BatchCopied` durably while the
+    /// archive's committed rows are read back. Returns those rows and what the early delete
+    /// deleted. The copy counts go into `BatchCopied`; `BatchDeleted` carries none, so that
+    /// nothing is counted twice (wal-format.md, BatchDeleted).
+    async fn cross_copy(
+        &mut self,
+        order: &BatchOrder,
+        source: &mut Conn,
+        archive: &mut Conn,
+        locked: &[RowValues],
+    ) -> Result<DbResult<(Archived, Option<EarlyDelete>)>, Halt> {
+        let (queries, times) = (&self.queries, &mut self.batch_times);
+        let accepts = &mut self.servers.accepts;
+        let range = (order.lower.as_ref(), &order.upper);
+        let no_witness = order.claim.as_ref().is_none_or(|c| c.witness.is_none());
+        let (copied, deleted) = if no_witness {
+            let (copied, deleted) =
+                db::copy_and_delete(source, archive, queries, range, locked, accepts, times).await;
+            (copied, Some(deleted))
+        } else {
+            (
+                db::copy_rows(archive, queries, locked, accepts, times).await,
+                None,
+            )
+        };
+        let rows_copied = match copied {
+            Ok(rows_copied) => rows_copied,
+            Err(error) => return Ok(Err(error)),
+        };
+        let rows_locked = u64::try_from(locked.len()).expect("a batch's rows fit in u64");
+        let event = Event::BatchCopied(BatchCopied {
+            batch_id: order.batch_id,
+            rows_copied,
+            rows_already: rows_locked.saturating_sub(rows_copied),
+        });
+        // `biased`: the read-back is polled first, so its statement is on its way while the
+        // append blocks this thread in its fsync, and the archive server reads meanwhile. Only
+        // the read-back's wait beyond the append counts as delete time (the sync is the
+        // journal's).
+        let journal = &mut self.journal;
+        let appending = async {
+            let appending = Instant::now();
+            (
+                journal.append(event, Durability::Durable),
+                appending.elapsed(),
+            )
+        };
+        let span = Instant::now();
+        let (archived, (appended, append_time)) =
+            tokio::join!(biased; db::read_archived(archive, queries, range, locked), appending);
+        self.batch_times.delete.total += span.elapsed().saturating_sub(append_time);
+        appended?;
+        let early = match deleted.transpose() {
+            Ok(early) => early,
+            Err(error) => return Ok(Err(error)),
+        };
+        Ok(archived.map(|archived| (archived, early)))
     }
 
     /// Records a batch whose source commit went through: its conflicts, then `BatchDeleted`,

@@ -11,7 +11,7 @@ use super::backoff::Backoff;
 use super::shutdown::Shutdown;
 use super::Halt;
 use crate::config::{Endpoint, JobConfig};
-use crate::db::{self, DbError};
+use crate::db::{self, Accepts, DbError};
 use crate::event::ErrorClass;
 
 /// The connections of a run.
@@ -24,6 +24,9 @@ pub struct Servers<'a> {
     source_now_unix_us: Option<i64>,
     /// The archive server's own connection, when the job has one.
     archive: Option<Conn>,
+    /// What the servers take of the two-step batch's preferred statements (`LOAD DATA LOCAL`,
+    /// `DELETE ... RETURNING`), until each refuses once.
+    pub accepts: Accepts,
     /// Interrupts reconnecting.
     shutdown: Shutdown,
 }
@@ -73,6 +76,7 @@ impl<'a> Servers<'a> {
             source: Some(source),
             source_now_unix_us: None,
             archive,
+            accepts: Accepts::default(),
             shutdown,
         }
     }

@@ -151,7 +151,7 @@ async fn next_batch(
     )?;
     writeln!(out, "{}", sizing_line(config, open_run))?;
     match config.archive.endpoint {
-        Some(_) => two_step_batch(queries, after.as_ref(), &upper, out)?,
+        Some(_) => two_step_batch(queries, (after.as_ref(), &upper), rows, out)?,
         None => {
             let plan_locked = queries.plan_locked(after.as_ref(), &bound, rows_per_batch);
             one_transaction_batch(queries, &plan_locked, after.as_ref(), &upper, out)?;
@@ -163,12 +163,13 @@ async fn next_batch(
 /// The statements of a batch with the archive on its own server.
 fn two_step_batch(
     queries: &Queries,
-    lower: Option<&Key>,
-    upper: &Key,
+    (lower, upper): (Option<&Key>, &Key),
+    rows: u64,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let lock = queries.select_batch(lower, upper, true);
-    let archived = queries.select_archived(std::slice::from_ref(upper));
+    let delete = queries.delete_range(lower, upper, true);
+    let archived = queries.select_archived_range(lower, upper, rows + 1);
     writeln!(
         out,
         "\n-- the batch, archive on its own server (READ COMMITTED)"
@@ -180,17 +181,39 @@ fn two_step_batch(
     )?;
     writeln!(
         out,
-        "-- archive: START TRANSACTION; the rows under the locked keys (in chunks):\n{};\n-- parameters: {:?}",
-        archived.sql, archived.params
+        "-- archive: START TRANSACTION; the locked rows, streamed from memory{}:\n{};",
+        if queries.archive.load_data {
+            " (INSERT ... VALUES where the server refuses LOAD DATA LOCAL)"
+        } else {
+            " (a column type rules LOAD DATA out: INSERT ... VALUES)"
+        },
+        if queries.archive.load_data {
+            queries.load_rows()
+        } else {
+            queries.insert_rows(1)
+        }
     )?;
     writeln!(
         out,
-        "-- archive, the locked rows whose key it lacks (in chunks):\n{};\n-- archive: COMMIT;",
+        "-- meanwhile the source, in its transaction: {};\n{};\n-- parameters: {:?}",
+        sql::DELETE_SAVEPOINT,
+        delete.sql,
+        delete.params
+    )?;
+    writeln!(
+        out,
+        "-- archive: any row skipped or changed (a key it holds, a value it refuses): ROLLBACK; then\n-- START TRANSACTION; the keys it holds among the locked ones; INSERT the others:\n{};\n-- archive: COMMIT;",
         queries.insert_rows(1)
     )?;
     writeln!(
         out,
-        "-- archive: the committed rows under the locked keys, read again (same statement);\n-- source, for the locked rows whose archive copy is identical in every column (a locked row\n-- with no archive row under its key fails the batch; one with a different row is a conflict):"
+        "-- archive: the committed rows in the batch's range, at most one more than locked (more:\n-- by the locked keys instead):\n{};\n-- parameters: {:?}",
+        archived.sql, archived.params
+    )?;
+    writeln!(
+        out,
+        "-- source: the delete stands if every locked row's archive copy is identical in every\n-- column and it deleted as many rows as were locked; else {}; and, for the\n-- identical ones (a locked row with no archive row under its key fails the batch; one with a\n-- different row is a conflict):",
+        sql::ROLLBACK_TO_DELETE_SAVEPOINT
     )?;
     writeln!(
         out,

@@ -8,6 +8,7 @@ mod compaction;
 mod concurrent;
 mod control;
 mod cross;
+mod cross_copy;
 mod exact_counts;
 mod hooks;
 mod key_types;

@@ -73,6 +73,14 @@ async fn statement_findings(
             for (what, (sql, params)) in [
                 ("read of the archive", probe(queries.select_archived(keys))),
                 (
+                    "read of the archive's range",
+                    probe(queries.select_archived_range(None, bound, 1)),
+                ),
+                (
+                    "read of the archive's keys",
+                    probe(queries.archived_keys(keys)),
+                ),
+                (
                     "insert into the archive",
                     (queries.insert_rows(1), Params::Positional(row)),
                 ),
@@ -85,6 +93,10 @@ async fn statement_findings(
                     probe(queries.select_batch(None, bound, true)),
                 ),
                 ("delete from the source", probe(queries.delete_keys(keys))),
+                (
+                    "delete of the source's range",
+                    probe(queries.delete_range(None, bound, false)),
+                ),
             ]
         }
     };

@@ -118,7 +118,15 @@ impl TableInfo {
             table: name.table.clone(),
             columns: copied.clone().map(|c| c.name.clone()).collect(),
             key: self.key(),
-            text_columns: copied.filter(|c| c.text).map(|c| c.name.clone()).collect(),
+            text_columns: copied
+                .clone()
+                .filter(|c| c.text)
+                .map(|c| c.name.clone())
+                .collect(),
+            converted_text: copied
+                .filter(|c| c.text && c.charset != "utf8mb4")
+                .map(|c| c.name.clone())
+                .collect(),
             numeric_keys: self
                 .columns
                 .iter()
@@ -130,6 +138,11 @@ impl TableInfo {
                 .map(|c| c.name.clone())
                 .filter(|c| self.key().contains(c))
                 .collect(),
+            load_data: self
+                .columns
+                .iter()
+                .filter(|c| c.generated.is_empty())
+                .all(|c| sql::load_data_type(&c.column_type)),
         }
     }
 }
