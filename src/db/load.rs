@@ -22,7 +22,8 @@ use super::DbResult;
 
 /// Bytes of LOAD DATA data per chunk: each chunk goes to the server as one protocol packet,
 /// far below the smallest `max_allowed_packet` a server is likely to have (1 MiB in old
-/// versions, 16 MiB by default since).
+/// versions, 16 MiB by default since). The data is a byte stream: a row may span chunks, so a
+/// row larger than a packet still loads.
 const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Server errors that mean "this server (or this account) does not take `LOAD DATA LOCAL`":
@@ -57,7 +58,12 @@ pub async fn load_rows(
     archive.set_infile_handler(async move {
         Ok(futures_util::stream::iter(chunks.into_iter().map(Ok)).boxed())
     });
-    match archive.query_drop(queries.load_rows()).await {
+    let loaded = archive.query_drop(queries.load_rows()).await;
+    if loaded.is_err() {
+        // The server may have refused before asking for the data: drop the handler holding it.
+        archive.set_infile_handler(async { Ok(futures_util::stream::empty().boxed()) });
+    }
+    match loaded {
         Ok(()) => {}
         Err(mysql_async::Error::Server(error)) if REFUSED_CODES.contains(&error.code) => {
             return Ok(Loaded::Refused)
@@ -68,10 +74,11 @@ pub async fn load_rows(
     Ok(if all { Loaded::All } else { Loaded::Partly })
 }
 
-/// The rows as LOAD DATA text, in chunks of about [`CHUNK_BYTES`] (a row may span two).
+/// The rows as LOAD DATA text, in chunks of [`CHUNK_BYTES`] (the last one shorter; a row may
+/// span chunks).
 pub fn encode(rows: &[Vec<Value>], columns: usize) -> Vec<Bytes> {
     let mut chunks = Vec::new();
-    let mut out = Vec::with_capacity(CHUNK_BYTES + 1024);
+    let mut out = Vec::with_capacity(2 * CHUNK_BYTES);
     for row in rows {
         for (i, value) in row[..columns].iter().enumerate() {
             if i > 0 {
@@ -81,10 +88,14 @@ pub fn encode(rows: &[Vec<Value>], columns: usize) -> Vec<Bytes> {
         }
         out.push(b'\n');
         if out.len() >= CHUNK_BYTES {
-            chunks.push(Bytes::from(std::mem::replace(
+            let mut full = Bytes::from(std::mem::replace(
                 &mut out,
-                Vec::with_capacity(CHUNK_BYTES + 1024),
-            )));
+                Vec::with_capacity(2 * CHUNK_BYTES),
+            ));
+            while full.len() >= CHUNK_BYTES {
+                chunks.push(full.split_to(CHUNK_BYTES));
+            }
+            out.extend_from_slice(&full);
         }
     }
     if !out.is_empty() {
@@ -257,12 +268,16 @@ mod tests {
 
     #[test]
     fn rows_are_cut_into_chunks_of_the_packet_size() {
-        let row = vec![Value::Bytes(vec![b'x'; 1000])];
-        let rows = vec![row; 200];
+        let small = vec![Value::Bytes(vec![b'x'; 1000])];
+        let large = vec![Value::Bytes(vec![b'y'; 3 * CHUNK_BYTES + 5])];
+        let rows = [vec![small; 200], vec![large], vec![vec![Value::Int(7)]]].concat();
         let chunks = encode(&rows, 1);
-        assert!(chunks.len() >= 3, "{}", chunks.len());
-        assert!(chunks.iter().all(|c| c.len() < CHUNK_BYTES + 1024));
-        assert_eq!(chunks.concat().len(), 200 * 1001);
+        let (last, full) = chunks.split_last().unwrap();
+        assert!(full.iter().all(|c| c.len() == CHUNK_BYTES));
+        assert!(!last.is_empty() && last.len() <= CHUNK_BYTES);
+        let data = chunks.concat();
+        assert_eq!(data.len(), 200 * 1001 + 3 * CHUNK_BYTES + 6 + 2);
+        assert!(data.ends_with(b"yy\n7\n"));
         assert!(encode(&[], 1).is_empty());
     }
 
