@@ -48,6 +48,7 @@ pub use limits::{
     LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX, RECONNECT_TIMEOUT_S,
     RECONNECT_TIMEOUT_S_DEFAULT, RECONNECT_TIMEOUT_S_MAX, SLEEP_MS, SLEEP_MS_MAX,
 };
+pub use limits::{ADAPTIVE_ROWS_MAX, ADAPTIVE_ROWS_MIN, BATCH_TIME_MS};
 pub use limits::{CHECK_INTERVAL_MS, MAX_LAG_S, MAX_LAG_WAIT_S, SLEEP_COEF_MAX};
 use names::table_name;
 pub use names::TableName;
@@ -163,8 +164,16 @@ pub struct ArchiveConfig {
 /// Batch size and pacing, from `[job]`.
 #[derive(Debug, Clone)]
 pub struct Batching {
-    /// Rows per batch (`batch_rows`).
+    /// Rows per batch (`batch_rows`): the first batch's when `time_ms` is not 0, else every
+    /// batch's.
     pub rows: u32,
+    /// Target execution time of one batch, in milliseconds (`batch_time_ms`); 0: every batch
+    /// plans `rows`.
+    pub time_ms: u32,
+    /// Smallest rows per batch the adaptive size may choose (`batch_rows_min`).
+    pub rows_min: u32,
+    /// Largest rows per batch the adaptive size may choose (`batch_rows_max`).
+    pub rows_max: u32,
     /// Attempts per batch before it is parked.
     pub attempts_max: u32,
     /// Pause between batches, in milliseconds.
@@ -353,13 +362,45 @@ impl ArchiveConfig {
 }
 
 impl Batching {
-    /// `batch_rows`, `attempts_max` and `sleep_ms`, each within its [`Limit`].
+    /// `batch_rows`, `batch_time_ms` and its bounds, `attempts_max` and `sleep_ms`, each within
+    /// its [`Limit`]; the bounds must hold `batch_rows` (where the adaptive size starts; an
+    /// absent `batch_rows_max` is raised to it), and are refused rather than ignored when
+    /// `batch_time_ms = 0` fixes the size.
     fn from_raw(raw: &RawJob) -> Result<Batching, ConfigError> {
-        Ok(Batching {
-            rows: BATCH_ROWS.value(raw.batch_rows)?,
+        let rows = BATCH_ROWS.value(raw.batch_rows)?;
+        let batching = Batching {
+            rows,
+            time_ms: BATCH_TIME_MS.value(raw.batch_time_ms)?,
+            rows_min: ADAPTIVE_ROWS_MIN.value(raw.batch_rows_min)?,
+            // Absent, the default bound, or batch_rows where the job file asked for more.
+            rows_max: match raw.batch_rows_max {
+                Some(max) => ADAPTIVE_ROWS_MAX.value(Some(max))?,
+                None => ADAPTIVE_ROWS_MAX.default.max(rows),
+            },
             attempts_max: ATTEMPTS_MAX.value(raw.attempts_max)?,
             sleep_ms: SLEEP_MS.value(raw.sleep_ms)?,
-        })
+        };
+        let (min, max) = (batching.rows_min, batching.rows_max);
+        if batching.time_ms == 0 {
+            if raw.batch_rows_min.is_some() || raw.batch_rows_max.is_some() {
+                return err("[job] batch_rows_min and batch_rows_max bound the adaptive batch size, which batch_time_ms = 0 turns off (every batch has batch_rows rows); remove them, or set batch_time_ms");
+            }
+        } else if min > max {
+            return err(format!(
+                "[job] batch_rows_min = {min} is above batch_rows_max = {max}; make the smallest adaptive size at most the largest"
+            ));
+        } else if !(min..=max).contains(&rows) {
+            let (key, bound) = if rows < min {
+                ("batch_rows_min", min)
+            } else {
+                ("batch_rows_max", max)
+            };
+            return err(format!(
+                "[job] batch_rows = {rows} (the first batch's size, adapted from there to batch_time_ms = {}) is outside {key} = {bound}; change either, or set batch_time_ms = 0 to give every batch batch_rows rows",
+                batching.time_ms
+            ));
+        }
+        Ok(batching)
     }
 }
 

@@ -122,8 +122,14 @@ pub struct RawJob {
     /// The SQL predicate selecting the rows to archive.
     #[serde(rename = "where")]
     pub predicate: String,
-    /// Rows per batch.
+    /// Rows per batch: the first batch's with a target time, every batch's without.
     pub batch_rows: Option<u32>,
+    /// Target execution time of one batch, in milliseconds; 0 fixes the size at `batch_rows`.
+    pub batch_time_ms: Option<u32>,
+    /// Smallest adaptive batch size.
+    pub batch_rows_min: Option<u32>,
+    /// Largest adaptive batch size.
+    pub batch_rows_max: Option<u32>,
     /// Directory of the job's write-ahead log.
     pub wal_dir: PathBuf,
     /// Attempts per batch before it is parked.

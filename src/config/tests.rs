@@ -129,6 +129,46 @@ fn bad_configs_are_refused_with_the_reason() {
         ),
         (
             "batch_rows = 500",
+            "batch_time_ms = 10001",
+            "[job] batch_time_ms = 10001 is out of range; use 0 to 10000",
+        ),
+        (
+            "batch_rows = 500",
+            "batch_rows_min = 0",
+            "[job] batch_rows_min = 0 is out of range; use 1 to 100000",
+        ),
+        (
+            "batch_rows = 500",
+            "batch_rows_max = 100001",
+            "[job] batch_rows_max = 100001 is out of range; use 1 to 100000",
+        ),
+        (
+            "batch_rows = 500",
+            "batch_rows_min = 2000\nbatch_rows_max = 1000",
+            "[job] batch_rows_min = 2000 is above batch_rows_max = 1000",
+        ),
+        (
+            "batch_rows = 500",
+            "batch_rows = 500\nbatch_rows_max = 400",
+            "[job] batch_rows = 500 (the first batch's size, adapted from there to batch_time_ms = 500) is outside batch_rows_max = 400; change either, or set batch_time_ms = 0",
+        ),
+        (
+            "batch_rows = 500",
+            "batch_rows = 500\nbatch_rows_min = 600",
+            "is outside batch_rows_min = 600",
+        ),
+        (
+            "batch_rows = 500",
+            "batch_time_ms = 0\nbatch_rows_max = 400",
+            "[job] batch_rows_min and batch_rows_max bound the adaptive batch size, which batch_time_ms = 0 turns off",
+        ),
+        (
+            "batch_rows = 500",
+            "batch_time_ms = 0\nbatch_rows_min = 1",
+            "remove them, or set batch_time_ms",
+        ),
+        (
+            "batch_rows = 500",
             "attempts_max = 0",
             "[job] attempts_max = 0 is out of range; use 1 to 100",
         ),
@@ -194,6 +234,24 @@ fn limits_accept_their_bounds_and_default_when_absent() {
         ("", |c| c.batching.rows, 1_000),
         ("batch_rows = 1", |c| c.batching.rows, 1),
         ("batch_rows = 100000", |c| c.batching.rows, 100_000),
+        ("", |c| c.batching.time_ms, 500),
+        ("batch_time_ms = 0", |c| c.batching.time_ms, 0),
+        ("batch_time_ms = 10000", |c| c.batching.time_ms, 10_000),
+        ("", |c| c.batching.rows_min, 1),
+        ("", |c| c.batching.rows_max, 10_000),
+        ("batch_rows = 50000", |c| c.batching.rows_max, 50_000),
+        ("batch_rows = 9000", |c| c.batching.rows_max, 10_000),
+        (
+            "batch_rows_min = 1000\nbatch_rows_max = 1000",
+            |c| c.batching.rows_max,
+            1_000,
+        ),
+        (
+            "batch_rows = 100000\nbatch_rows_min = 100000",
+            |c| c.batching.rows_min,
+            100_000,
+        ),
+        ("batch_time_ms = 0\nbatch_rows = 7", |c| c.batching.rows, 7),
         ("", |c| c.batching.attempts_max, 5),
         ("attempts_max = 1", |c| c.batching.attempts_max, 1),
         ("attempts_max = 100", |c| c.batching.attempts_max, 100),
@@ -355,4 +413,24 @@ fn the_metrics_table_is_validated() {
         let error = with(table).expect_err(table).0;
         assert!(error.contains(expected), "{table}: {error}");
     }
+}
+
+/// examples/rewards.toml parses, adaptive by default, and its commented bounds of the adaptive
+/// size parse too once uncommented.
+#[test]
+fn the_example_job_sizes_batches_to_half_a_second() {
+    let example = include_str!("../../examples/rewards.toml");
+    let config = parse(example).unwrap_or_else(|e| panic!("{}", e.0));
+    let b = &config.batching;
+    assert_eq!(
+        (b.rows, b.time_ms, b.rows_min, b.rows_max),
+        (1_000, 500, 1, 10_000)
+    );
+    let uncommented = example
+        .replace("# batch_rows_min = ", "batch_rows_min = ")
+        .replace("# batch_rows_max = ", "batch_rows_max = ");
+    assert_ne!(uncommented, example, "the example shows the bounds");
+    let config = parse(&uncommented).unwrap_or_else(|e| panic!("{}", e.0));
+    let b = &config.batching;
+    assert_eq!((b.rows, b.rows_min, b.rows_max), (1_000, 100, 20_000));
 }

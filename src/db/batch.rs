@@ -4,6 +4,7 @@
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row};
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use super::sql::Queries;
@@ -106,7 +107,7 @@ pub async fn rollback(conn: &mut Conn) {
 /// conflict; under a key the archive lacks, a failed copy ([`NotCopied`]). Rows that were not
 /// locked (they entered the range after the lock) are none of this batch's business.
 fn sort_leftovers(
-    locked: &std::collections::HashSet<Key>,
+    locked: &HashSet<Key>,
     leftovers: Vec<(Key, bool)>,
 ) -> Result<Vec<Key>, NotCopied> {
     let mut conflicts = Vec::new();
@@ -130,7 +131,45 @@ fn sort_leftovers(
     }
 }
 
-/// Runs one batch as one transaction on the source server: lock the batch's matching rows,
+/// Plans the next batch and locks its rows in one read (`Queries::plan_locked`): starts the
+/// batch's transaction and leaves it open, the rows locked, for [`execute_batch`]. Returns the
+/// batch's upper key and the keys locked, in key order, or `None` when no matching row is left
+/// up to `bound` (the transaction then rolled back). On error the transaction is rolled back;
+/// on a lock conflict ([`super::DbError::is_lock_conflict`]) the caller plans without locks
+/// ([`plan`]), so that a row another session holds fails (and parks) the batch, not planning.
+pub async fn plan_locked(
+    conn: &mut Conn,
+    queries: &Queries,
+    after: Option<&Key>,
+    bound: &Key,
+    rows: u32,
+) -> DbResult<Option<(Key, Vec<Key>)>> {
+    conn.query_drop("START TRANSACTION").await?;
+    let statement = queries.plan_locked(after, bound, rows);
+    let planned: DbResult<Vec<Key>> = async {
+        let rows: Vec<Row> = conn
+            .exec(statement.sql.as_str(), params(&statement))
+            .await?;
+        rows.into_iter().map(row_to_key).collect()
+    }
+    .await;
+    match planned {
+        Ok(keys) => match keys.last().cloned() {
+            Some(upper) => Ok(Some((upper, keys))),
+            None => {
+                rollback(conn).await;
+                Ok(None)
+            }
+        },
+        Err(error) => {
+            rollback(conn).await;
+            Err(error)
+        }
+    }
+}
+
+/// Runs one batch as one transaction on the source server: lock the batch's matching rows
+/// (unless `locked` holds the keys [`plan_locked`] locked in the transaction it left open),
 /// tell whether an earlier unconfirmed commit happened (`earlier_witness`), copy the rows
 /// whose key the archive lacks, delete those with an identical archive copy, sort the locked
 /// rows left (conflicts, or a failed copy that fails the batch). On success the transaction is
@@ -141,24 +180,24 @@ pub async fn execute_batch(
     conn: &mut Conn,
     queries: &Queries,
     (lower, upper): (Option<&Key>, &Key),
+    locked: Option<Vec<Key>>,
     earlier_witness: Option<&Key>,
     times: &mut BatchTimes,
 ) -> DbResult<BatchResult> {
-    let started = Instant::now();
-    let begun = conn.query_drop("START TRANSACTION").await;
-    if let Err(error) = begun {
-        times.lock.add_since(started);
-        return Err(error.into());
-    }
-    let result = batch_statements(
-        conn,
-        queries,
-        (lower, upper),
-        earlier_witness,
-        times,
-        started,
-    )
-    .await;
+    // A batch just planned (its rows locked by planning) copies without the guard first.
+    let fresh = locked.is_some();
+    let locked = match locked {
+        Some(keys) => Ok(keys),
+        None => lock_rows(conn, queries, (lower, upper), times).await,
+    };
+    let result = match locked {
+        Ok(locked) => {
+            let range = (lower, upper);
+            let (witness, fresh) = (earlier_witness, fresh);
+            batch_statements(conn, queries, range, locked, (witness, fresh), times).await
+        }
+        Err(error) => Err(error),
+    };
     if result.is_err() {
         let rolling_back = Instant::now();
         rollback(conn).await;
@@ -167,25 +206,31 @@ pub async fn execute_batch(
     result
 }
 
-/// The batch's statements; `started` is when its transaction began (counted as locking).
+/// Starts the batch's transaction and locks its matching rows: their keys, in key order.
+async fn lock_rows(
+    conn: &mut Conn,
+    queries: &Queries,
+    (lower, upper): (Option<&Key>, &Key),
+    times: &mut BatchTimes,
+) -> DbResult<Vec<Key>> {
+    let lock = queries.lock_batch(lower, upper);
+    let locked: DbResult<Vec<Row>> = timed(&mut times.lock, Instant::now(), async {
+        conn.query_drop("START TRANSACTION").await?;
+        Ok(conn.exec(lock.sql.as_str(), params(&lock)).await?)
+    })
+    .await;
+    locked?.into_iter().map(row_to_key).collect()
+}
+
+/// The batch's statements after its rows are locked (`locked_in_order`, in key order).
 async fn batch_statements(
     conn: &mut Conn,
     queries: &Queries,
     (lower, upper): (Option<&Key>, &Key),
-    earlier_witness: Option<&Key>,
+    locked_in_order: Vec<Key>,
+    (earlier_witness, fresh): (Option<&Key>, bool),
     times: &mut BatchTimes,
-    started: Instant,
 ) -> DbResult<BatchResult> {
-    let lock = queries.lock_batch(lower, upper);
-    let locked: DbResult<Vec<Row>> = timed(&mut times.lock, started, async {
-        Ok(conn.exec(lock.sql.as_str(), params(&lock)).await?)
-    })
-    .await;
-    // In key order, as locked: the last one deleted is the witness.
-    let locked_in_order = locked?
-        .into_iter()
-        .map(row_to_key)
-        .collect::<DbResult<Vec<Key>>>()?;
     let earlier_committed = match earlier_witness {
         None => None,
         Some(witness) => {
@@ -195,30 +240,37 @@ async fn batch_statements(
             Some(answer?)
         }
     };
-    let locked: std::collections::HashSet<Key> = locked_in_order.iter().cloned().collect();
-    let copy = queries.copy_batch(lower, upper);
-    timed(&mut times.copy, Instant::now(), async {
-        Ok(conn.exec_drop(copy.sql.as_str(), params(&copy)).await?)
-    })
-    .await?;
-    let rows_copied = conn.affected_rows();
+    let rows_copied = copy(conn, queries, (lower, upper), fresh, times).await?;
     let deleting = Instant::now();
     let delete = queries.delete_batch(lower, upper);
-    let deleted = conn.exec_drop(delete.sql.as_str(), params(&delete)).await;
-    if let Err(error) = deleted {
-        times.delete.add_since(deleting);
-        return Err(error.into());
+    let deleted: DbResult<HashSet<Key>> = async {
+        let rows: Vec<Row> = conn.exec(delete.sql.as_str(), params(&delete)).await?;
+        rows.into_iter().map(row_to_key).collect()
     }
-    let rows_deleted = conn.affected_rows();
-    let conflicts = check_leftovers(conn, queries, lower, upper, &locked).await;
+    .await;
+    let deleted = match deleted {
+        Ok(deleted) => deleted,
+        Err(error) => {
+            times.delete.add_since(deleting);
+            return Err(error);
+        }
+    };
+    let rows_deleted = deleted.len() as u64;
+    // The rows locked and not deleted are asked about (conflicts, or a failed copy); when the
+    // delete took every locked row, which is the usual case, there is nothing to ask.
+    let conflicts = if locked_in_order.iter().all(|key| deleted.contains(key)) {
+        Ok(Vec::new())
+    } else {
+        let locked: HashSet<Key> = locked_in_order.iter().cloned().collect();
+        check_leftovers(conn, queries, lower, upper, &locked).await
+    };
     times.delete.add_since(deleting);
     let conflicts = conflicts?;
     let rows_already = rows_deleted.saturating_sub(rows_copied);
-    // Every locked row not deleted is a conflict (any other leftover failed the batch above).
     let witness = locked_in_order
         .into_iter()
         .rev()
-        .find(|key| !conflicts.contains(key));
+        .find(|key| deleted.contains(key));
     Ok(BatchResult {
         rows_copied,
         rows_already,
@@ -227,6 +279,40 @@ async fn batch_statements(
         witness,
         earlier_committed,
     })
+}
+
+/// Copies the batch's rows the archive lacks; returns how many. `fresh`: the batch was just
+/// planned, so the copy first goes without the `NOT EXISTS` guard and falls back to it on a
+/// duplicate key ([`Queries::copy_batch_unguarded`]).
+async fn copy(
+    conn: &mut Conn,
+    queries: &Queries,
+    (lower, upper): (Option<&Key>, &Key),
+    fresh: bool,
+    times: &mut BatchTimes,
+) -> DbResult<u64> {
+    let started = Instant::now();
+    if fresh {
+        let plain = queries.copy_batch_unguarded(lower, upper);
+        match conn.exec_drop(plain.sql.as_str(), params(&plain)).await {
+            Ok(()) => {
+                times.copy.add_since(started);
+                return Ok(conn.affected_rows());
+            }
+            Err(error) => {
+                let error = super::DbError::from(error);
+                if !error.is_duplicate_key() {
+                    times.copy.add_since(started);
+                    return Err(error);
+                }
+            }
+        }
+    }
+    let guarded = queries.copy_batch(lower, upper);
+    let copied = conn.exec_drop(guarded.sql.as_str(), params(&guarded)).await;
+    times.copy.add_since(started);
+    copied?;
+    Ok(conn.affected_rows())
 }
 
 /// Awaits `step`, adding the time since `started` to `tally`, whatever its outcome.
@@ -248,7 +334,7 @@ async fn check_leftovers(
     queries: &Queries,
     lower: Option<&Key>,
     upper: &Key,
-    locked: &std::collections::HashSet<Key>,
+    locked: &HashSet<Key>,
 ) -> DbResult<Vec<Key>> {
     let statement = queries.leftovers(lower, upper);
     let rows: Vec<Row> = conn

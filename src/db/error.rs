@@ -69,6 +69,25 @@ impl DbError {
         }
     }
 
+    /// Whether another session's row lock stopped the statement: a lock wait timeout (1205)
+    /// or a deadlock (1213). The statement (and, for a deadlock, the transaction) was rolled
+    /// back; the connection is fine.
+    pub fn is_lock_conflict(&self) -> bool {
+        matches!(
+            self,
+            DbError::Server(mysql_async::Error::Server(server)) if matches!(server.code, 1205 | 1213)
+        )
+    }
+
+    /// Whether the statement failed on a duplicate key (1062). The statement was rolled back
+    /// (InnoDB rolls back a failed statement, not its transaction).
+    pub fn is_duplicate_key(&self) -> bool {
+        matches!(
+            self,
+            DbError::Server(mysql_async::Error::Server(server)) if server.code == 1062
+        )
+    }
+
     /// A failed connect as the operator should read it: the server's refusals that only the
     /// job file or the server's grants can fix (no such database, access denied, TLS
     /// required) are refusals naming what to do; anything else keeps the driver's error for

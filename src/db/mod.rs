@@ -23,7 +23,7 @@ pub mod throttle;
 pub mod times;
 mod tls;
 
-pub use batch::{commit, execute_batch, key_bound, plan, rollback, BatchResult};
+pub use batch::{commit, execute_batch, key_bound, plan, plan_locked, rollback, BatchResult};
 pub use cross::{
     copy_and_delete, copy_rows, lock_batch_rows, read_archived, settle, Accepts, Archived,
     EarlyDelete, RowValues,

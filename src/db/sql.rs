@@ -482,6 +482,16 @@ impl Queries {
         }
     }
 
+    /// [`Queries::plan`] with `FOR UPDATE`, in the batch's transaction: planning and locking
+    /// the batch in one read of its rows. Under READ COMMITTED InnoDB keeps the locks only on
+    /// the rows that match and takes no gap locks, so what it locks is exactly what
+    /// [`Queries::lock_batch`] would lock over the planned range.
+    pub fn plan_locked(&self, after: Option<&Key>, bound: &Key, rows: u32) -> Statement {
+        let mut statement = self.plan(after, bound, rows);
+        statement.sql.push_str(" FOR UPDATE");
+        statement
+    }
+
     /// Locks the batch's matching source rows and returns their keys. Under READ COMMITTED,
     /// InnoDB keeps the locks only on rows that match, so no other client can change or delete
     /// a row between our copy and our delete. The keys are what the batch answers for: each is
@@ -540,15 +550,32 @@ impl Queries {
     /// kept its stale copy, reported nowhere (the concurrent-writers test caught it, now and
     /// then). Locking what the copy reads keeps every copied row as copied until the commit.
     pub fn copy_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
+        self.copy_statement(lower, upper, true)
+    }
+
+    /// [`Queries::copy_batch`] without its `NOT EXISTS`: every matching row of the range,
+    /// for a batch just planned, whose keys the archive almost never holds. It saves a lookup
+    /// in the archive per row (measured on MariaDB 10.11: about a sixth of the copy's time);
+    /// if a key is there after all, the statement fails with a duplicate key (1062), InnoDB
+    /// rolls back that statement only, and the batch copies again with the guard.
+    pub fn copy_batch_unguarded(&self, lower: Option<&Key>, upper: &Key) -> Statement {
+        self.copy_statement(lower, upper, false)
+    }
+
+    fn copy_statement(&self, lower: Option<&Key>, upper: &Key, guarded: bool) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
+        let guard = if guarded {
+            format!(" AND NOT {}", self.archive_match(false))
+        } else {
+            String::new()
+        };
         Statement {
             sql: format!(
-                "INSERT INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} AND NOT {} FOR UPDATE",
+                "INSERT INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter}{guard} FOR UPDATE",
                 self.archive.name(),
                 self.archive.insert_columns(),
                 self.source.column_list(),
                 self.source.name(),
-                self.archive_match(false)
             ),
             params,
         }
@@ -557,14 +584,17 @@ impl Queries {
     /// Deletes the batch's matching source rows that have an identical copy in the archive:
     /// **the statement that keeps the invariant**. Whatever happened before it in the
     /// transaction, it deletes nothing whose identical copy is not in the archive, and the copy
-    /// commits with the delete.
+    /// commits with the delete. Returns the deleted rows' keys (MariaDB's `DELETE ...
+    /// RETURNING`), so that the rows the batch locked and did not delete are known without
+    /// reading the range again.
     pub fn delete_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
         let (filter, params) = self.batch_filter(lower, upper);
         Statement {
             sql: format!(
-                "DELETE FROM {} WHERE {filter} AND {}",
+                "DELETE FROM {} WHERE {filter} AND {} RETURNING {}",
                 self.source.name(),
-                self.archive_match(true)
+                self.archive_match(true),
+                self.source.key_select()
             ),
             params,
         }
@@ -813,8 +843,10 @@ mod tests {
             q.explain_predicate().sql,
             q.key_bound().sql,
             q.plan(lower, upper, 10).sql,
+            q.plan_locked(lower, upper, 10).sql,
             q.lock_batch(lower, upper).sql,
             q.copy_batch(lower, upper).sql,
+            q.copy_batch_unguarded(lower, upper).sql,
             q.delete_batch(lower, upper).sql,
             q.leftovers(lower, upper).sql,
             q.select_batch(lower, upper, true).sql,
@@ -825,6 +857,8 @@ mod tests {
             q.load_rows(),
             q.insert_rows(2),
             q.delete_keys(std::slice::from_ref(upper)).sql,
+            q.source_has_key(upper).sql,
+            q.archive_has_key(upper).sql,
         ]
     }
 
@@ -1050,7 +1084,8 @@ mod tests {
             st.sql,
             "DELETE FROM `db`.`s` WHERE `db`.`s`.`a` <= ? AND (b < 3) AND EXISTS (SELECT 1 FROM \
              `db`.`t` WHERE `db`.`t`.`a` = `db`.`s`.`a` AND `db`.`t`.`b` <=> `db`.`s`.`b` AND \
-             CAST(`db`.`t`.`note` AS BINARY) <=> CAST(`db`.`s`.`note` AS BINARY))"
+             CAST(`db`.`t`.`note` AS BINARY) <=> CAST(`db`.`s`.`note` AS BINARY)) \
+             RETURNING `db`.`s`.`a`"
         );
         assert_eq!(st.params, vec![KeyValue::UInt(5)]);
     }

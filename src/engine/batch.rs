@@ -33,22 +33,40 @@ impl Engine<'_> {
         let result = match self.config.archive.endpoint {
             None => {
                 let conn = self.servers.source(order.now_unix_us).await?;
-                started = Instant::now();
+                let mut began = Instant::now();
                 let range = (order.lower.as_ref(), &order.upper);
                 let witness = order.claim.as_ref().and_then(|c| c.witness.as_ref());
-                let times = &mut self.batch_times;
-                match db::execute_batch(conn, &self.queries, range, witness, times).await {
-                    Ok(result) => {
-                        let event = committing(&order, &result);
-                        if let Err(error) = self.journal.append(event, Durability::Durable) {
-                            db::rollback(conn).await;
-                            return Err(error.into());
-                        }
-                        let times = &mut self.batch_times;
-                        db::commit(conn, times).await.map(|()| result)
+                // The rows locked by its planning read, in the transaction it left open; the
+                // batch's time counts from that read (its locks are held from then).
+                let locked = match self.open_batch.take() {
+                    Some(open) if open.batch_id == order.batch_id => {
+                        began = open.planned_at;
+                        Some(open.keys)
                     }
-                    Err(error) => Err(error),
-                }
+                    Some(_) => {
+                        db::rollback(conn).await;
+                        None
+                    }
+                    None => None,
+                };
+                let times = &mut self.batch_times;
+                let result =
+                    match db::execute_batch(conn, &self.queries, range, locked, witness, times)
+                        .await
+                    {
+                        Ok(result) => {
+                            let event = committing(&order, &result);
+                            if let Err(error) = self.journal.append(event, Durability::Durable) {
+                                db::rollback(conn).await;
+                                return Err(error.into());
+                            }
+                            let times = &mut self.batch_times;
+                            db::commit(conn, times).await.map(|()| result)
+                        }
+                        Err(error) => Err(error),
+                    };
+                started = began;
+                result
             }
             Some(_) => {
                 let (result, began) = self.execute_cross(&order).await?;
@@ -60,10 +78,13 @@ impl Engine<'_> {
             Ok(result) => {
                 let recorded = self.record_done(order.batch_id, &result);
                 self.metrics.observe_batch(started.elapsed());
+                let conflicts = u64::try_from(result.conflicts.len()).expect("fits in u64");
+                (self.sizing).batch_done(result.rows_deleted + conflicts, started.elapsed());
                 recorded
             }
             Err(error) => {
                 self.metrics.observe_batch(started.elapsed());
+                self.sizing.batch_failed(started.elapsed());
                 self.record_failure(&order, error).await
             }
         }

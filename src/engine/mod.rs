@@ -31,6 +31,7 @@ pub mod progress;
 pub mod sentinel;
 mod servers;
 pub mod shutdown;
+pub mod sizing;
 pub mod stats;
 pub mod textfile;
 pub mod throttle;
@@ -43,7 +44,7 @@ use crate::db::{self, sql::Queries, BatchTimes, DbError, Tally};
 use crate::error::Error;
 use crate::event::{ErrorClass, Event, LogCreated, RunFinished, RunOutcome, RunStarted};
 use crate::journal::{self, Durability, Journal, JournalError};
-use crate::state::{Action, Counts, PlanOrder, State};
+use crate::state::{Action, BatchOrder, Counts, PlanOrder, State};
 
 use self::backoff::Backoff;
 use self::metrics::{Metrics, MetricsObserver, Outcome};
@@ -51,6 +52,7 @@ use self::progress::Progress;
 pub use self::sentinel::Sentinel;
 use self::servers::Servers;
 pub use self::shutdown::{Shutdown, ShutdownTrigger};
+use self::sizing::{Sizing, SizingConfig};
 use self::stats::Statistics;
 use self::textfile::Textfile;
 pub use self::throttle::{Throttle, ThrottleHandle, ThrottleKind, ThrottleState, ThrottleTotals};
@@ -135,6 +137,22 @@ struct Engine<'a> {
     batch_times: BatchTimes,
     /// What holds the job between batches: pacing, replica lag, the source's load.
     throttle: Throttle,
+    /// The batch just planned whose rows the planning read locked, its transaction left open
+    /// on the source connection for the batch to run in (one server only; see `plan_next`).
+    open_batch: Option<OpenBatch>,
+    /// How many rows the next batch plans (`batch_time_ms`), fed each batch's time.
+    sizing: Sizing,
+}
+
+/// A planned batch whose transaction is open with its rows locked.
+struct OpenBatch {
+    /// The batch.
+    batch_id: u64,
+    /// The keys its planning read locked, in key order.
+    keys: Vec<crate::event::Key>,
+    /// When its planning read began: its locks (and so its time, for the batch size and the
+    /// duration histogram) count from then.
+    planned_at: Instant,
 }
 
 impl Engine<'_> {
@@ -168,16 +186,29 @@ impl Engine<'_> {
                     Waited::Elapsed => {
                         self.hold_while_throttled(&order).await?;
                         self.plan_next(order).await?;
+                        // A batch planned with its rows locked runs at once, in the
+                        // transaction its planning opened: no pause, flag or command is
+                        // obeyed while a transaction is open.
+                        if self.open_batch.is_some() {
+                            match self.journal.state().next_action() {
+                                Action::ExecuteBatch(order) => self.execute_timed(order).await?,
+                                other => unreachable!("a planned batch runs next, not {other:?}"),
+                            }
+                        }
                     }
                 }
             }
             Action::FinishRun { run_id } => self.finish_run(run_id)?,
-            Action::ExecuteBatch(order) => {
-                let started = std::time::Instant::now();
-                self.execute(order).await?;
-                self.throttle.batch_finished(started.elapsed());
-            }
+            Action::ExecuteBatch(order) => self.execute_timed(order).await?,
         }
+        Ok(())
+    }
+
+    /// Runs a batch and tells the throttle how long it took (for `sleep_coef`).
+    async fn execute_timed(&mut self, order: BatchOrder) -> Result<(), Halt> {
+        let started = std::time::Instant::now();
+        self.execute(order).await?;
+        self.throttle.batch_finished(started.elapsed());
         Ok(())
     }
 
@@ -229,25 +260,62 @@ impl Engine<'_> {
         Ok(())
     }
 
-    async fn plan_next(&mut self, order: PlanOrder) -> Result<(), Halt> {
-        let conn = self.servers.source(order.now_unix_us).await?;
-        let started = Instant::now();
-        let planned = db::plan(
-            conn,
-            &self.queries,
-            order.after.as_ref(),
-            &order.bound,
-            order.rows,
-        )
-        .await;
-        self.plan_times.add_since(started);
-        let planned = planned?;
-        let Some((upper, rows_planned)) = planned else {
-            return self.finish_run(order.run_id);
-        };
+    /// Plans the next batch. With the archive on the source server the planning read locks
+    /// the batch's rows (`SELECT ... LIMIT n FOR UPDATE` in the batch's transaction, left open
+    /// in [`Engine::open_batch`]): one read of the rows instead of a read to plan and another
+    /// to lock. A row another session holds past `lock_wait_timeout_s` makes it plan without
+    /// locks instead, so that the batch, not planning, fails on that row (and is retried, then
+    /// parked) as before.
+    async fn plan_next(&mut self, mut order: PlanOrder) -> Result<(), Halt> {
+        // The order's rows, or as many as the batches' times say (BatchPlanned records them).
+        order.rows = self.sizing.rows(order.rows, order.rows_set_live);
         if self.progress.estimate_due() {
             self.estimate_rows_left(&order).await;
         }
+        let lock_while_planning = self.config.archive.endpoint.is_none();
+        let conn = self.servers.source(order.now_unix_us).await?;
+        let started = Instant::now();
+        let (after, bound) = (order.after.as_ref(), &order.bound);
+        let mut planned = Err(None);
+        if lock_while_planning {
+            planned = match db::plan_locked(conn, &self.queries, after, bound, order.rows).await {
+                Ok(planned) => {
+                    Ok(planned.map(|(upper, keys)| (upper, keys.len() as u64, Some(keys))))
+                }
+                Err(error) if error.is_lock_conflict() => {
+                    tracing::info!(
+                        "planning batch {} met a row lock ({error}); planning it without locks",
+                        order.batch_id
+                    );
+                    Err(None)
+                }
+                Err(error) => Err(Some(error)),
+            };
+        }
+        if let Err(None) = planned {
+            let plain = db::plan(conn, &self.queries, after, bound, order.rows).await;
+            planned = plain
+                .map(|planned| planned.map(|(upper, rows)| (upper, rows, None)))
+                .map_err(Some);
+        }
+        self.plan_times.add_since(started);
+        let planned = planned.map_err(|error| error.expect("set with every error"))?;
+        let Some((upper, rows_planned, locked)) = planned else {
+            return self.finish_run(order.run_id);
+        };
+        self.record_planned(order, (upper, rows_planned), (locked, started))
+            .await
+    }
+
+    /// Appends `BatchPlanned`, unsynced: the batch's first durable record (BatchCommitting, or
+    /// BatchCopied with the archive on its own server) syncs it before anything the batch does
+    /// is committed. `locked`: the keys the planning read locked, its transaction open.
+    async fn record_planned(
+        &mut self,
+        order: PlanOrder,
+        (upper, rows_planned): (crate::event::Key, u64),
+        (locked, planned_at): (Option<Vec<crate::event::Key>>, Instant),
+    ) -> Result<(), Halt> {
         let event = Event::BatchPlanned(crate::event::BatchPlanned {
             batch_id: order.batch_id,
             run_id: order.run_id,
@@ -255,9 +323,20 @@ impl Engine<'_> {
             upper,
             rows_planned,
         });
-        // Unsynced: the batch's first durable record (BatchCommitting, or BatchCopied with the
-        // archive on its own server) syncs it before anything the batch does is committed.
-        self.journal.append(event, Durability::Buffered)?;
+        if let Err(error) = self.journal.append(event, Durability::Buffered) {
+            if locked.is_some() {
+                let conn = self.servers.source(order.now_unix_us).await?;
+                db::rollback(conn).await;
+            }
+            return Err(error.into());
+        }
+        if let Some(keys) = locked {
+            self.open_batch = Some(OpenBatch {
+                batch_id: order.batch_id,
+                keys,
+                planned_at,
+            });
+        }
         Ok(())
     }
 
@@ -339,7 +418,8 @@ impl Engine<'_> {
     /// Shows where the open run stands.
     fn show_progress(&mut self) {
         if let Some(run) = self.journal.state().open_run() {
-            let (id, counts, rows) = (run.run_id, run.counts, run.batch_rows);
+            let rows = self.sizing.current().unwrap_or(run.batch_rows_now());
+            let (id, counts) = (run.run_id, run.counts);
             self.progress
                 .update(id, counts.rows_deleted, counts.batches_done, rows);
         }
@@ -622,6 +702,8 @@ async fn prepare(
         plan_times: Tally::default(),
         batch_times: BatchTimes::default(),
         throttle,
+        open_batch: None,
+        sizing: Sizing::new(SizingConfig::of(&config.batching)),
     }))
 }
 
@@ -717,6 +799,7 @@ async fn run_engine(
         wall: started.elapsed(),
         rows: moved.rows_deleted,
         batches: moved.batches_done,
+        sizing: Some(engine.sizing.summary()),
     };
     Ok(RunReport {
         end,

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use super::sizing::SizingSummary;
 use crate::db::{BatchTimes, Tally};
 use crate::journal::WalTimes;
 
@@ -26,6 +27,9 @@ pub struct Statistics {
     pub rows: u64,
     /// Batches done.
     pub batches: u64,
+    /// The batch sizes planned, and how they were chosen; `None` when the run never got as
+    /// far as its loop.
+    pub sizing: Option<SizingSummary>,
 }
 
 impl Statistics {
@@ -93,6 +97,9 @@ impl Statistics {
             "rows {} in {} batches, {rate:.0} rows/s over the wall time",
             self.rows, self.batches
         ));
+        if let Some(sizing) = &self.sizing {
+            lines.push(sizing.line());
+        }
         lines
     }
 }
@@ -138,6 +145,18 @@ mod tests {
             assert!(text.contains(name), "{name} in {text}");
         }
         assert!(text.contains("rows 500 in 5 batches, 500 rows/s"), "{text}");
+        assert!(!text.contains("batch rows"), "no sizes without a run loop");
+        let mut sizing = crate::engine::sizing::Sizing::new(crate::engine::sizing::SizingConfig {
+            target: Some(ms(500)),
+            rows_min: 1,
+            rows_max: 100_000,
+        });
+        sizing.rows(100, false);
+        stats.sizing = Some(sizing.summary());
+        assert_eq!(
+            stats.lines().last().unwrap(),
+            "batch rows: adaptive (batch_time_ms 500, 1 to 100000): first 100, last 100, smallest 100, largest 100, over 1 plan"
+        );
         stats.wall = ms(10);
         assert_eq!(stats.other(), Duration::ZERO, "never negative");
     }

@@ -215,8 +215,12 @@ pub fn live_lines(report: &serde_json::Value) -> Vec<String> {
         let eta = p["eta_s"]
             .as_f64()
             .map_or("unknown".to_string(), |e| format!("{e:.0} s"));
+        // The rows the run's batches plan now: the adaptive size, or the fixed one.
+        let batch = p["batch_rows"]
+            .as_u64()
+            .map_or(String::new(), |n| format!(", batch {n} rows"));
         lines.push(format!(
-            "progress: {left} matching rows left, {rate} in this invocation, ETA {eta}"
+            "progress: {left} matching rows left, {rate} in this invocation{batch}, ETA {eta}"
         ));
     }
     let t = &report["throttle"];

@@ -89,6 +89,22 @@ async fn throttle_lines(
     Ok(())
 }
 
+/// How the run sizes its batches: "batch size: adaptive, ..." or "batch size: fixed at N rows".
+fn sizing_line(config: &JobConfig, open_run: Option<&crate::state::Run>) -> String {
+    let b = &config.batching;
+    if let Some(rows) = open_run.and_then(|run| run.live.batch_rows) {
+        format!("batch size: fixed at {rows} rows for the rest of the run (set live with ctl set batch_rows)")
+    } else if b.time_ms == 0 {
+        format!("batch size: fixed at {} rows (batch_time_ms = 0)", b.rows)
+    } else {
+        let first = open_run.map_or(b.rows, crate::state::Run::batch_rows_now);
+        format!(
+            "batch size: adaptive: the first batch plans {first} rows, the next as many as take about {} ms a batch ({} to {} rows)",
+            b.time_ms, b.rows_min, b.rows_max
+        )
+    }
+}
+
 /// Plans the next batch as a run would (read-only) and prints its statements.
 async fn next_batch(
     config: &JobConfig,
@@ -115,9 +131,10 @@ async fn next_batch(
     writeln!(out, "key bound: {}", key_text(&bound))?;
     writeln!(
         out,
-        "\n-- plan the next batch (read-only)\n{};\n-- parameters: {:?}",
+        "\n-- find the next batch (read-only; a run on one server reads it with FOR UPDATE in the batch's transaction)\n{};\n-- parameters: {:?}",
         plan.sql, plan.params
     )?;
+    let rows_per_batch = rows;
     let Some((upper, rows)) = planned else {
         writeln!(
             out,
@@ -132,9 +149,13 @@ async fn next_batch(
         after.as_ref().map_or("the start".to_string(), key_text),
         key_text(&upper)
     )?;
+    writeln!(out, "{}", sizing_line(config, open_run))?;
     match config.archive.endpoint {
         Some(_) => two_step_batch(queries, (after.as_ref(), &upper), rows, out)?,
-        None => one_transaction_batch(queries, after.as_ref(), &upper, out)?,
+        None => {
+            let plan_locked = queries.plan_locked(after.as_ref(), &bound, rows_per_batch);
+            one_transaction_batch(queries, &plan_locked, after.as_ref(), &upper, out)?;
+        }
     }
     Ok(())
 }
@@ -204,6 +225,7 @@ fn two_step_batch(
 /// The statements of a batch with the archive on the source server: one transaction.
 fn one_transaction_batch(
     queries: &Queries,
+    plan_locked: &crate::db::sql::Statement,
     lower: Option<&Key>,
     upper: &Key,
     out: &mut dyn Write,
@@ -214,27 +236,39 @@ fn one_transaction_batch(
     )?;
     for (what, statement) in [
         (
-            "lock the batch's matching rows, return their keys",
-            queries.lock_batch(lower, upper),
+            "plan the batch and lock its matching rows, returning their keys (a batch run \
+             again, or planned without locks because another session held a row, locks with \
+             this instead:\n-- {lock})",
+            plan_locked.clone(),
+        ),
+        (
+            "copy the batch's rows (a batch just planned; on a duplicate key, the guarded \
+             copy that follows instead)",
+            queries.copy_batch_unguarded(lower, upper),
         ),
         (
             "copy the rows whose key the archive lacks",
             queries.copy_batch(lower, upper),
         ),
         (
-            "delete the rows with an identical archive copy",
+            "delete the rows with an identical archive copy, returning their keys",
             queries.delete_batch(lower, upper),
         ),
         (
-            "the locked rows left: conflicts, or a failed copy that fails the batch",
+            "only if a locked row was not deleted: the locked rows left, conflicts or a \
+             failed copy that fails the batch",
             queries.leftovers(lower, upper),
         ),
     ] {
+        let what = what.replace("{lock}", &queries.lock_batch(lower, upper).sql);
         writeln!(
             out,
             "-- {what}\n{};\n-- parameters: {:?}",
             statement.sql, statement.params
         )?;
     }
-    writeln!(out, "COMMIT;")
+    writeln!(
+        out,
+        "-- the batch's BatchCommitting record is made durable in the WAL, then\nCOMMIT;"
+    )
 }

@@ -138,6 +138,10 @@ pub struct PlanOrder {
     pub bound: Key,
     /// Matching rows per batch: as the run recorded it at start, or as last changed live.
     pub rows: u32,
+    /// Whether `rows` was changed live for this run (`SettingsChanged`): the operator's size,
+    /// which the engine plans exactly; otherwise the engine's adaptive sizing may start from
+    /// `rows` and go its own way (`engine::sizing`).
+    pub rows_set_live: bool,
     /// The run's pinned `NOW()`, microseconds since the Unix epoch.
     pub now_unix_us: i64,
     /// The id the planned batch takes.
@@ -157,10 +161,23 @@ impl fmt::Display for Action {
         match self {
             Action::CreateLog => write!(f, "create the log"),
             Action::StartRun { .. } => write!(f, "start a new run"),
-            Action::ExecuteBatch(order) => match order.step {
-                Step::Copy => write!(f, "run batch {} from the copy step", order.batch_id),
-                Step::Delete => write!(f, "resume batch {} at the delete step", order.batch_id),
-            },
+            Action::ExecuteBatch(order) => {
+                match order.step {
+                    Step::Copy => write!(f, "run batch {} from the copy step", order.batch_id)?,
+                    Step::Delete => {
+                        write!(f, "resume batch {} at the delete step", order.batch_id)?;
+                    }
+                }
+                match &order.claim {
+                    Some(claim) => write!(
+                        f,
+                        ", first finding out whether the commit of its attempt {} happened \
+                         (cut short before it was confirmed)",
+                        claim.attempt
+                    ),
+                    None => Ok(()),
+                }
+            }
             Action::PlanNext(order) => match &order.after {
                 None => write!(
                     f,
@@ -1406,6 +1423,7 @@ impl State {
                 after: run.cursor.clone(),
                 bound: bound.clone(),
                 rows: run.batch_rows_now(),
+                rows_set_live: run.live.batch_rows.is_some(),
                 now_unix_us: run.now_unix_us,
                 batch_id: self.next_batch_id(),
                 sleep_ms: run.live.sleep_ms,

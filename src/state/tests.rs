@@ -185,6 +185,7 @@ fn plan(run_id: u64, after: Option<u64>, bound: u64) -> Action {
         after: after.map(k),
         bound: k(bound),
         rows: 0,
+        rows_set_live: false,
         now_unix_us: 0,
         batch_id: 0,
         sleep_ms: None,
@@ -335,6 +336,7 @@ fn actions_carry_what_their_execution_needs() {
             after: None,
             bound: k(300),
             rows: 250,
+            rows_set_live: false,
             now_unix_us: 9_000_000,
             batch_id: 2,
             sleep_ms: None,
@@ -905,13 +907,18 @@ fn live_settings_reach_the_next_plan_order_and_end_with_the_run() {
         deleted(1),
     ];
     let order = |state: &State| match state.next_action() {
-        Action::PlanNext(order) => (order.rows, order.sleep_ms, order.max_lag_s),
+        Action::PlanNext(order) => (
+            order.rows,
+            order.rows_set_live,
+            order.sleep_ms,
+            order.max_lag_s,
+        ),
         other => panic!("{other:?}"),
     };
-    assert_eq!(order(&replay(&events)), (1000, None, None));
+    assert_eq!(order(&replay(&events)), (1000, false, None, None));
     events.push(changed(1, Some(5), Some(20), None));
     let state = replay(&events);
-    assert_eq!(order(&state), (5, Some(20), None));
+    assert_eq!(order(&state), (5, true, Some(20), None));
     let live = state.open_run().unwrap().live;
     assert_eq!(
         live,
@@ -930,7 +937,7 @@ fn live_settings_reach_the_next_plan_order_and_end_with_the_run() {
     assert_eq!(state.open_run().unwrap().batch_rows, 1000, "as started");
     assert_eq!(state.open_run().unwrap().batch_rows_now(), 5);
     events.push(deleted(2));
-    assert_eq!(order(&replay(&events)), (5, Some(20), Some(3)));
+    assert_eq!(order(&replay(&events)), (5, true, Some(20), Some(3)));
     let lines = replay(&events).summary(20_000_000).lines().join("\n");
     assert!(
         lines.contains("settings changed live at 1970-01-01 00:00:15 UTC: batch_rows 5, sleep_ms 20, max_lag_s 3"),
@@ -940,7 +947,7 @@ fn live_settings_reach_the_next_plan_order_and_end_with_the_run() {
     events.push(finished(1));
     events.push(started(2, Some(200)));
     let state = replay(&events);
-    assert_eq!(order(&state), (1000, None, None));
+    assert_eq!(order(&state), (1000, false, None, None));
     assert!(state.run(1).unwrap().live.any(), "run 1 keeps its history");
     assert!(!state.open_run().unwrap().live.any());
 }
@@ -1029,6 +1036,22 @@ fn actions_read_as_sentences() {
             "plan the first batch of run 3, up to key (5000)",
         ),
         (Action::FinishRun { run_id: 2 }, "finish run 2"),
+        (
+            {
+                let Action::ExecuteBatch(mut order) = exec(9, Step::Copy) else {
+                    unreachable!()
+                };
+                order.claim = Some(Claim {
+                    lsn: 40,
+                    attempt: 2,
+                    counts: deleted_counts(),
+                    witness: Some(k(7)),
+                });
+                Action::ExecuteBatch(order)
+            },
+            "run batch 9 from the copy step, first finding out whether the commit of its \
+             attempt 2 happened (cut short before it was confirmed)",
+        ),
     ];
     for (action, text) in cases {
         assert_eq!(action.to_string(), text);
@@ -1532,12 +1555,14 @@ fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
                     after,
                     bound,
                     rows,
+                    rows_set_live,
                     sleep_ms,
                     max_lag_s,
                     ..
                 }) => {
                     // What `ctl set` changed for this run, else what it started with.
                     assert_eq!(rows, live_rows.unwrap_or(1000));
+                    assert_eq!(rows_set_live, live_rows.is_some());
                     assert_eq!((sleep_ms, max_lag_s), (live_sleep, live_lag));
                     let start = after.as_ref().map_or(0, |key| match key[0] {
                         KeyValue::UInt(v) => v,

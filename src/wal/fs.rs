@@ -38,6 +38,29 @@ pub trait WalFile: Send {
     fn allocate(&mut self, len: u64) -> io::Result<()>;
 }
 
+/// Benchmark only (cargo feature `sync-delay`): a WAL sync made to cost what it costs on a
+/// slower disk. `tools/bench --sync-delay-ms` sets [`sync_delay::ENV`].
+#[cfg(feature = "sync-delay")]
+pub mod sync_delay {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    /// Milliseconds every segment sync sleeps before it syncs.
+    pub const ENV: &str = "ARCHIVER_BENCH_SYNC_DELAY_MS";
+
+    /// Sleeps the delay the environment asks for, read once (none when unset or not a number).
+    pub fn sleep() {
+        static DELAY: OnceLock<Option<Duration>> = OnceLock::new();
+        let delay = DELAY.get_or_init(|| {
+            let ms: f64 = std::env::var(ENV).ok()?.parse().ok()?;
+            (ms > 0.0).then(|| Duration::from_secs_f64(ms / 1000.0))
+        });
+        if let Some(delay) = delay {
+            std::thread::sleep(*delay);
+        }
+    }
+}
+
 /// The real filesystem.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
@@ -79,10 +102,14 @@ impl WalFile for RealFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
+        #[cfg(feature = "sync-delay")]
+        sync_delay::sleep();
         self.0.sync_data()
     }
 
     fn sync_all(&mut self) -> io::Result<()> {
+        #[cfg(feature = "sync-delay")]
+        sync_delay::sleep();
         self.0.sync_all()
     }
 

@@ -74,6 +74,14 @@ fn counts_are_exact_after_a_kill_on_either_side_of_the_commit() {
             moved_in_log, logged_at_kill,
             "{what}: the log before the resume"
         );
+        let next = job.status()["next_action"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            next.contains("first finding out whether the commit of its attempt 1 happened"),
+            "{what}: status says the next run checks the unconfirmed commit: {next}"
+        );
 
         let output = job.archiver("run", &[]);
         assert_exit(&output, 3, &format!("{what}: resumed run (one conflict)"));

@@ -12,12 +12,14 @@ mod cross_copy;
 mod exact_counts;
 mod hooks;
 mod key_types;
+mod locked_planning;
 mod metrics;
 mod progress;
 mod resume;
 mod schema_refusals;
 mod schemas;
 mod shutdown;
+mod sizing;
 mod throttle;
 mod torture;
 mod two_servers;
@@ -107,15 +109,22 @@ pub const MIXED_PREDICATE: &str = "happened < '2024-01-02 12:00:00'";
 
 impl Job {
     /// Writes a job file moving `src` to `arch` in `db` where `predicate`, with `extra`
-    /// lines in `[job]`.
+    /// lines in `[job]`. Batches have a fixed size (`batch_time_ms = 0`) unless `extra` sets
+    /// `batch_time_ms`: tests count and kill batches by number, and the adaptive size depends
+    /// on how long batches take (`engine::sizing` tests it).
     pub fn new(sandbox: &Sandbox, db: &TestDb, predicate: &str, extra: &str) -> Job {
         let dir = tempfile::tempdir().expect("temp dir");
         let wal_dir = dir.path().join("wal");
         let config = dir.path().join("job.toml");
+        let fixed = if extra.contains("batch_time_ms") {
+            ""
+        } else {
+            "batch_time_ms = 0\n"
+        };
         let text = format!(
             "[source]\nurl = \"mysql://archiver@127.0.0.1:{port}/{db}\"\npassword_env = \"ARCHIVER_PASSWORD\"\ntable = \"src\"\n\n\
              [archive]\ntable = \"arch\"\n\n\
-             [job]\nwhere = {predicate:?}\nwal_dir = {wal:?}\n{extra}\n",
+             [job]\nwhere = {predicate:?}\nwal_dir = {wal:?}\n{fixed}{extra}\n",
             port = sandbox.port(),
             db = db.name(),
             wal = wal_dir.display().to_string(),
@@ -533,6 +542,10 @@ fn dry_run_changes_nothing_and_prints_the_sql() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("DELETE FROM `"), "{stdout}");
     assert!(stdout.contains("INSERT INTO `"), "{stdout}");
+    assert!(
+        stdout.contains("batch size: fixed at 1000 rows (batch_time_ms = 0)"),
+        "{stdout}"
+    );
     assert_eq!(db.checksum("src"), original);
     assert_eq!(db.query_scalar::<u64>("SELECT COUNT(*) FROM arch"), 0);
     assert!(!job.wal_dir.exists(), "a dry run writes no WAL");
