@@ -10,7 +10,7 @@ use super::*;
 
 /// What the log's totals say, from `status --format json`: (rows moved, rows copied + rows
 /// already archived).
-fn logged_totals(job: &Job) -> (u64, u64) {
+pub(super) fn logged_totals(job: &Job) -> (u64, u64) {
     let status = job.status();
     let totals = &status["totals"];
     let moved = totals["rows_deleted"].as_u64().unwrap();

@@ -130,10 +130,7 @@ fn server_killed_and_restarted_mid_run() {
 /// The log counts every row moved exactly once, whatever was lost with the kills: rows moved
 /// and rows copied or found archived both equal the rows the tables say moved.
 fn assert_counts_exact(job: &Job, matching: u64, what: &str) {
-    let status = job.status();
-    let totals = &status["totals"];
-    let moved = totals["rows_deleted"].as_u64().unwrap();
-    let copied = totals["rows_copied"].as_u64().unwrap() + totals["rows_already"].as_u64().unwrap();
+    let (moved, copied) = super::exact_counts::logged_totals(job);
     assert_eq!(
         moved, matching,
         "{what}: rows moved, as the log counts them"
