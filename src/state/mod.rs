@@ -1406,17 +1406,13 @@ impl State {
             };
         };
         if let Some(batch) = self.pending_batches().next() {
-            let planned_by = self.run(batch.run_id).expect("a batch names a known run");
-            return Action::ExecuteBatch(BatchOrder {
-                batch_id: batch.batch_id,
-                step: batch.step().expect("a pending batch has a step"),
-                lower: batch.lower.clone(),
-                upper: batch.upper.clone(),
-                now_unix_us: planned_by.now_unix_us,
-                attempt: batch.attempts.saturating_add(1),
-                claim: batch.claim.clone(),
-            });
+            return Action::ExecuteBatch(self.order_for(batch));
         }
+        self.plan_or_finish(run)
+    }
+
+    /// The open run's next plan while its cursor is short of its bound, else its finish.
+    fn plan_or_finish(&self, run: &Run) -> Action {
         match &run.key_bound {
             Some(bound) if run.cursor.as_ref() != Some(bound) => Action::PlanNext(PlanOrder {
                 run_id: run.run_id,
@@ -1430,6 +1426,40 @@ impl State {
                 max_lag_s: run.live.max_lag_s,
             }),
             _ => Action::FinishRun { run_id: run.run_id },
+        }
+    }
+
+    /// [`State::next_action`] for an engine with the batches in `busy` already in flight
+    /// (`parallel`): the lowest pending batch not in `busy`, else the next plan while the open
+    /// run's cursor is short of its bound, else `None` while `busy` holds a batch of the open
+    /// run (whatever is left is in flight: wait for it), else what `next_action` says. With
+    /// `busy` empty, or no run open, it is `next_action`. Nothing about "in flight" is in the log: after a crash
+    /// nothing is, and the pending batches are run again, each with its claim.
+    pub fn next_action_besides(&self, busy: &BTreeSet<u64>) -> Option<Action> {
+        let Some(run) = self.open_run().filter(|_| !busy.is_empty()) else {
+            return Some(self.next_action());
+        };
+        if let Some(batch) = self.pending_batches().find(|b| !busy.contains(&b.batch_id)) {
+            return Some(Action::ExecuteBatch(self.order_for(batch)));
+        }
+        match self.plan_or_finish(run) {
+            plan @ Action::PlanNext(_) => Some(plan),
+            _ if self.pending.iter().any(|id| busy.contains(id)) => None,
+            finish => Some(finish),
+        }
+    }
+
+    /// The order that runs pending `batch` next.
+    fn order_for(&self, batch: &Batch) -> BatchOrder {
+        let planned_by = self.run(batch.run_id).expect("a batch names a known run");
+        BatchOrder {
+            batch_id: batch.batch_id,
+            step: batch.step().expect("a pending batch has a step"),
+            lower: batch.lower.clone(),
+            upper: batch.upper.clone(),
+            now_unix_us: planned_by.now_unix_us,
+            attempt: batch.attempts.saturating_add(1),
+            claim: batch.claim.clone(),
         }
     }
 

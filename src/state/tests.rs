@@ -1499,8 +1499,35 @@ fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
             live_sleep = sleep.or(live_sleep);
             live_lag = lag.or(live_lag);
         }
-        if batch_events.is_empty() {
-            match state.next_action() {
+        // Now and then, batches in flight (`parallel`): a random set of the pending ones is
+        // busy, so the action is a later pending batch or the next plan, and their records
+        // interleave with the busy batches' later ones.
+        let busy: BTreeSet<u64> = if c % 5 == 1 {
+            let pick = next();
+            let pending: Vec<u64> = state.pending_batches().map(|b| b.batch_id).collect();
+            pending
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (pick >> (i % 8)) & 1 == 1)
+                .map(|(_, &id)| id)
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let action = state.next_action_besides(&busy);
+        if busy.is_empty() {
+            assert_eq!(action.as_ref(), Some(&state.next_action()));
+        }
+        if let Some(Action::ExecuteBatch(order)) = &action {
+            assert!(!busy.contains(&order.batch_id), "a busy batch is not run twice");
+        }
+        if action.is_none() {
+            assert!(state.pending_batches().any(|b| busy.contains(&b.batch_id)));
+            assert!(state.pending_batches().all(|b| busy.contains(&b.batch_id)));
+        }
+        let others_pending = state.pending_batches().next().is_some();
+        if let (true, Some(action)) = (batch_events.is_empty(), action) {
+            match action {
                 Action::CreateLog => batch_events.push(created()),
                 Action::StartRun { .. } => {
                     let bound = if c % 7 == 0 {
@@ -1572,7 +1599,10 @@ fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
                         KeyValue::UInt(v) => v,
                         _ => unreachable!(),
                     };
-                    if c % 11 == 0 {
+                    if c % 11 == 0 && others_pending {
+                        // Planning found no more rows while batches are in flight: the
+                        // engine finishes the run only once they are done.
+                    } else if c % 11 == 0 {
                         // Planning found no more matching rows.
                         batch_events.push(finished(run_id));
                     } else {
@@ -1697,6 +1727,19 @@ fn long_random_logs_reach_every_kind_of_event() {
         .collect();
     assert_eq!(seen, known, "every kind of event a run writes is reached");
     assert!(state.runs().len() > 2);
+    // Batches in flight together: a batch planned, then another planned, then the first
+    // one's records (as `parallel` writes them).
+    let mut replayed = State::new();
+    let mut interleaved = 0;
+    for (i, event) in events.iter().enumerate() {
+        if let Event::BatchPlanned(e) = event {
+            if replayed.pending_batches().any(|b| b.batch_id < e.batch_id) {
+                interleaved += 1;
+            }
+        }
+        replayed.apply(i as u64 + 1, event).unwrap();
+    }
+    assert!(interleaved > 10, "only {interleaved} plans with batches in flight");
 }
 
 /// Replay speed: `cargo test --release -- --ignored replay_speed --nocapture`.
