@@ -61,6 +61,10 @@ struct RunCommand {
     /// throttle, other), and the rows moved with their rate.
     #[arg(long)]
     statistics: bool,
+    /// Batches in flight at once, each on its own connection (1 to 16); overrides the job
+    /// file's `parallel`. Only with the archive on the source server.
+    #[arg(long)]
+    jobs: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -364,7 +368,10 @@ fn run_command(
     say: Say,
     stdout: &mut dyn std::io::Write,
 ) -> Result<u8, Error> {
-    let config = JobConfig::load(&command.config)?;
+    let mut config = JobConfig::load(&command.config)?;
+    if let Some(jobs) = command.jobs {
+        config.set_parallel(jobs)?;
+    }
     if command.dry_run {
         runtime()?.block_on(ops::dry_run(&config, stdout))?;
         return Ok(exit::DONE);

@@ -98,6 +98,18 @@ pub const ATTEMPTS_MAX: Limit = Limit {
     default: 5,
 };
 
+/// Batches in flight at once (`parallel`, or `archiver run --jobs N`), each on its own
+/// connection with its own transaction, on disjoint key ranges. 1 by default: measured on the
+/// reference workload on 2 cores (ARCHITECTURE.md, "Parallel batches"), more batches in flight
+/// were no faster; the server's CPU, not the round trips, bounds one stream there. At most 16:
+/// each holds a connection and its rows' locks.
+pub const PARALLEL: Limit = Limit {
+    key: "parallel",
+    min: 1,
+    max: 16,
+    default: 1,
+};
+
 /// Pause between batches, in milliseconds (throttling). A minute is already a crawl.
 pub const SLEEP_MS: Limit = Limit {
     key: "sleep_ms",
@@ -170,6 +182,7 @@ const _: () = assert!(KEEP_RUNS.default_in_range());
 const _: () = assert!(COMPACT_ABOVE_RECORDS.default_in_range());
 const _: () = assert!(ATTEMPTS_MAX.default_in_range());
 const _: () = assert!(SLEEP_MS.default_in_range());
+const _: () = assert!(PARALLEL.default_in_range());
 const _: () = assert!(LOCK_WAIT_TIMEOUT_S.default_in_range());
 const _: () = assert!(RECONNECT_TIMEOUT_S.default_in_range());
 

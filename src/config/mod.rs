@@ -45,7 +45,7 @@ pub use limits::TEXTFILE_INTERVAL_S;
 pub use limits::{
     Limit, ATTEMPTS_MAX, ATTEMPTS_MAX_DEFAULT, ATTEMPTS_MAX_LIMIT, BATCH_ROWS, BATCH_ROWS_DEFAULT,
     BATCH_ROWS_MAX, COMPACT_ABOVE_RECORDS, KEEP_RUNS, LOCK_WAIT_TIMEOUT_S,
-    LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX, RECONNECT_TIMEOUT_S,
+    LOCK_WAIT_TIMEOUT_S_DEFAULT, LOCK_WAIT_TIMEOUT_S_MAX, PARALLEL, RECONNECT_TIMEOUT_S,
     RECONNECT_TIMEOUT_S_DEFAULT, RECONNECT_TIMEOUT_S_MAX, SLEEP_MS, SLEEP_MS_MAX,
 };
 pub use limits::{ADAPTIVE_ROWS_MAX, ADAPTIVE_ROWS_MIN, BATCH_TIME_MS};
@@ -178,6 +178,9 @@ pub struct Batching {
     pub attempts_max: u32,
     /// Pause between batches, in milliseconds.
     pub sleep_ms: u32,
+    /// Batches in flight at once (`parallel`); more than 1 only with the archive on the
+    /// source server.
+    pub parallel: u32,
 }
 
 /// Session settings, from `[job]`.
@@ -260,7 +263,7 @@ impl JobConfig {
         let metrics = MetricsConfig::from_raw(&raw.metrics, base)?;
         let throttle = ThrottleConfig::from_raw(&raw.throttle, &source, base, env)?;
         let hooks = Hooks::from_raw(&raw.hooks, text)?;
-        Ok(JobConfig {
+        let config = JobConfig {
             source,
             archive,
             predicate,
@@ -272,7 +275,34 @@ impl JobConfig {
             metrics,
             throttle,
             hooks,
-        })
+        };
+        config.check_parallel(config.batching.parallel, "[job] parallel")?;
+        Ok(config)
+    }
+
+    /// Sets the batches in flight (`archiver run --jobs N`), within the limits of `parallel`.
+    pub fn set_parallel(&mut self, jobs: u32) -> Result<(), ConfigError> {
+        let jobs = PARALLEL.value(Some(jobs)).map_err(|_| {
+            ConfigError(format!(
+                "--jobs {jobs} is out of range; use {} to {}",
+                PARALLEL.min, PARALLEL.max
+            ))
+        })?;
+        self.check_parallel(jobs, "--jobs")?;
+        self.batching.parallel = jobs;
+        Ok(())
+    }
+
+    /// More than one batch in flight needs the archive on the source server: the two-server
+    /// batch commits on both servers and records a second durable point, and runs one at a
+    /// time (ARCHITECTURE.md, "Parallel batches").
+    fn check_parallel(&self, jobs: u32, what: &str) -> Result<(), ConfigError> {
+        if jobs > 1 && self.archive.endpoint.is_some() {
+            return err(format!(
+                "{what} = {jobs}: parallel batches run only with the archive on the source server, and [archive] url puts it on its own; remove one of them"
+            ));
+        }
+        Ok(())
     }
 
     /// The archive's server, as the identity and messages name it: its own when it has a url,
@@ -379,6 +409,7 @@ impl Batching {
             },
             attempts_max: ATTEMPTS_MAX.value(raw.attempts_max)?,
             sleep_ms: SLEEP_MS.value(raw.sleep_ms)?,
+            parallel: PARALLEL.value(raw.parallel)?,
         };
         let (min, max) = (batching.rows_min, batching.rows_max);
         if batching.time_ms == 0 {

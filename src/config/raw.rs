@@ -136,6 +136,8 @@ pub struct RawJob {
     pub attempts_max: Option<u32>,
     /// Pause between batches, in milliseconds (throttling).
     pub sleep_ms: Option<u32>,
+    /// Batches in flight at once.
+    pub parallel: Option<u32>,
     /// `innodb_lock_wait_timeout` for the job's sessions, in seconds.
     pub lock_wait_timeout_s: Option<u32>,
     /// How long to keep reconnecting to an unreachable server before stopping, in seconds.

@@ -242,10 +242,15 @@ async fn batch_statements(
     };
     let rows_copied = copy(conn, queries, (lower, upper), fresh, times).await?;
     let deleting = Instant::now();
-    let delete = queries.delete_batch(lower, upper);
     let deleted: DbResult<HashSet<Key>> = async {
-        let rows: Vec<Row> = conn.exec(delete.sql.as_str(), params(&delete)).await?;
-        rows.into_iter().map(row_to_key).collect()
+        let mut deleted = HashSet::new();
+        for delete in queries.delete_batch(lower, upper) {
+            let rows: Vec<Row> = conn.exec(delete.sql.as_str(), params(&delete)).await?;
+            for row in rows {
+                deleted.insert(row_to_key(row)?);
+            }
+        }
+        Ok(deleted)
     }
     .await;
     let deleted = match deleted {

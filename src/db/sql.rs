@@ -332,6 +332,8 @@ enum Side {
     After,
     /// `key <= bound`.
     UpTo,
+    /// `key < bound`.
+    Below,
 }
 
 /// A row-comparison of `columns` against `key`, expanded into ORs and ANDs because MariaDB's
@@ -349,8 +351,9 @@ fn compare(columns: &[String], key: &Key, side: Side, params: &mut Vec<KeyValue>
     for (i, column) in columns.iter().enumerate() {
         let op = match (side, i == last) {
             (Side::After, _) => ">",
-            (Side::UpTo, false) => "<",
+            (Side::UpTo | Side::Below, false) => "<",
             (Side::UpTo, true) => "<=",
+            (Side::Below, true) => "<",
         };
         if i == last {
             sql.push_str(&format!("{column} {op} ?"));
@@ -366,11 +369,11 @@ fn compare(columns: &[String], key: &Key, side: Side, params: &mut Vec<KeyValue>
     sql
 }
 
-/// The WHERE clause selecting a batch: `lower < key <= upper AND (predicate)`.
+/// The WHERE clause selecting a batch: `lower < key <= upper AND (predicate)` (with
+/// `Side::Below`, `key < upper`).
 fn range_where(
     columns: &[String],
-    lower: Option<&Key>,
-    upper: &Key,
+    (lower, upper, upper_side): (Option<&Key>, &Key, Side),
     predicate: &str,
     params: &mut Vec<KeyValue>,
 ) -> String {
@@ -378,7 +381,7 @@ fn range_where(
     if let Some(lower) = lower {
         parts.push(compare(columns, lower, Side::After, params));
     }
-    parts.push(compare(columns, upper, Side::UpTo, params));
+    parts.push(compare(columns, upper, upper_side, params));
     parts.push(format!("({predicate})"));
     parts.join(" AND ")
 }
@@ -392,14 +395,39 @@ pub struct Queries {
     pub archive: TableShape,
     /// The job's predicate, verbatim.
     pub predicate: String,
+    /// Other batches may be in flight beside this one's range (`parallel` > 1): its
+    /// statements never read past its upper key (see [`Queries::with_neighbours`]).
+    pub neighbours: bool,
 }
 
 impl Queries {
+    /// The statements for batches in flight side by side (`parallel` > 1). A range statement
+    /// (`key > lower AND key <= upper`) makes InnoDB read the first record after `upper` to
+    /// see that the range ended, and a locking one (`FOR UPDATE`, `DELETE`) waits for that
+    /// record's lock even under READ COMMITTED (checked on MariaDB 10.11: a `SELECT ... FOR
+    /// UPDATE` or `DELETE` over ids 11-20 waits for a lock on id 21). That record is the next
+    /// batch's first row, locked by its planning read until it commits. So here the copy
+    /// skips rows other sessions lock (`FOR UPDATE SKIP LOCKED`: the batch's own rows are
+    /// locked by itself, and a row another transaction holds entered the range after
+    /// planning and is not the batch's), and the delete runs as `key < upper`, which stops at
+    /// the batch's own last row, plus `key = upper`. The batch's other reads either stop
+    /// there too or take no locks.
+    pub fn with_neighbours(&self) -> Queries {
+        Queries {
+            neighbours: true,
+            ..self.clone()
+        }
+    }
+
     /// The WHERE clause selecting a batch's matching source rows, and its parameters.
     fn batch_filter(&self, lower: Option<&Key>, upper: &Key) -> (String, Vec<KeyValue>) {
+        self.filter_of(lower, upper, Side::UpTo)
+    }
+
+    fn filter_of(&self, lower: Option<&Key>, upper: &Key, side: Side) -> (String, Vec<KeyValue>) {
         let columns: Vec<String> = self.source.key.iter().map(|c| self.source.col(c)).collect();
         let mut params = Vec::new();
-        let filter = range_where(&columns, lower, upper, &self.predicate, &mut params);
+        let filter = range_where(&columns, (lower, upper, side), &self.predicate, &mut params);
         (filter, params)
     }
 
@@ -571,11 +599,12 @@ impl Queries {
         };
         Statement {
             sql: format!(
-                "INSERT INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter}{guard} FOR UPDATE",
+                "INSERT INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter}{guard} FOR UPDATE{}",
                 self.archive.name(),
                 self.archive.insert_columns(),
                 self.source.column_list(),
                 self.source.name(),
+                if self.neighbours { " SKIP LOCKED" } else { "" },
             ),
             params,
         }
@@ -587,8 +616,23 @@ impl Queries {
     /// commits with the delete. Returns the deleted rows' keys (MariaDB's `DELETE ...
     /// RETURNING`), so that the rows the batch locked and did not delete are known without
     /// reading the range again.
-    pub fn delete_batch(&self, lower: Option<&Key>, upper: &Key) -> Statement {
-        let (filter, params) = self.batch_filter(lower, upper);
+    ///
+    /// With [`Queries::neighbours`], two statements that together cover the same rows:
+    /// `key < upper`, then `key = upper`.
+    pub fn delete_batch(&self, lower: Option<&Key>, upper: &Key) -> Vec<Statement> {
+        if !self.neighbours {
+            let (filter, params) = self.batch_filter(lower, upper);
+            return vec![self.delete_where(&filter, params)];
+        }
+        let (below, params) = self.filter_of(lower, upper, Side::Below);
+        let at = format!("{} AND ({})", self.source.key_in(1), self.predicate);
+        vec![
+            self.delete_where(&below, params),
+            self.delete_where(&at, upper.clone()),
+        ]
+    }
+
+    fn delete_where(&self, filter: &str, params: Vec<KeyValue>) -> Statement {
         Statement {
             sql: format!(
                 "DELETE FROM {} WHERE {filter} AND {} RETURNING {}",
@@ -831,7 +875,55 @@ mod tests {
             source: shape("db", source, key),
             archive: shape("db", archive, key),
             predicate: "note IS NULL".into(),
+            neighbours: false,
         }
+    }
+
+    /// With batches in flight beside it, no statement of a batch reads past its upper key
+    /// with a lock: the copy skips rows other sessions lock, and the delete is cut into
+    /// `key < upper` and `key = upper`, which cover the same rows as `key <= upper`.
+    #[test]
+    fn statements_beside_batches_in_flight_stop_at_the_upper_key() {
+        let q = queries("s", "t", &["a", "b"]).with_neighbours();
+        let (lower, upper) = (
+            vec![KeyValue::Int(1), KeyValue::Int(2)],
+            vec![KeyValue::Int(7), KeyValue::Int(8)],
+        );
+        for copy in [
+            q.copy_batch(Some(&lower), &upper),
+            q.copy_batch_unguarded(Some(&lower), &upper),
+        ] {
+            assert!(
+                copy.sql.ends_with(" FOR UPDATE SKIP LOCKED"),
+                "{}",
+                copy.sql
+            );
+        }
+        let deletes = q.delete_batch(Some(&lower), &upper);
+        assert_eq!(deletes.len(), 2);
+        assert!(
+            deletes[0].sql.contains(
+                "(`db`.`s`.`a` > ? OR (`db`.`s`.`a` = ? AND `db`.`s`.`b` > ?)) AND \
+                 (`db`.`s`.`a` < ? OR (`db`.`s`.`a` = ? AND `db`.`s`.`b` < ?)) AND (note IS NULL) AND EXISTS"
+            ),
+            "{}",
+            deletes[0].sql
+        );
+        assert_eq!(
+            deletes[0].params,
+            [&lower[..1], &lower[..], &upper[..1], &upper[..]].concat()
+        );
+        assert!(
+            deletes[1].sql.contains(
+                "WHERE ((`db`.`s`.`a` = ? AND `db`.`s`.`b` = ?)) AND (note IS NULL) AND EXISTS"
+            ),
+            "{}",
+            deletes[1].sql
+        );
+        assert_eq!(deletes[1].params, upper);
+        let alone = queries("s", "t", &["a", "b"]);
+        assert!(alone.copy_batch(None, &upper).sql.ends_with(" FOR UPDATE"));
+        assert_eq!(alone.delete_batch(None, &upper).len(), 1);
     }
 
     /// Every statement of a job, for checks that hold for all of them.
@@ -847,7 +939,7 @@ mod tests {
             q.lock_batch(lower, upper).sql,
             q.copy_batch(lower, upper).sql,
             q.copy_batch_unguarded(lower, upper).sql,
-            q.delete_batch(lower, upper).sql,
+            q.delete_batch(lower, upper)[0].sql.clone(),
             q.leftovers(lower, upper).sql,
             q.select_batch(lower, upper, true).sql,
             q.select_archived(std::slice::from_ref(upper)).sql,
@@ -1079,7 +1171,7 @@ mod tests {
             predicate: "b < 3".into(),
             ..queries("s", "t", &["a"])
         };
-        let st = q.delete_batch(None, &vec![KeyValue::UInt(5)]);
+        let st = q.delete_batch(None, &vec![KeyValue::UInt(5)]).remove(0);
         assert_eq!(
             st.sql,
             "DELETE FROM `db`.`s` WHERE `db`.`s`.`a` <= ? AND (b < 3) AND EXISTS (SELECT 1 FROM \

@@ -41,3 +41,14 @@ pub struct BatchTimes {
     /// `COMMIT` (or `ROLLBACK` after a failure) of the batch's transactions.
     pub commit: Tally,
 }
+
+impl BatchTimes {
+    /// Adds another batch's times (batches in flight side by side keep their own). Their
+    /// sum can exceed the wall time they ran in.
+    pub fn add(&mut self, other: &BatchTimes) {
+        self.lock.add(other.lock);
+        self.copy.add(other.copy);
+        self.delete.add(other.delete);
+        self.commit.add(other.commit);
+    }
+}

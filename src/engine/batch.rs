@@ -220,7 +220,7 @@ impl Engine<'_> {
 
     /// Records a batch whose source commit went through: its conflicts, then `BatchDeleted`,
     /// all unsynced (the attempt's `BatchCommitting`, durable, already holds its counts).
-    fn record_done(&mut self, batch_id: u64, result: &BatchResult) -> Result<(), Halt> {
+    pub(super) fn record_done(&mut self, batch_id: u64, result: &BatchResult) -> Result<(), Halt> {
         for key in &result.conflicts {
             tracing::warn!(
                 "conflict: the archive holds a different row under key {} (batch {batch_id}); the source row was kept",
@@ -266,11 +266,28 @@ impl Engine<'_> {
     /// Records a failed attempt durably. A fatal error stops the run (the next run retries the
     /// batch); after a transient one, waits before the next attempt (a stop cuts the wait).
     async fn record_failure(&mut self, order: &BatchOrder, error: DbError) -> Result<(), Halt> {
+        self.servers.drop_all();
+        match self.record_failed(order, error)? {
+            AfterFailure::Wait(delay) => {
+                self.shutdown.sleep(delay).await;
+                Ok(())
+            }
+            AfterFailure::GoOn => Ok(()),
+            AfterFailure::Stop(error) => Err(Halt::Fail(error)),
+        }
+    }
+
+    /// Records a failed attempt durably, and says what follows. `Err` only when the log
+    /// cannot record it.
+    pub(super) fn record_failed(
+        &mut self,
+        order: &BatchOrder,
+        error: DbError,
+    ) -> Result<AfterFailure, Halt> {
         let (batch_id, attempt) = (order.batch_id, order.attempt);
         let class = error.class();
         let message = cut_message(&error.to_string());
         tracing::warn!("batch {batch_id} attempt {attempt} failed ({class:?}): {message}");
-        self.servers.drop_all();
         let event = Event::BatchFailed(BatchFailed {
             batch_id,
             attempt,
@@ -278,24 +295,31 @@ impl Engine<'_> {
             message,
         });
         self.journal.append(event, Durability::Durable)?;
-        match class {
-            ErrorClass::Fatal => Err(Halt::Fail(Error::BatchStopped {
+        Ok(match class {
+            ErrorClass::Fatal => AfterFailure::Stop(Error::BatchStopped {
                 batch_id,
                 source: error,
-            })),
-            ErrorClass::Transient => {
-                self.shutdown.sleep(Backoff::RETRY.delay(attempt)).await;
-                Ok(())
-            }
-            ErrorClass::Batch => Ok(()),
-        }
+            }),
+            ErrorClass::Transient => AfterFailure::Wait(Backoff::RETRY.delay(attempt)),
+            ErrorClass::Batch => AfterFailure::GoOn,
+        })
     }
+}
+
+/// What follows a failed attempt, once recorded.
+pub(super) enum AfterFailure {
+    /// Wait this long before the next attempt (a transient error).
+    Wait(std::time::Duration),
+    /// Go on at once (the batch is parked, or tried again).
+    GoOn,
+    /// Stop the run with this error (a fatal one; the next run retries the batch).
+    Stop(Error),
 }
 
 /// The durable record an attempt writes just before its source `COMMIT`: what the transaction
 /// did, its witness, and what it found of the earlier attempt's unconfirmed commit. A claim
 /// without a witness deleted nothing, so it counts the same whether it committed or not.
-fn committing(order: &BatchOrder, result: &BatchResult) -> Event {
+pub(super) fn committing(order: &BatchOrder, result: &BatchResult) -> Event {
     let earlier = match (&order.claim, result.earlier_committed) {
         (None, _) => EarlierCommit::None,
         (Some(claim), Some(false)) => {

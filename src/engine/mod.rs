@@ -27,6 +27,7 @@ pub mod control;
 #[cfg(feature = "crash-hook")]
 pub mod crash_hook;
 pub mod metrics;
+mod parallel;
 pub mod progress;
 pub mod sentinel;
 mod servers;
@@ -185,6 +186,9 @@ impl Engine<'_> {
                     Waited::Interrupted => return Ok(()),
                     Waited::Elapsed => {
                         self.hold_while_throttled(&order).await?;
+                        if self.config.batching.parallel > 1 {
+                            return self.run_parallel(order).await;
+                        }
                         self.plan_next(order).await?;
                         // A batch planned with its rows locked runs at once, in the
                         // transaction its planning opened: no pause, flag or command is

@@ -43,6 +43,11 @@ impl Sentinel {
         }
     }
 
+    /// Whether a stop or pause file is there (without waiting: [`Sentinel::check`] obeys it).
+    pub fn is_set(&self) -> bool {
+        self.stop.exists() || self.pause.exists()
+    }
+
     /// Waits while the pause file exists (saying so once), and says whether to stop.
     pub async fn check(&self, shutdown: &mut Shutdown) -> Verdict {
         let mut said_paused = false;

@@ -27,6 +27,9 @@ pub struct Servers<'a> {
     /// What the servers take of the two-step batch's preferred statements (`LOAD DATA LOCAL`,
     /// `DELETE ... RETURNING`), until each refuses once.
     pub accepts: Accepts,
+    /// Idle source connections for batches in flight beside the loop's own (`parallel`),
+    /// each with the `NOW()` its session is pinned to.
+    spare: Vec<(Conn, i64)>,
     /// Interrupts reconnecting.
     shutdown: Shutdown,
 }
@@ -77,6 +80,7 @@ impl<'a> Servers<'a> {
             source_now_unix_us: None,
             archive,
             accepts: Accepts::default(),
+            spare: Vec::new(),
             shutdown,
         }
     }
@@ -130,11 +134,35 @@ impl<'a> Servers<'a> {
         self.archive = Some(archive);
     }
 
-    /// Closes every connection (after an error that may have broken them); the next use
-    /// reconnects.
+    /// A source connection of its own for a batch in flight, its session's `NOW()` pinned to
+    /// `now_unix_us`: an idle one, else a new one (patiently). Give it back with
+    /// [`Servers::give_back`] once its batch committed; dropping it closes it, which makes the
+    /// server roll back its open transaction.
+    pub async fn take_source(&mut self, now_unix_us: i64) -> Result<Conn, Halt> {
+        let (mut conn, pinned) = match self.spare.pop() {
+            Some(spare) => spare,
+            None => (
+                self.reconnect(&self.config.source.endpoint).await?,
+                i64::MIN,
+            ),
+        };
+        if pinned != now_unix_us {
+            db::set_timestamp(&mut conn, now_unix_us).await?;
+        }
+        Ok(conn)
+    }
+
+    /// Gives back a connection of [`Servers::take_source`], idle, pinned to `now_unix_us`.
+    pub fn give_back(&mut self, conn: Conn, now_unix_us: i64) {
+        self.spare.push((conn, now_unix_us));
+    }
+
+    /// Closes every idle connection (after an error that may have broken them); the next use
+    /// reconnects. Connections taken out stay with their batches.
     pub fn drop_all(&mut self) {
         self.source = None;
         self.source_now_unix_us = None;
         self.archive = None;
+        self.spare.clear();
     }
 }

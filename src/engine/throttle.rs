@@ -216,6 +216,8 @@ pub struct Throttle {
     last_batch: Option<Duration>,
     /// The wait in progress, if any.
     hold: Option<Hold>,
+    /// When the last check let the job go on.
+    last_go: Option<Instant>,
 }
 
 impl Throttle {
@@ -245,6 +247,7 @@ impl Throttle {
             handle: ThrottleHandle(Arc::new(Mutex::new(shared))),
             last_batch: None,
             hold: None,
+            last_go: None,
         }
     }
 
@@ -296,10 +299,7 @@ impl Throttle {
         source: &mut Conn,
         shutdown: &mut Shutdown,
     ) -> Result<(), Halt> {
-        if self.config.replicas.is_empty()
-            && self.config.max_load.is_empty()
-            && self.config.critical_load.is_empty()
-        {
+        if !self.watches() {
             return Ok(());
         }
         let interval = Duration::from_millis(self.config.check_interval_ms.into());
@@ -311,6 +311,7 @@ impl Throttle {
             let (kind, reason) = match verdict {
                 Verdict::Go => {
                     self.end_hold();
+                    self.last_go = Some(Instant::now());
                     return Ok(());
                 }
                 Verdict::Stop(why) => return Err(self.stop(&why)),
@@ -327,6 +328,22 @@ impl Throttle {
                 return Err(Halt::Stop);
             }
         }
+    }
+
+    /// Whether the throttle watches anything (replicas, the source's load).
+    fn watches(&self) -> bool {
+        !(self.config.replicas.is_empty()
+            && self.config.max_load.is_empty()
+            && self.config.critical_load.is_empty())
+    }
+
+    /// Whether [`Throttle::before_batch`] should check again before the next batch: it
+    /// watches something, and its last check that let the job go is `check_interval_ms` old.
+    /// Batches in flight (`parallel`) are started without a check until then; the check
+    /// itself, which may wait, runs with none in flight.
+    pub fn due(&self) -> bool {
+        let interval = Duration::from_millis(self.config.check_interval_ms.into());
+        self.watches() && self.last_go.is_none_or(|at| at.elapsed() >= interval)
     }
 
     /// The pause before the next batch: `sleep_ms` (the job file's, or the one set live) plus

@@ -250,16 +250,24 @@ fn one_transaction_batch(
             "copy the rows whose key the archive lacks",
             queries.copy_batch(lower, upper),
         ),
-        (
-            "delete the rows with an identical archive copy, returning their keys",
-            queries.delete_batch(lower, upper),
-        ),
-        (
-            "only if a locked row was not deleted: the locked rows left, conflicts or a \
-             failed copy that fails the batch",
-            queries.leftovers(lower, upper),
-        ),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        queries
+            .delete_batch(lower, upper)
+            .into_iter()
+            .map(|delete| {
+                (
+                    "delete the rows with an identical archive copy, returning their keys",
+                    delete,
+                )
+            }),
+    )
+    .chain([(
+        "only if a locked row was not deleted: the locked rows left, conflicts or a \
+         failed copy that fails the batch",
+        queries.leftovers(lower, upper),
+    )]) {
         let what = what.replace("{lock}", &queries.lock_batch(lower, upper).sql);
         writeln!(
             out,

@@ -1519,7 +1519,10 @@ fn drive_from(mut state: State, choices: &[u8]) -> (Vec<Event>, State) {
             assert_eq!(action.as_ref(), Some(&state.next_action()));
         }
         if let Some(Action::ExecuteBatch(order)) = &action {
-            assert!(!busy.contains(&order.batch_id), "a busy batch is not run twice");
+            assert!(
+                !busy.contains(&order.batch_id),
+                "a busy batch is not run twice"
+            );
         }
         if action.is_none() {
             assert!(state.pending_batches().any(|b| busy.contains(&b.batch_id)));
@@ -1739,7 +1742,10 @@ fn long_random_logs_reach_every_kind_of_event() {
         }
         replayed.apply(i as u64 + 1, event).unwrap();
     }
-    assert!(interleaved > 10, "only {interleaved} plans with batches in flight");
+    assert!(
+        interleaved > 10,
+        "only {interleaved} plans with batches in flight"
+    );
 }
 
 /// Replay speed: `cargo test --release -- --ignored replay_speed --nocapture`.

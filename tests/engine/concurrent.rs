@@ -72,8 +72,19 @@ fn writer(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
 
 #[test]
 fn concurrent_writers_lose_nothing_and_archive_the_last_version() {
+    concurrent_writers("concurrent", "");
+}
+
+/// The same with three batches in flight (`parallel`): their copies skip rows other sessions
+/// hold, and every row each batch locked when it was planned still moves.
+#[test]
+fn concurrent_writers_lose_nothing_with_batches_in_flight() {
+    concurrent_writers("concpar", "parallel = 3\n");
+}
+
+fn concurrent_writers(name: &str, extra: &str) {
     let sandbox = common::sandbox();
-    let mut db = sandbox.fresh_database("concurrent");
+    let mut db = sandbox.fresh_database(name);
     setup(&mut db);
     let job = Job::new(
         &sandbox,
@@ -81,7 +92,7 @@ fn concurrent_writers_lose_nothing_and_archive_the_last_version() {
         PREDICATE,
         // The history trigger on DELETE is the test's own audit of what left the source:
         // allowed by name, as an operator would allow a known-harmless audit trigger.
-        "batch_rows = 200\nattempts_max = 20\n\n[safety]\nallow_triggers = [\"src_del\"]",
+        &format!("batch_rows = 200\nattempts_max = 20\n{extra}\n[safety]\nallow_triggers = [\"src_del\"]"),
     );
     let url = format!(
         "mysql://archiver:{}@127.0.0.1:{}/{}",

@@ -14,6 +14,7 @@ mod hooks;
 mod key_types;
 mod locked_planning;
 mod metrics;
+mod parallel;
 mod progress;
 mod resume;
 mod schema_refusals;
@@ -631,4 +632,73 @@ fn verbose_runs_show_a_line_per_batch() {
         )),
         "{stderr}"
     );
+}
+
+/// How long a background run may take to log what a test waits for, or to end.
+pub const RUNNING_DEADLINE: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// A run in the background (`run -v`), its stderr in a file that can be read while it runs.
+pub struct Running {
+    pub child: std::process::Child,
+    stderr_path: std::path::PathBuf,
+}
+
+impl Running {
+    pub fn start(job: &Job) -> Running {
+        let stderr_path = job.config.with_extension("stderr");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let child = job
+            .command("run")
+            .arg("-v")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn archiver");
+        Running { child, stderr_path }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Waits until stderr holds `text`; fails if the run exits or the deadline passes first.
+    pub fn wait_for_log(&mut self, text: &str) {
+        let deadline = std::time::Instant::now() + RUNNING_DEADLINE;
+        while !self.stderr().contains(text) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "the run ended ({status}) before logging {text:?}:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the run to end; its exit code and stderr.
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + RUNNING_DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), self.stderr());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the run did not end:\n{}", self.stderr());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -7,8 +7,6 @@
 //! (`BatchPlanned` records), reasons from the log; nothing is timed, conditions are awaited
 //! with generous deadlines.
 
-use std::fs::File;
-use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -118,72 +116,6 @@ fn throttle_toml(port: u16, extra: &str) -> String {
         "\n[throttle]\ncheck_interval_ms = 200\n{extra}\n\n\
          [[throttle.replica]]\nurl = \"mysql://archiver@127.0.0.1:{port}\"\npassword_env = \"ARCHIVER_PASSWORD\"\n"
     )
-}
-
-/// A run in the background, its stderr in a file that can be read while it runs.
-struct Running {
-    child: Child,
-    stderr_path: std::path::PathBuf,
-}
-
-impl Running {
-    fn start(job: &Job) -> Running {
-        let stderr_path = job.config.with_extension("stderr");
-        let stderr = File::create(&stderr_path).unwrap();
-        let child = job
-            .command("run")
-            .arg("-v")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn archiver");
-        Running { child, stderr_path }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    /// Waits until stderr holds `text`; fails if the run exits or the deadline passes first.
-    fn wait_for_log(&mut self, text: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        while !self.stderr().contains(text) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "the run ended ({status}) before logging {text:?}:\n{}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?} in:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for the run to end; its exit code and stderr.
-    fn finish(mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), self.stderr());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the run did not end:\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn count(job: &Job, record: &str) -> usize {

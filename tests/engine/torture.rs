@@ -50,25 +50,40 @@ fn spawn_run(job: &Job) -> Child {
 
 #[test]
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
-    let sandbox = common::sandbox();
-    let mut db = mixed_db(&sandbox, "torture", TORTURE_ROWS);
-    let original = db.checksum("src");
-    let matching = count_matching(&mut db, TORTURE_PREDICATE);
-    assert!(matching >= 100_000, "{matching}");
     // Paced so that the job cannot finish within the kills however fast the machine is: about
     // 690 batches with a 12 ms pause before each is at least 8.2 s of running, while 30 kills
     // after 10 to 260 ms each are at most 7.8 s (4 s on average). Unpaced, 343 batches of 500
     // rows finished in fewer than 30 kills on a quiet machine.
-    let job = Job::new(
-        &sandbox,
-        &db,
-        TORTURE_PREDICATE,
-        "batch_rows = 250\nsleep_ms = 12",
+    torture("torture", "batch_rows = 250\nsleep_ms = 12", KILLS, 250);
+}
+
+/// The same with three batches in flight (`parallel`), so that kills land between claims,
+/// group syncs and commits of batches side by side. Unpaced (a pause makes the loop wait with
+/// nothing in flight), so slowed by small batches instead: about 3,400 batches of 50 rows,
+/// against 15 kills after at most 160 ms each.
+#[test]
+fn kill_9_with_batches_in_flight_loses_and_duplicates_nothing() {
+    torture(
+        "torturepar",
+        "batch_rows = 50\nbatch_time_ms = 0\nparallel = 3",
+        KILLS / 2,
+        150,
     );
+}
+
+/// `kills` SIGKILLs of runs of the job (`extra` in its job file), each after 10 to
+/// `10 + spread_ms` ms; then a last run, and every row and count checked.
+fn torture(name: &str, extra: &str, kills_wanted: u32, spread_ms: u64) {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, name, TORTURE_ROWS);
+    let original = db.checksum("src");
+    let matching = count_matching(&mut db, TORTURE_PREDICATE);
+    assert!(matching >= 100_000, "{matching}");
+    let job = Job::new(&sandbox, &db, TORTURE_PREDICATE, extra);
     let mut rng = Rng::from_env_or_clock();
     let mut kills = 0;
-    while kills < KILLS {
-        if !run_and_kill_after(&job, Duration::from_millis(10 + rng.below(250))) {
+    while kills < kills_wanted {
+        if !run_and_kill_after(&job, Duration::from_millis(10 + rng.below(spread_ms))) {
             break; // the job finished before the kill; the assertion below says so
         }
         kills += 1;
@@ -79,7 +94,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     assert_counts_exact(&job, matching, "after the kills");
     eprintln!("torture: {kills} kills");
     assert!(
-        kills >= KILLS,
+        kills >= kills_wanted,
         "only {kills} kills before the job finished; make the table larger"
     );
     // The log recovered cleanly after every kill: inspect finds no corruption.

@@ -49,7 +49,7 @@ async fn statement_findings(
     let (source_server, archive_server) = servers;
     let probe = |statement: Statement| (statement.sql.clone(), db::params(&statement));
     let source_side: Vec<(&str, (String, Params))> = match archive_conn {
-        None => vec![
+        None => [
             (
                 "locking read of the source",
                 probe(queries.lock_batch(None, bound)),
@@ -58,15 +58,17 @@ async fn statement_findings(
                 "copy into the archive",
                 probe(queries.copy_batch(None, bound)),
             ),
-            (
-                "delete from the source",
-                probe(queries.delete_batch(None, bound)),
-            ),
-            (
-                "check of the rows left",
-                probe(queries.leftovers(None, bound)),
-            ),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            (queries.delete_batch(None, bound).into_iter())
+                .map(|delete| ("delete from the source", probe(delete))),
+        )
+        .chain([(
+            "check of the rows left",
+            probe(queries.leftovers(None, bound)),
+        )])
+        .collect(),
         Some(archive_conn) => {
             let keys = std::slice::from_ref(bound);
             let row = vec![Value::NULL; queries.source.columns.len()];

@@ -95,6 +95,7 @@ pub async fn check(
         source: source.shape(&config.source.table),
         archive: archive.shape(&config.archive.table),
         predicate: config.predicate.clone(),
+        neighbours: config.batching.parallel > 1,
     };
     match invalid_predicate(conn, &queries, &config.source.table).await {
         Some(invalid) => findings.push(invalid),

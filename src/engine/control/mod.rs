@@ -684,6 +684,11 @@ impl Control {
         }
     }
 
+    /// Whether [`Control::obey`] has something to do: a command waiting, or a pause.
+    pub fn has_news(&self) -> bool {
+        self.paused_since.is_some() || !self.waiting.is_empty() || !self.commands.is_empty()
+    }
+
     /// Completes when a command arrives (kept for the next [`Control::obey`]); a wait selects
     /// on it to end early. Cancel-safe.
     pub async fn command_arrives(&mut self) {

@@ -1,0 +1,372 @@
+//! Several batches in flight (`parallel`, `archiver run --jobs N`; archive on the source
+//! server): each batch on its own connection, in its own transaction, on its own key range.
+//!
+//! Planning stays with the loop and stays sequential: each plan starts at the previous batch's
+//! upper key and locks its rows (`db::plan_locked`) on a connection taken for the batch, which
+//! then runs its statements as a future of its own ([`statements`]) while the loop plans the
+//! next one. What the log needs is still written by the loop alone, in the order things
+//! happen:
+//!
+//! - a batch whose statements are done (transaction open) lands; its `BatchCommitting` is
+//!   appended unsynced together with every other batch that landed meanwhile, then **one sync
+//!   covers them all** (group commit: with N in flight, fewer syncs than batches), and only
+//!   then is each `COMMIT` sent ([`commit`]);
+//! - a committed batch's `ConflictFound`s and `BatchDeleted` are appended unsynced, as on the
+//!   one-batch path; a failure is recorded (`BatchFailed`, durable) as there.
+//!
+//! Nothing about "in flight" is in the log: after a crash nothing is, and the pending batches
+//! are run again in id order, each with its claim, exactly as after a crash of one batch.
+//!
+//! **No batch holding locks is left waiting on the loop**: the loop starts batches only while
+//! nothing asks it to wait (a stop, a pause flag or command, a control command, a pacing
+//! pause, a due throttle check, a due ETA estimate, a retry's backoff); then it stops starting
+//! them, lands those in flight and returns, and the one-batch loop does the wait with no
+//! transaction open. The statements of batches side by side never wait for each other:
+//! `Queries::with_neighbours`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
+use mysql_async::Conn;
+
+use super::batch::{committing, AfterFailure};
+use super::{Engine, Halt};
+use crate::db::{self, sql::Queries, BatchResult, BatchTimes, DbError};
+use crate::event::{BatchPlanned, Event, Key};
+use crate::journal::Durability;
+use crate::state::{Action, BatchOrder, PlanOrder, Step};
+
+/// A batch in flight: its statements, or its commit.
+type Flying = Pin<Box<dyn Future<Output = Landing> + Send>>;
+
+/// What a batch in flight came back with.
+struct Landing {
+    /// The batch.
+    order: BatchOrder,
+    /// Its connection, unless it failed (then it is dropped: the server rolls back).
+    conn: Option<Conn>,
+    /// When the batch began (its planning read, or its locking read).
+    began: Instant,
+    /// Its share of the servers' time, by step.
+    times: BatchTimes,
+    /// How far it got.
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// Statements done, transaction open: `BatchCommitting` is due, then `COMMIT`.
+    Ready(BatchResult),
+    /// Committed.
+    Committed(BatchResult),
+    /// Failed; the transaction is rolled back.
+    Failed(DbError),
+}
+
+/// The batch's statements, on its own connection: `locked` holds the keys its planning read
+/// locked (transaction open), else it locks its range itself.
+fn statements(
+    mut conn: Conn,
+    queries: Arc<Queries>,
+    order: BatchOrder,
+    locked: Option<Vec<Key>>,
+    began: Instant,
+) -> Flying {
+    Box::pin(async move {
+        let mut times = BatchTimes::default();
+        let range = (order.lower.as_ref(), &order.upper);
+        let witness = order.claim.as_ref().and_then(|c| c.witness.clone());
+        let result = db::execute_batch(
+            &mut conn,
+            &queries,
+            range,
+            locked,
+            witness.as_ref(),
+            &mut times,
+        )
+        .await;
+        let (conn, outcome) = match result {
+            Ok(result) => (Some(conn), Outcome::Ready(result)),
+            Err(error) => (None, Outcome::Failed(error)),
+        };
+        Landing {
+            order,
+            conn,
+            began,
+            times,
+            outcome,
+        }
+    })
+}
+
+/// The batch's `COMMIT`, once its `BatchCommitting` is durable.
+fn commit(mut conn: Conn, order: BatchOrder, result: BatchResult, began: Instant) -> Flying {
+    Box::pin(async move {
+        let mut times = BatchTimes::default();
+        let (conn, outcome) = match db::commit(&mut conn, &mut times).await {
+            Ok(()) => (Some(conn), Outcome::Committed(result)),
+            Err(error) => (None, Outcome::Failed(error)),
+        };
+        Landing {
+            order,
+            conn,
+            began,
+            times,
+            outcome,
+        }
+    })
+}
+
+/// The batches in flight and why the loop stopped starting new ones.
+#[derive(Default)]
+struct Flight {
+    /// The futures.
+    flying: FuturesUnordered<Flying>,
+    /// Their batch ids.
+    busy: BTreeSet<u64>,
+    /// Planning found no row left: the run finishes once these land.
+    exhausted: bool,
+    /// Wait this long before the next attempt of a batch that failed transiently.
+    backoff: Option<Duration>,
+    /// What stops the run, once these have landed.
+    halt: Option<Halt>,
+}
+
+impl Engine<'_> {
+    /// Runs batches side by side, starting with the plan `first`, until something asks the
+    /// loop to wait or the run has nothing left to start; returns once every batch in flight
+    /// has landed. See the module doc.
+    pub(super) async fn run_parallel(&mut self, first: PlanOrder) -> Result<(), Halt> {
+        if self.progress.estimate_due() {
+            self.estimate_rows_left(&first).await;
+        }
+        let queries = Arc::new(self.queries.clone());
+        let jobs = self.config.batching.parallel as usize;
+        let mut flight = Flight::default();
+        let mut next = Some(Action::PlanNext(first));
+        loop {
+            while flight.halt.is_none()
+                && flight.backoff.is_none()
+                && !flight.exhausted
+                && flight.flying.len() < jobs
+            {
+                let action = match next.take() {
+                    Some(action) => action,
+                    None if self.wants_a_wait() => break,
+                    None => match self.journal.state().next_action_besides(&flight.busy) {
+                        Some(action) => action,
+                        None => break,
+                    },
+                };
+                match action {
+                    Action::PlanNext(order) => self.launch_plan(order, &queries, &mut flight).await,
+                    Action::ExecuteBatch(order) => {
+                        self.launch_batch(order, &queries, &mut flight).await;
+                    }
+                    // Finishing the run (or anything else) is the one-batch loop's, with
+                    // nothing in flight.
+                    _ => break,
+                }
+            }
+            let Some(landed) = flight.flying.next().await else {
+                break;
+            };
+            let mut landed = vec![landed];
+            while let Some(Some(more)) = flight.flying.next().now_or_never() {
+                landed.push(more);
+            }
+            self.land(landed, &mut flight)?;
+        }
+        if let Some(halt) = flight.halt {
+            return Err(halt);
+        }
+        if let Some(delay) = flight.backoff {
+            if self.shutdown.sleep(delay).await {
+                return Err(Halt::Stop);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the loop must stop starting batches, so that what it waits for is waited for
+    /// with none in flight.
+    fn wants_a_wait(&self) -> bool {
+        let sleep_ms = (self.journal.state().open_run())
+            .and_then(|run| run.live.sleep_ms)
+            .unwrap_or(self.config.batching.sleep_ms);
+        self.shutdown.requested()
+            || self.sentinel.as_ref().is_some_and(|s| s.is_set())
+            || self.control.as_ref().is_some_and(|c| c.has_news())
+            || !self.throttle.pause_before(sleep_ms).is_zero()
+            || self.throttle.due()
+            || self.progress.estimate_due()
+    }
+
+    /// Plans a batch on a connection of its own, its rows locked, and starts its statements.
+    async fn launch_plan(
+        &mut self,
+        mut order: PlanOrder,
+        queries: &Arc<Queries>,
+        flight: &mut Flight,
+    ) {
+        order.rows = self.sizing.rows(order.rows, order.rows_set_live);
+        let mut conn = match self.servers.take_source(order.now_unix_us).await {
+            Ok(conn) => conn,
+            Err(halt) => return flight.stop(halt),
+        };
+        let started = Instant::now();
+        let (after, bound) = (order.after.as_ref(), &order.bound);
+        let planned = match db::plan_locked(&mut conn, queries, after, bound, order.rows).await {
+            Ok(planned) => Ok(planned.map(|(upper, keys)| (upper, keys.len() as u64, Some(keys)))),
+            Err(error) if error.is_lock_conflict() => {
+                tracing::info!(
+                    "planning batch {} met a row lock ({error}); planning it without locks",
+                    order.batch_id
+                );
+                db::plan(&mut conn, queries, after, bound, order.rows)
+                    .await
+                    .map(|planned| planned.map(|(upper, rows)| (upper, rows, None)))
+            }
+            Err(error) => Err(error),
+        };
+        self.plan_times.add_since(started);
+        let (upper, rows_planned, locked) = match planned {
+            Ok(Some(planned)) => planned,
+            Ok(None) => {
+                self.servers.give_back(conn, order.now_unix_us);
+                flight.exhausted = true;
+                // With none in flight nothing of the run is pending (pending batches are
+                // started before any plan): it is done. Else it finishes once they land.
+                if flight.flying.is_empty() {
+                    if let Err(halt) = self.finish_run(order.run_id) {
+                        flight.stop(halt);
+                    }
+                }
+                return;
+            }
+            Err(error) => return flight.stop(error.into()),
+        };
+        let event = Event::BatchPlanned(BatchPlanned {
+            batch_id: order.batch_id,
+            run_id: order.run_id,
+            lower: order.after.clone(),
+            upper: upper.clone(),
+            rows_planned,
+        });
+        // On error the connection is dropped with its transaction (the server rolls it back).
+        if let Err(error) = self.journal.append(event, Durability::Buffered) {
+            return flight.stop(error.into());
+        }
+        let batch = BatchOrder {
+            batch_id: order.batch_id,
+            step: Step::Copy,
+            lower: order.after,
+            upper,
+            now_unix_us: order.now_unix_us,
+            attempt: 1,
+            claim: None,
+        };
+        let began = if locked.is_some() {
+            started
+        } else {
+            Instant::now()
+        };
+        flight.busy.insert(batch.batch_id);
+        let statements = statements(conn, queries.clone(), batch, locked, began);
+        flight.flying.push(statements);
+    }
+
+    /// Starts a pending batch (run again after a failure) on a connection of its own.
+    async fn launch_batch(
+        &mut self,
+        order: BatchOrder,
+        queries: &Arc<Queries>,
+        flight: &mut Flight,
+    ) {
+        match self.servers.take_source(order.now_unix_us).await {
+            Ok(conn) => {
+                flight.busy.insert(order.batch_id);
+                let statements = statements(conn, queries.clone(), order, None, Instant::now());
+                flight.flying.push(statements);
+            }
+            Err(halt) => flight.stop(halt),
+        }
+    }
+
+    /// Records what the batches that landed together did: the claims of those ready to
+    /// commit, with one sync for all, before their `COMMIT`s are sent; the outcome of those
+    /// committed or failed. `Err` only for the log: the batches still in flight are then
+    /// dropped with their connections, and the server rolls their transactions back.
+    fn land(&mut self, landed: Vec<Landing>, flight: &mut Flight) -> Result<(), Halt> {
+        let mut ready = Vec::new();
+        for landing in landed {
+            let Landing {
+                order,
+                conn,
+                began,
+                times,
+                outcome,
+            } = landing;
+            self.batch_times.add(&times);
+            match outcome {
+                Outcome::Ready(result) => {
+                    self.journal
+                        .append(committing(&order, &result), Durability::Buffered)?;
+                    ready.push((
+                        order,
+                        conn.expect("a ready batch keeps its connection"),
+                        result,
+                        began,
+                    ));
+                }
+                Outcome::Committed(result) => {
+                    flight.busy.remove(&order.batch_id);
+                    self.record_done(order.batch_id, &result)?;
+                    let took = began.elapsed();
+                    self.metrics.observe_batch(took);
+                    let conflicts = u64::try_from(result.conflicts.len()).expect("fits in u64");
+                    self.sizing
+                        .batch_done(result.rows_deleted + conflicts, took);
+                    self.throttle.batch_finished(took);
+                    let conn = conn.expect("a committed batch keeps its connection");
+                    self.servers.give_back(conn, order.now_unix_us);
+                    self.show_progress();
+                }
+                Outcome::Failed(error) => {
+                    flight.busy.remove(&order.batch_id);
+                    self.metrics.observe_batch(began.elapsed());
+                    self.sizing.batch_failed(began.elapsed());
+                    // Idle connections may be as broken as this one was.
+                    self.servers.drop_all();
+                    match self.record_failed(&order, error)? {
+                        AfterFailure::Wait(delay) => {
+                            flight.backoff = Some(flight.backoff.map_or(delay, |d| d.max(delay)));
+                        }
+                        AfterFailure::GoOn => {}
+                        AfterFailure::Stop(error) => flight.stop(Halt::Fail(error)),
+                    }
+                }
+            }
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        // Group commit: one sync makes every claim appended above durable.
+        self.journal.sync()?;
+        for (order, conn, result, began) in ready {
+            flight.flying.push(commit(conn, order, result, began));
+        }
+        Ok(())
+    }
+}
+
+impl Flight {
+    /// Stops starting batches; `halt` ends the run once those in flight have landed.
+    fn stop(&mut self, halt: Halt) {
+        self.halt.get_or_insert(halt);
+    }
+}

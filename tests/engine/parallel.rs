@@ -1,0 +1,231 @@
+//! Batches in flight side by side (issue 10, `parallel` / `archiver run --jobs N`): each on
+//! its own connection and key range, their claims made durable together (group commit), the
+//! log written by the loop alone. Every test checks the tables (counts and checksums) and the
+//! log's own counts, decoded from the WAL.
+
+use super::exact_counts::logged_totals;
+use super::*;
+
+/// The (type, fields) of every record, in log order.
+fn batch_records(job: &Job) -> Vec<(String, u64)> {
+    job.events()
+        .into_iter()
+        .filter_map(|(t, e)| e["batch_id"].as_u64().map(|id| (t, id)))
+        .collect()
+}
+
+/// How many batches were planned while an earlier one had not yet recorded its end: the
+/// proof, from the log, that batches were in flight together.
+fn planned_in_flight(records: &[(String, u64)]) -> usize {
+    let mut open = std::collections::BTreeSet::new();
+    let mut overlapping = 0;
+    for (kind, id) in records {
+        match kind.as_str() {
+            "BatchPlanned" => {
+                if !open.is_empty() {
+                    overlapping += 1;
+                }
+                open.insert(*id);
+            }
+            "BatchDeleted" | "BatchFailed" => {
+                open.remove(id);
+            }
+            _ => {}
+        }
+    }
+    overlapping
+}
+
+/// Four batches in flight on a composite key: every matching row moves exactly once, the rest
+/// stay, the log's counts equal the tables', each batch's claim precedes its end, and the log
+/// shows batches planned while others were still running.
+#[test]
+fn batches_in_flight_move_every_row_exactly_once() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "parallel", 6_000);
+    let original = db.checksum("src");
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    let job = Job::new(
+        &sandbox,
+        &db,
+        MIXED_PREDICATE,
+        "batch_rows = 60\nbatch_time_ms = 0\nparallel = 4\nlock_wait_timeout_s = 1",
+    );
+    let output = job.archiver("run", &["--statistics"]);
+    assert_success(&output, "run with 4 batches in flight");
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
+    assert_eq!(logged_totals(&job), (matching, matching));
+    let records = batch_records(&job);
+    let overlapping = planned_in_flight(&records);
+    assert!(
+        overlapping > 5,
+        "only {overlapping} batches planned while another ran"
+    );
+    for (kind, id) in records.iter().filter(|(k, _)| k == "BatchDeleted") {
+        let claim = records
+            .iter()
+            .position(|r| r == &("BatchCommitting".into(), *id));
+        let end = records.iter().position(|r| r == &(kind.clone(), *id));
+        assert!(
+            claim < end,
+            "batch {id}: BatchCommitting before BatchDeleted"
+        );
+    }
+    // Batches side by side never wait for each other's locks (their statements stop at their
+    // own upper key), so none failed: a lock wait would have failed one after 1 s.
+    let failed: Vec<_> = records.iter().filter(|(k, _)| k == "BatchFailed").collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let planned = records.iter().filter(|(k, _)| k == "BatchPlanned").count() as u64;
+    assert!(planned >= matching / 60, "{planned} batches");
+}
+
+/// `--jobs` overrides the job file and is bounded; parallel batches need the archive on the
+/// source server. Refusals exit 64 and write nothing.
+#[test]
+fn jobs_out_of_range_or_with_an_archive_server_are_refused() {
+    let sandbox = common::sandbox();
+    let db = mixed_db(&sandbox, "jobs", 100);
+    let job = Job::new(&sandbox, &db, MIXED_PREDICATE, "");
+    for (jobs, says) in [
+        ("0", "--jobs 0 is out of range; use 1 to 16"),
+        ("17", "--jobs 17 is out of range; use 1 to 16"),
+    ] {
+        let output = job.archiver("run", &["--jobs", jobs]);
+        assert_exit(&output, 64, says);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    let db2 = mixed_db(&sandbox, "jobs2", 100);
+    let two = super::cross::cross_job(&sandbox, &db2, &db2, MIXED_PREDICATE, "parallel = 2");
+    let output = two.archiver("run", &[]);
+    assert_exit(&output, 64, "parallel with an archive server");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("parallel batches run only with the archive on the source server"),
+        "{stderr}"
+    );
+    assert!(!job.wal_dir.exists() && !two.wal_dir.exists());
+}
+
+/// Killed with batches in flight, on either side of a claim's sync and after a commit whose
+/// `BatchDeleted` was lost; resumed (again with batches in flight), the run ends with the
+/// tables exact and the log's counts equal to them.
+#[test]
+fn a_kill_with_batches_in_flight_resumes_exactly() {
+    let sandbox = common::sandbox();
+    for hook in [
+        "BatchCommitting:5",
+        "BatchCommitting:6:unsynced",
+        "BatchDeleted:4:unsynced",
+        "BatchPlanned:7:unsynced",
+    ] {
+        let mut db = mixed_db(&sandbox, "parkill", 4_000);
+        let original = db.checksum("src");
+        let matching = count_matching(&mut db, MIXED_PREDICATE);
+        let job = Job::new(
+            &sandbox,
+            &db,
+            MIXED_PREDICATE,
+            "batch_rows = 50\nbatch_time_ms = 0\nparallel = 3",
+        );
+        job.run_until_crash_after(hook);
+        let output = job.archiver("run", &[]);
+        assert_success(&output, &format!("resumed after a kill at {hook}"));
+        assert_moved(&mut db, MIXED_PREDICATE, original, matching);
+        assert_eq!(
+            logged_totals(&job),
+            (matching, matching),
+            "killed at {hook}"
+        );
+    }
+}
+
+/// A row of a batch held by another session past `lock_wait_timeout_s` while batches run
+/// beside it: that batch fails (a lock wait is transient) and is run again once the row is
+/// free; nothing is lost, nothing moves twice.
+#[test]
+fn a_lock_wait_in_flight_is_retried_without_loss() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "parlock", 3_000);
+    let original = db.checksum("src");
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    let job = Job::new(
+        &sandbox,
+        &db,
+        MIXED_PREDICATE,
+        "batch_rows = 100\nbatch_time_ms = 0\nparallel = 3\nattempts_max = 50\nlock_wait_timeout_s = 1",
+    );
+    let (tenant, code): (i64, String) = db
+        .query_rows(&format!(
+            "SELECT tenant, code FROM src WHERE {MIXED_PREDICATE} ORDER BY tenant, code LIMIT 549, 1"
+        ))
+        .pop()
+        .unwrap();
+    let held = format!(
+        "SELECT * FROM src WHERE tenant = {tenant} AND code = {} FOR UPDATE",
+        common::sql_string(&code)
+    );
+    let blocker = RowLock::hold(&sandbox, &db, &held);
+    let mut run = Running::start(&job);
+    run.wait_for_log("failed (Transient)");
+    drop(blocker);
+    let (code, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
+    assert_eq!(logged_totals(&job), (matching, matching));
+    let failed = batch_records(&job)
+        .into_iter()
+        .filter(|(k, _)| k == "BatchFailed")
+        .count();
+    assert!(failed >= 1, "{stderr}");
+}
+
+/// The row right after a batch's upper key is the next batch's first row, locked by the next
+/// batch's planning read while both are in flight. A batch's statements must never wait for
+/// it: here another session holds that row past `lock_wait_timeout_s`, and the first batch
+/// still moves (only the batch whose row it is fails and is parked); released and reset, the
+/// next run moves the rest exactly.
+#[test]
+fn a_batch_never_waits_for_the_row_after_its_range() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "parnext", 1_000);
+    let original = db.checksum("src");
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    let job = Job::new(
+        &sandbox,
+        &db,
+        MIXED_PREDICATE,
+        "batch_rows = 100\nbatch_time_ms = 0\nparallel = 2\nattempts_max = 1\nlock_wait_timeout_s = 1",
+    );
+    // The first batch's last row (the 100th matching one in key order), then the next row in
+    // key order, matching or not: the one a range statement reads to see its range ended.
+    let (tenant, code): (i64, String) = db
+        .query_rows(&format!(
+            "SELECT tenant, code FROM src WHERE {MIXED_PREDICATE} ORDER BY tenant, code LIMIT 99, 1"
+        ))
+        .pop()
+        .unwrap();
+    let code = common::sql_string(&code);
+    let held = format!(
+        "SELECT * FROM src WHERE tenant > {tenant} OR (tenant = {tenant} AND code > {code}) \
+         ORDER BY tenant, code LIMIT 1 FOR UPDATE"
+    );
+    let blocker = RowLock::hold(&sandbox, &db, &held);
+    let output = job.archiver("run", &[]);
+    drop(blocker);
+    assert_exit(&output, 3, "the held row's batch is parked");
+    let records = batch_records(&job);
+    assert!(
+        records.contains(&("BatchDeleted".to_string(), 1)),
+        "the first batch moved: {records:?}"
+    );
+    let failed: Vec<u64> = (records.iter())
+        .filter(|(k, _)| k == "BatchFailed")
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(failed, vec![2], "only the held row's batch failed");
+    assert_success(&job.archiver("reset", &["--failed"]), "reset");
+    assert_success(&job.archiver("run", &[]), "run after the lock is gone");
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
+    assert_eq!(logged_totals(&job), (matching, matching));
+}
