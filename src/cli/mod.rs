@@ -166,6 +166,9 @@ enum DebugCommand {
         sync_every: u64,
         #[arg(long, default_value_t = crate::wal::DEFAULT_SEGMENT_BYTES)]
         segment_bytes: u64,
+        /// Sync on another thread while appending goes on (`WalWriter::begin_sync`).
+        #[arg(long)]
+        split_sync: bool,
     },
 }
 
@@ -499,12 +502,12 @@ fn debug(command: DebugCommand, out: &mut dyn std::io::Write) -> Result<u8, Erro
         payload_bytes,
         sync_every,
         segment_bytes,
+        split_sync,
     } = command;
     crate::wal::stress::append_loop(
         &wal_dir,
-        records,
-        payload_bytes,
-        sync_every,
+        (records, payload_bytes),
+        (sync_every, split_sync),
         segment_bytes,
         out,
     )?;

@@ -8,9 +8,11 @@
 //! happen:
 //!
 //! - a batch whose statements are done (transaction open) lands; its `BatchCommitting` is
-//!   appended unsynced together with every other batch that landed meanwhile, then **one sync
-//!   covers them all** (group commit: with N in flight, fewer syncs than batches), and only
-//!   then is each `COMMIT` sent ([`commit`]);
+//!   appended unsynced, and **one sync covers every claim appended before it began** (group
+//!   commit: with N in flight, fewer syncs than batches); only once that sync has ended is
+//!   each of their `COMMIT`s sent ([`commit`]). The sync runs on a blocking thread
+//!   (`Journal::begin_sync`, `finish_sync`) while the loop keeps landing batches and queuing
+//!   their claims for the next one;
 //! - a committed batch's `ConflictFound`s and `BatchDeleted` are appended unsynced, as on the
 //!   one-batch path; a failure is recorded (`BatchFailed`, durable) as there.
 //!
@@ -38,7 +40,7 @@ use super::batch::{committing, AfterFailure};
 use super::{Engine, Halt};
 use crate::db::{self, sql::Queries, BatchResult, BatchTimes, DbError};
 use crate::event::{BatchPlanned, Event, Key};
-use crate::journal::Durability;
+use crate::journal::{Durability, SyncOutcome};
 use crate::state::{Action, BatchOrder, PlanOrder, Step};
 
 /// A batch in flight: its statements, or its commit.
@@ -121,12 +123,21 @@ fn commit(mut conn: Conn, order: BatchOrder, result: BatchResult, began: Instant
     })
 }
 
+/// A batch whose statements are done and whose claim is appended: it commits once a sync
+/// that began after the claim was appended has ended.
+struct Ready {
+    order: BatchOrder,
+    conn: Conn,
+    result: BatchResult,
+    began: Instant,
+}
+
 /// The batches in flight and why the loop stopped starting new ones.
 #[derive(Default)]
 struct Flight {
     /// The futures.
     flying: FuturesUnordered<Flying>,
-    /// Their batch ids.
+    /// Their batch ids (and those of the batches waiting for a sync).
     busy: BTreeSet<u64>,
     /// Planning found no row left: the run finishes once these land.
     exhausted: bool,
@@ -134,6 +145,12 @@ struct Flight {
     backoff: Option<Duration>,
     /// What stops the run, once these have landed.
     halt: Option<Halt>,
+    /// The sync in progress, on a blocking thread, while the loop goes on.
+    sync: Option<tokio::task::JoinHandle<SyncOutcome>>,
+    /// The batches whose claims that sync makes durable.
+    syncing: Vec<Ready>,
+    /// The batches whose claims were appended after it began: the next sync's.
+    queued: Vec<Ready>,
 }
 
 impl Engine<'_> {
@@ -172,14 +189,35 @@ impl Engine<'_> {
                     _ => break,
                 }
             }
-            let Some(landed) = flight.flying.next().await else {
+            if flight.flying.is_empty() && flight.sync.is_none() {
                 break;
-            };
-            let mut landed = vec![landed];
-            while let Some(Some(more)) = flight.flying.next().now_or_never() {
-                landed.push(more);
             }
-            self.land(landed, &mut flight)?;
+            match flight.next_event().await {
+                Wake::Landed(landed) => {
+                    let mut landed = vec![*landed];
+                    while let Some(Some(more)) = flight.flying.next().now_or_never() {
+                        landed.push(more);
+                    }
+                    self.land(landed, &mut flight)?;
+                }
+                Wake::Synced(synced) => {
+                    flight.sync = None;
+                    let outcome = synced.map_err(|e| {
+                        Halt::Fail(anyhow::anyhow!("the WAL sync did not end: {e}").into())
+                    })?;
+                    self.journal.finish_sync(outcome)?;
+                    for ready in std::mem::take(&mut flight.syncing) {
+                        let Ready {
+                            order,
+                            conn,
+                            result,
+                            began,
+                        } = ready;
+                        flight.flying.push(commit(conn, order, result, began));
+                    }
+                }
+            }
+            self.start_sync(&mut flight)?;
         }
         if let Some(halt) = flight.halt {
             return Err(halt);
@@ -302,7 +340,6 @@ impl Engine<'_> {
     /// committed or failed. `Err` only for the log: the batches still in flight are then
     /// dropped with their connections, and the server rolls their transactions back.
     fn land(&mut self, landed: Vec<Landing>, flight: &mut Flight) -> Result<(), Halt> {
-        let mut ready = Vec::new();
         for landing in landed {
             let Landing {
                 order,
@@ -316,12 +353,13 @@ impl Engine<'_> {
                 Outcome::Ready(result) => {
                     self.journal
                         .append(committing(&order, &result), Durability::Buffered)?;
-                    ready.push((
+                    let conn = conn.expect("a ready batch keeps its connection");
+                    flight.queued.push(Ready {
                         order,
-                        conn.expect("a ready batch keeps its connection"),
+                        conn,
                         result,
                         began,
-                    ));
+                    });
                 }
                 Outcome::Committed(result) => {
                     flight.busy.remove(&order.batch_id);
@@ -352,19 +390,42 @@ impl Engine<'_> {
                 }
             }
         }
-        if ready.is_empty() {
+        Ok(())
+    }
+
+    /// Group commit: when no sync is in progress and claims wait for one, begins a sync of
+    /// everything appended so far on a blocking thread, so that the batches in flight go on
+    /// (and land, and queue their claims for the next sync) while it runs. The batches it
+    /// covers commit when it ends.
+    fn start_sync(&mut self, flight: &mut Flight) -> Result<(), Halt> {
+        if flight.sync.is_some() || flight.queued.is_empty() {
             return Ok(());
         }
-        // Group commit: one sync makes every claim appended above durable.
-        self.journal.sync()?;
-        for (order, conn, result, began) in ready {
-            flight.flying.push(commit(conn, order, result, began));
-        }
+        let pending = self.journal.begin_sync()?;
+        flight.syncing = std::mem::take(&mut flight.queued);
+        flight.sync = Some(tokio::task::spawn_blocking(move || pending.run()));
         Ok(())
     }
 }
 
+/// What the loop waits for: a batch landing, or the sync in progress ending.
+enum Wake {
+    Landed(Box<Landing>),
+    Synced(Result<SyncOutcome, tokio::task::JoinError>),
+}
+
 impl Flight {
+    /// Waits for the next batch to land or the sync in progress to end; there must be one.
+    async fn next_event(&mut self) -> Wake {
+        let (flying, sync) = (&mut self.flying, &mut self.sync);
+        tokio::select! {
+            Some(landed) = flying.next(), if !flying.is_empty() => Wake::Landed(Box::new(landed)),
+            synced = async { sync.as_mut().expect("checked").await }, if sync.is_some() => {
+                Wake::Synced(synced)
+            }
+        }
+    }
+
     /// Stops starting batches; `halt` ends the run once those in flight have landed.
     fn stop(&mut self, halt: Halt) {
         self.halt.get_or_insert(halt);

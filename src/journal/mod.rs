@@ -29,6 +29,7 @@ use crate::config::Refusal;
 use crate::event::{Event, JobIdentity};
 use crate::state::{SnapshotRefused, State, StateError};
 use crate::wal::{self, BoxError, Lsn, Record, WalError, WalOptions, WalWriter};
+pub use crate::wal::{PendingSync, SyncOutcome};
 
 /// Whether an append must be durable before [`Journal::append`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +249,23 @@ impl Journal {
     /// Makes every appended record durable.
     pub fn sync(&mut self) -> Result<(), JournalError> {
         Ok(self.timed_sync()?)
+    }
+
+    /// Starts making every record appended so far durable without waiting for it (group
+    /// commit, `engine::parallel`): the returned sync runs on any thread
+    /// ([`PendingSync::run`], blocking) while more records are appended, and those records
+    /// are durable only once [`Journal::finish_sync`] has taken its outcome.
+    pub fn begin_sync(&mut self) -> Result<PendingSync, JournalError> {
+        Ok(self.wal.begin_sync()?)
+    }
+
+    /// Ends a sync begun by [`Journal::begin_sync`], counting its time in
+    /// [`Journal::times`]; an error (a failed fdatasync) leaves the log unusable, as a failed
+    /// [`Journal::sync`] does.
+    pub fn finish_sync(&mut self, outcome: SyncOutcome) -> Result<(), JournalError> {
+        self.times.syncs += 1;
+        self.times.sync += outcome.took();
+        Ok(self.wal.finish_sync(outcome)?)
     }
 
     /// Syncs, releases the lock, and returns the state.

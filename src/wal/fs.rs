@@ -36,7 +36,18 @@ pub trait WalFile: Send {
     fn sync_all(&mut self) -> io::Result<()>;
     /// Makes the file `len` bytes long with allocated blocks that read as zeros.
     fn allocate(&mut self, len: u64) -> io::Result<()>;
+    /// A handle that makes the data written so far durable from another thread (an fdatasync
+    /// of a duplicate of the descriptor), while this file takes more writes: what lets the
+    /// writer go on appending during a sync (`WalWriter::begin_sync`). `None`: this file syncs
+    /// only through [`WalFile::sync_data`] (the fault-injection files), and a begun sync
+    /// runs at once.
+    fn data_syncer(&self) -> Option<io::Result<DataSyncer>> {
+        None
+    }
 }
+
+/// An fdatasync to run on another thread: see [`WalFile::data_syncer`].
+pub type DataSyncer = Box<dyn FnOnce() -> io::Result<()> + Send>;
 
 /// Benchmark only (cargo feature `sync-delay`): a WAL sync made to cost what it costs on a
 /// slower disk. `tools/bench --sync-delay-ms` sets [`sync_delay::ENV`].
@@ -99,6 +110,16 @@ impl WalFs for RealFs {
 impl WalFile for RealFile {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
+    }
+
+    fn data_syncer(&self) -> Option<io::Result<DataSyncer>> {
+        Some(self.0.try_clone().map(|file| {
+            Box::new(move || {
+                #[cfg(feature = "sync-delay")]
+                sync_delay::sleep();
+                file.sync_data()
+            }) as DataSyncer
+        }))
     }
 
     fn sync_data(&mut self) -> io::Result<()> {

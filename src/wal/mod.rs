@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 pub use compact::Replacement;
 pub use format::{DEFAULT_SEGMENT_BYTES, FRAME_OVERHEAD_BYTES, HEADER_BYTES, SEGMENT_BYTES_FIRST};
 pub use scan::{read_dir, CompactLeftover, DirReport, SegmentStatus, SegmentSummary};
-pub use writer::{OpenReport, WalWriter};
+pub use writer::{OpenReport, PendingSync, SyncOutcome, WalWriter};
 
 /// Log sequence number: the first record of a log has LSN 1 (or, after a compaction, the first
 /// LSN of its base segment), each next record the next number.

@@ -35,12 +35,13 @@ pub fn expected_payload(lsn: Lsn, payload_bytes: usize) -> Vec<u8> {
 
 /// Opens (recovering) the log in `dir`, checks that every replayed record is what this loop
 /// would have written, then appends `records` more records, syncing every `sync_every`
-/// appends and printing `durable <lsn>` (flushed) after each sync returns.
+/// appends and printing `durable <lsn>` (flushed) after each sync returns. With `split`, each
+/// sync is begun there and run on another thread while the appends go on
+/// ([`WalWriter::begin_sync`]); it is finished, and acknowledged, at the next sync point.
 pub fn append_loop(
     dir: &Path,
-    records: u64,
-    payload_bytes: usize,
-    sync_every: u64,
+    (records, payload_bytes): (u64, usize),
+    (sync_every, split): (u64, bool),
     segment_bytes: u64,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
@@ -60,14 +61,29 @@ pub fn append_loop(
     writeln!(out, "opened next_lsn {}", report.next_lsn)?;
     out.flush()?;
     let sync_every = sync_every.max(1);
+    let mut running: Option<std::thread::JoinHandle<super::SyncOutcome>> = None;
     for i in 1..=records {
         let lsn = wal.next_lsn();
         wal.append(expected_type(lsn), &expected_payload(lsn, payload_bytes))?;
         if i % sync_every == 0 || i == records {
-            wal.sync()?;
-            writeln!(out, "durable {}", wal.durable_lsn())?;
-            out.flush()?;
+            if split {
+                if let Some(sync) = running.take() {
+                    let outcome = sync.join().expect("the sync thread does not panic");
+                    wal.finish_sync(outcome)?;
+                    writeln!(out, "durable {}", wal.durable_lsn())?;
+                    out.flush()?;
+                }
+                let pending = wal.begin_sync()?;
+                running = Some(std::thread::spawn(move || pending.run()));
+            } else {
+                wal.sync()?;
+                writeln!(out, "durable {}", wal.durable_lsn())?;
+                out.flush()?;
+            }
         }
+    }
+    if let Some(sync) = running {
+        wal.finish_sync(sync.join().expect("the sync thread does not panic"))?;
     }
     wal.close()?;
     Ok(())

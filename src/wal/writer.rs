@@ -313,6 +313,61 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Starts a sync that another thread can finish, so that appends go on meanwhile (group
+    /// commit): writes everything buffered and returns the fdatasync still to run
+    /// ([`PendingSync::run`]) for the records appended so far. Nothing becomes durable, as
+    /// far as the writer says, until its outcome is handed to [`WalWriter::finish_sync`].
+    /// A file without a [`WalFile::data_syncer`] syncs here, at once.
+    pub fn begin_sync(&mut self) -> Result<PendingSync, WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        let target = self.next_lsn - 1;
+        let path = self.path.clone();
+        if self.durable_lsn >= target {
+            return Ok(PendingSync {
+                target,
+                path,
+                syncer: None,
+            });
+        }
+        self.poison_on_error(WalWriter::flush)?;
+        let syncer = match self.file.data_syncer() {
+            Some(syncer) => Some(self.poison_on_error(|w| {
+                syncer.map_err(WalError::io("duplicate the descriptor of", &w.path))
+            })?),
+            None => {
+                self.poison_on_error(|w| {
+                    w.file
+                        .sync_data()
+                        .map_err(WalError::io("fdatasync", &w.path))
+                })?;
+                self.durable_lsn = target;
+                None
+            }
+        };
+        Ok(PendingSync {
+            target,
+            path,
+            syncer,
+        })
+    }
+
+    /// Ends a sync begun by [`WalWriter::begin_sync`]: on success every record appended
+    /// before it began is durable (the writer's durable LSN moves up to there); a failed
+    /// fdatasync poisons the writer, as [`WalWriter::sync`]'s does.
+    pub fn finish_sync(&mut self, outcome: SyncOutcome) -> Result<(), WalError> {
+        if let Err(error) = outcome.result {
+            self.poisoned = true;
+            return Err(WalError::io("fdatasync", &outcome.path)(error));
+        }
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        self.durable_lsn = self.durable_lsn.max(outcome.target);
+        Ok(())
+    }
+
     /// Syncs and closes the writer, releasing the lock.
     pub fn close(mut self) -> Result<(), WalError> {
         self.sync()
@@ -611,4 +666,52 @@ fn cut_tail(fs: &dyn WalFs, cut: &TailCut) -> Result<(), WalError> {
         cut.detail
     );
     Ok(())
+}
+
+/// A sync begun by [`WalWriter::begin_sync`]: [`PendingSync::run`] it (it blocks) on any
+/// thread, then hand the outcome to [`WalWriter::finish_sync`].
+pub struct PendingSync {
+    /// The last LSN it makes durable.
+    target: Lsn,
+    /// The segment it syncs (for the error message).
+    path: PathBuf,
+    /// The fdatasync to run; `None`: nothing to do (done already, or nothing new).
+    syncer: Option<crate::wal::fs::DataSyncer>,
+}
+
+impl PendingSync {
+    /// Runs the fdatasync (blocking).
+    pub fn run(self) -> SyncOutcome {
+        let started = std::time::Instant::now();
+        let result = match self.syncer {
+            Some(syncer) => syncer(),
+            None => Ok(()),
+        };
+        SyncOutcome {
+            target: self.target,
+            path: self.path,
+            result,
+            took: started.elapsed(),
+        }
+    }
+
+    /// Whether it has an fdatasync to run (else [`PendingSync::run`] returns at once).
+    pub fn has_work(&self) -> bool {
+        self.syncer.is_some()
+    }
+}
+
+/// What a [`PendingSync`] did, for [`WalWriter::finish_sync`].
+pub struct SyncOutcome {
+    target: Lsn,
+    path: PathBuf,
+    result: std::io::Result<()>,
+    took: std::time::Duration,
+}
+
+impl SyncOutcome {
+    /// How long the fdatasync took.
+    pub fn took(&self) -> std::time::Duration {
+        self.took
+    }
 }

@@ -32,6 +32,13 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
             .arg(PAYLOAD_BYTES.to_string())
             .args(["--sync-every", &sync_every.to_string()])
             .args(["--segment-bytes", "16384"])
+            // Every other round syncs on another thread while appending goes on (group
+            // commit's `begin_sync`), acknowledging a sync only once it is finished.
+            .args(if round % 2 == 1 {
+                &["--split-sync"][..]
+            } else {
+                &[]
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -13,6 +13,7 @@ mod poison;
 mod power_loss;
 mod replay;
 mod roundtrip;
+mod split_sync;
 mod torn_tail;
 
 use std::collections::BTreeMap;
