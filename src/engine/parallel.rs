@@ -91,17 +91,7 @@ fn statements(
             &mut times,
         )
         .await;
-        let (conn, outcome) = match result {
-            Ok(result) => (Some(conn), Outcome::Ready(result)),
-            Err(error) => (None, Outcome::Failed(error)),
-        };
-        Landing {
-            order,
-            conn,
-            began,
-            times,
-            outcome,
-        }
+        Landing::new((order, began, times), conn, result, Outcome::Ready)
     })
 }
 
@@ -109,8 +99,22 @@ fn statements(
 fn commit(mut conn: Conn, order: BatchOrder, result: BatchResult, began: Instant) -> Flying {
     Box::pin(async move {
         let mut times = BatchTimes::default();
-        let (conn, outcome) = match db::commit(&mut conn, &mut times).await {
-            Ok(()) => (Some(conn), Outcome::Committed(result)),
+        let committed = db::commit(&mut conn, &mut times).await.map(|()| result);
+        Landing::new((order, began, times), conn, committed, Outcome::Committed)
+    })
+}
+
+impl Landing {
+    /// What a step of a batch came back with: its result as `ok` makes it, or its failure (its
+    /// connection then dropped: the server rolls back what is left of the transaction).
+    fn new<T>(
+        (order, began, times): (BatchOrder, Instant, BatchTimes),
+        conn: Conn,
+        result: Result<T, DbError>,
+        ok: impl FnOnce(T) -> Outcome,
+    ) -> Landing {
+        let (conn, outcome) = match result {
+            Ok(value) => (Some(conn), ok(value)),
             Err(error) => (None, Outcome::Failed(error)),
         };
         Landing {
@@ -120,7 +124,7 @@ fn commit(mut conn: Conn, order: BatchOrder, result: BatchResult, began: Instant
             times,
             outcome,
         }
-    })
+    }
 }
 
 /// A batch whose statements are done and whose claim is appended: it commits once a sync

@@ -21,17 +21,8 @@ fn a_row_held_by_another_session_parks_its_batch_and_planning_goes_on() {
         "batch_rows = 100\nattempts_max = 2\nlock_wait_timeout_s = 1",
     );
     // The 250th matching row in key order (in the third batch), locked alone: by its key.
-    let (tenant, code): (i64, String) = db
-        .query_rows(&format!(
-            "SELECT tenant, code FROM src WHERE {MIXED_PREDICATE} ORDER BY tenant, code LIMIT 249, 1"
-        ))
-        .pop()
-        .unwrap();
-    let held = format!(
-        "SELECT * FROM src WHERE tenant = {tenant} AND code = {} FOR UPDATE",
-        common::sql_string(&code)
-    );
-    let blocker = RowLock::hold(&sandbox, &db, &held);
+    let key = nth_matching_key(&mut db, MIXED_PREDICATE, 249);
+    let blocker = hold_mixed_row(&sandbox, &db, key);
     let output = job.archiver("run", &["-v"]);
     drop(blocker);
     assert_exit(&output, 3, "a parked batch needs attention");

@@ -274,6 +274,25 @@ pub fn assert_refused_with(
 
 /// A row lock held by another session until dropped: a transaction on its own connection,
 /// driven from its own thread.
+/// The key (tenant, code) of the `n`-th (from 0) row of a [`create_mixed`] table that
+/// matches `predicate`, in key order.
+pub fn nth_matching_key(db: &mut TestDb, predicate: &str, n: u64) -> (i64, String) {
+    db.query_rows(&format!(
+        "SELECT tenant, code FROM src WHERE {predicate} ORDER BY tenant, code LIMIT {n}, 1"
+    ))
+    .pop()
+    .expect("enough matching rows")
+}
+
+/// Holds the [`create_mixed`] row under `(tenant, code)` locked from another session.
+pub fn hold_mixed_row(sandbox: &Sandbox, db: &TestDb, (tenant, code): (i64, String)) -> RowLock {
+    let held = format!(
+        "SELECT * FROM src WHERE tenant = {tenant} AND code = {} FOR UPDATE",
+        common::sql_string(&code)
+    );
+    RowLock::hold(sandbox, db, &held)
+}
+
 pub struct RowLock {
     release: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,

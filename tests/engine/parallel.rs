@@ -155,17 +155,8 @@ fn a_lock_wait_in_flight_is_retried_without_loss() {
         MIXED_PREDICATE,
         "batch_rows = 100\nbatch_time_ms = 0\nparallel = 3\nattempts_max = 50\nlock_wait_timeout_s = 1",
     );
-    let (tenant, code): (i64, String) = db
-        .query_rows(&format!(
-            "SELECT tenant, code FROM src WHERE {MIXED_PREDICATE} ORDER BY tenant, code LIMIT 549, 1"
-        ))
-        .pop()
-        .unwrap();
-    let held = format!(
-        "SELECT * FROM src WHERE tenant = {tenant} AND code = {} FOR UPDATE",
-        common::sql_string(&code)
-    );
-    let blocker = RowLock::hold(&sandbox, &db, &held);
+    let key = nth_matching_key(&mut db, MIXED_PREDICATE, 549);
+    let blocker = hold_mixed_row(&sandbox, &db, key);
     let mut run = Running::start(&job);
     run.wait_for_log("failed (Transient)");
     drop(blocker);
@@ -199,12 +190,7 @@ fn a_batch_never_waits_for_the_row_after_its_range() {
     );
     // The first batch's last row (the 100th matching one in key order), then the next row in
     // key order, matching or not: the one a range statement reads to see its range ended.
-    let (tenant, code): (i64, String) = db
-        .query_rows(&format!(
-            "SELECT tenant, code FROM src WHERE {MIXED_PREDICATE} ORDER BY tenant, code LIMIT 99, 1"
-        ))
-        .pop()
-        .unwrap();
+    let (tenant, code) = nth_matching_key(&mut db, MIXED_PREDICATE, 99);
     let code = common::sql_string(&code);
     let held = format!(
         "SELECT * FROM src WHERE tenant > {tenant} OR (tenant = {tenant} AND code > {code}) \
