@@ -111,6 +111,45 @@ pub async fn lock_batch_rows(
     .await
 }
 
+/// Archive on another server: plans the next batch and locks its rows in one read
+/// ([`Queries::plan_rows_locked`]): starts the source transaction and leaves it open, the rows
+/// locked, for the batch to run in without [`lock_batch_rows`]. Returns the batch's upper key
+/// (its last row's) and its rows, or `None` when no matching row is left up to `bound` (the
+/// transaction then rolled back). On error the transaction is rolled back; on a lock conflict
+/// the caller plans without locks, as on one server (`super::batch::plan_locked`).
+pub async fn plan_rows_locked(
+    source: &mut Conn,
+    queries: &Queries,
+    after: Option<&Key>,
+    bound: &Key,
+    rows: u32,
+) -> DbResult<Option<(Key, Vec<RowValues>)>> {
+    source.query_drop("START TRANSACTION").await?;
+    let statement = queries.plan_rows_locked(after, bound, rows);
+    let planned: DbResult<Option<(Key, Vec<RowValues>)>> = async {
+        let rows: Vec<Row> = source
+            .exec(statement.sql.as_str(), params(&statement))
+            .await?;
+        let rows: Vec<RowValues> = rows.into_iter().map(Row::unwrap).collect();
+        match rows.last() {
+            None => Ok(None),
+            Some(last) => Ok(Some((key_of(last, queries.key_positions())?, rows))),
+        }
+    }
+    .await;
+    match planned {
+        Ok(Some(planned)) => Ok(Some(planned)),
+        Ok(None) => {
+            super::batch::rollback(source).await;
+            Ok(None)
+        }
+        Err(error) => {
+            super::batch::rollback(source).await;
+            Err(error)
+        }
+    }
+}
+
 /// The batch's key range, `(lower, upper]`.
 pub type Range<'a> = (Option<&'a Key>, &'a Key);
 

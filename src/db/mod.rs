@@ -25,8 +25,8 @@ mod tls;
 
 pub use batch::{commit, execute_batch, key_bound, plan, plan_locked, rollback, BatchResult};
 pub use cross::{
-    copy_and_delete, copy_rows, lock_batch_rows, read_archived, settle, Accepts, Archived,
-    EarlyDelete, RowValues,
+    copy_and_delete, copy_rows, lock_batch_rows, plan_rows_locked, read_archived, settle, Accepts,
+    Archived, EarlyDelete, RowValues,
 };
 pub use error::{DbError, DbResult, NotCopied};
 pub use estimate::{count_rows, estimate_rows, COUNT_TIME_S_MAX};

@@ -520,6 +520,16 @@ impl Queries {
         statement
     }
 
+    /// With the archive on its own server: [`Queries::select_batch`] with `LIMIT rows FOR
+    /// UPDATE` after `after` up to `bound`, which plans the next batch (its upper key is the
+    /// last row's) and locks and reads its rows in one read, as [`Queries::plan_locked`] does
+    /// on one server.
+    pub fn plan_rows_locked(&self, after: Option<&Key>, bound: &Key, rows: u32) -> Statement {
+        let mut statement = self.select_batch(after, bound, false);
+        statement.sql.push_str(&format!(" LIMIT {rows} FOR UPDATE"));
+        statement
+    }
+
     /// Locks the batch's matching source rows and returns their keys. Under READ COMMITTED,
     /// InnoDB keeps the locks only on rows that match, so no other client can change or delete
     /// a row between our copy and our delete. The keys are what the batch answers for: each is

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::backoff::Backoff;
-use super::{Engine, Halt};
+use super::{Engine, Halt, Locked, OpenBatch};
 use mysql_async::Conn;
 
 use crate::db::{self, Archived, BatchResult, DbError, DbResult, EarlyDelete, RowValues};
@@ -39,9 +39,13 @@ impl Engine<'_> {
                 // The rows locked by its planning read, in the transaction it left open; the
                 // batch's time counts from that read (its locks are held from then).
                 let locked = match self.open_batch.take() {
-                    Some(open) if open.batch_id == order.batch_id => {
-                        began = open.planned_at;
-                        Some(open.keys)
+                    Some(OpenBatch {
+                        batch_id,
+                        locked: Locked::Keys(keys),
+                        planned_at,
+                    }) if batch_id == order.batch_id => {
+                        began = planned_at;
+                        Some(keys)
                     }
                     Some(_) => {
                         db::rollback(conn).await;
@@ -104,8 +108,26 @@ impl Engine<'_> {
         // On error both connections are dropped, which closes them and makes each server roll
         // back its open transaction.
         let (mut source, mut archive) = self.servers.take_both(order.now_unix_us).await?;
-        let started = Instant::now();
-        let result = match self.cross_steps(order, &mut source, &mut archive).await? {
+        let mut started = Instant::now();
+        // The rows its planning read locked and read, in the transaction it left open; the
+        // batch's time counts from that read.
+        let planned = match self.open_batch.take() {
+            Some(OpenBatch {
+                batch_id,
+                locked: Locked::Rows(rows),
+                planned_at,
+            }) if batch_id == order.batch_id => {
+                started = planned_at;
+                Some(rows)
+            }
+            Some(_) => {
+                db::rollback(&mut source).await;
+                None
+            }
+            None => None,
+        };
+        let steps = self.cross_steps(order, planned, &mut source, &mut archive);
+        let result = match steps.await? {
             Ok(result) => result,
             Err(error) => return Ok((Err(error), started)),
         };
@@ -126,14 +148,18 @@ impl Engine<'_> {
     async fn cross_steps(
         &mut self,
         order: &BatchOrder,
+        planned: Option<Vec<RowValues>>,
         source: &mut Conn,
         archive: &mut Conn,
     ) -> Result<DbResult<BatchResult>, Halt> {
         let (lower, upper) = (order.lower.as_ref(), &order.upper);
         let times = &mut self.batch_times;
-        let locked = match db::lock_batch_rows(source, &self.queries, lower, upper, times).await {
-            Ok(locked) => locked,
-            Err(error) => return Ok(Err(error)),
+        let locked = match planned {
+            Some(rows) => rows,
+            None => match db::lock_batch_rows(source, &self.queries, lower, upper, times).await {
+                Ok(locked) => locked,
+                Err(error) => return Ok(Err(error)),
+            },
         };
         let witness = order.claim.as_ref().and_then(|c| c.witness.as_ref());
         let copied = if order.step == Step::Copy {

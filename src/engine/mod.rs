@@ -149,11 +149,28 @@ struct Engine<'a> {
 struct OpenBatch {
     /// The batch.
     batch_id: u64,
-    /// The keys its planning read locked, in key order.
-    keys: Vec<crate::event::Key>,
+    /// What its planning read locked.
+    locked: Locked,
     /// When its planning read began: its locks (and so its time, for the batch size and the
     /// duration histogram) count from then.
     planned_at: Instant,
+}
+
+/// What a planning read locked, in key order.
+enum Locked {
+    /// The keys (archive on the source server: the batch's statements read the rows).
+    Keys(Vec<crate::event::Key>),
+    /// The rows (archive on its own server: the client carries them there).
+    Rows(Vec<db::RowValues>),
+}
+
+impl Locked {
+    fn len(&self) -> u64 {
+        match self {
+            Locked::Keys(keys) => keys.len() as u64,
+            Locked::Rows(rows) => rows.len() as u64,
+        }
+    }
 }
 
 impl Engine<'_> {
@@ -264,38 +281,43 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Plans the next batch. With the archive on the source server the planning read locks
-    /// the batch's rows (`SELECT ... LIMIT n FOR UPDATE` in the batch's transaction, left open
-    /// in [`Engine::open_batch`]): one read of the rows instead of a read to plan and another
-    /// to lock. A row another session holds past `lock_wait_timeout_s` makes it plan without
-    /// locks instead, so that the batch, not planning, fails on that row (and is retried, then
-    /// parked) as before.
+    /// Plans the next batch. The planning read locks the batch's rows (`SELECT ... LIMIT n
+    /// FOR UPDATE` in the batch's transaction, left open in [`Engine::open_batch`]): one read
+    /// of the rows instead of a read to plan and another to lock; with the archive on its own
+    /// server it reads the rows the client carries there. A row another session holds past
+    /// `lock_wait_timeout_s` makes it plan without locks instead, so that the batch, not
+    /// planning, fails on that row (and is retried, then parked) as before.
     async fn plan_next(&mut self, mut order: PlanOrder) -> Result<(), Halt> {
         // The order's rows, or as many as the batches' times say (BatchPlanned records them).
         order.rows = self.sizing.rows(order.rows, order.rows_set_live);
         if self.progress.estimate_due() {
             self.estimate_rows_left(&order).await;
         }
-        let lock_while_planning = self.config.archive.endpoint.is_none();
+        let two_servers = self.config.archive.endpoint.is_some();
         let conn = self.servers.source(order.now_unix_us).await?;
         let started = Instant::now();
         let (after, bound) = (order.after.as_ref(), &order.bound);
-        let mut planned = Err(None);
-        if lock_while_planning {
-            planned = match db::plan_locked(conn, &self.queries, after, bound, order.rows).await {
-                Ok(planned) => {
-                    Ok(planned.map(|(upper, keys)| (upper, keys.len() as u64, Some(keys))))
-                }
-                Err(error) if error.is_lock_conflict() => {
-                    tracing::info!(
-                        "planning batch {} met a row lock ({error}); planning it without locks",
-                        order.batch_id
-                    );
-                    Err(None)
-                }
-                Err(error) => Err(Some(error)),
-            };
-        }
+        let queries = &self.queries;
+        let locking = if two_servers {
+            db::plan_rows_locked(conn, queries, after, bound, order.rows)
+                .await
+                .map(|planned| planned.map(|(upper, rows)| (upper, Locked::Rows(rows))))
+        } else {
+            db::plan_locked(conn, queries, after, bound, order.rows)
+                .await
+                .map(|planned| planned.map(|(upper, keys)| (upper, Locked::Keys(keys))))
+        };
+        let mut planned = match locking {
+            Ok(planned) => Ok(planned.map(|(upper, locked)| (upper, locked.len(), Some(locked)))),
+            Err(error) if error.is_lock_conflict() => {
+                tracing::info!(
+                    "planning batch {} met a row lock ({error}); planning it without locks",
+                    order.batch_id
+                );
+                Err(None)
+            }
+            Err(error) => Err(Some(error)),
+        };
         if let Err(None) = planned {
             let plain = db::plan(conn, &self.queries, after, bound, order.rows).await;
             planned = plain
@@ -318,7 +340,7 @@ impl Engine<'_> {
         &mut self,
         order: PlanOrder,
         (upper, rows_planned): (crate::event::Key, u64),
-        (locked, planned_at): (Option<Vec<crate::event::Key>>, Instant),
+        (locked, planned_at): (Option<Locked>, Instant),
     ) -> Result<(), Halt> {
         let event = Event::BatchPlanned(crate::event::BatchPlanned {
             batch_id: order.batch_id,
@@ -334,10 +356,10 @@ impl Engine<'_> {
             }
             return Err(error.into());
         }
-        if let Some(keys) = locked {
+        if let Some(locked) = locked {
             self.open_batch = Some(OpenBatch {
                 batch_id: order.batch_id,
-                keys,
+                locked,
                 planned_at,
             });
         }

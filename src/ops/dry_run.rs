@@ -151,7 +151,10 @@ async fn next_batch(
     )?;
     writeln!(out, "{}", sizing_line(config, open_run))?;
     match config.archive.endpoint {
-        Some(_) => two_step_batch(queries, (after.as_ref(), &upper), rows, out)?,
+        Some(_) => {
+            let plan_locked = queries.plan_rows_locked(after.as_ref(), &bound, rows_per_batch);
+            two_step_batch(queries, &plan_locked, (after.as_ref(), &upper), rows, out)?;
+        }
         None => {
             let plan_locked = queries.plan_locked(after.as_ref(), &bound, rows_per_batch);
             one_transaction_batch(queries, &plan_locked, after.as_ref(), &upper, out)?;
@@ -163,6 +166,7 @@ async fn next_batch(
 /// The statements of a batch with the archive on its own server.
 fn two_step_batch(
     queries: &Queries,
+    plan_locked: &crate::db::sql::Statement,
     (lower, upper): (Option<&Key>, &Key),
     rows: u64,
     out: &mut dyn Write,
@@ -176,8 +180,8 @@ fn two_step_batch(
     )?;
     writeln!(
         out,
-        "-- source: START TRANSACTION;\n{};\n-- parameters: {:?}",
-        lock.sql, lock.params
+        "-- source: START TRANSACTION; plan the batch and lock and read its matching rows (a batch\n-- run again, or planned without locks because another session held a row, reads them with\n-- this instead:\n-- {})\n{};\n-- parameters: {:?}",
+        lock.sql, plan_locked.sql, plan_locked.params
     )?;
     writeln!(
         out,

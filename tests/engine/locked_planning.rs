@@ -1,6 +1,6 @@
-//! Planning that locks (issue 10): with the archive on the source server, a batch's planning
-//! read locks its rows (`SELECT ... LIMIT n FOR UPDATE`) in the transaction the batch then runs
-//! in. A row held by another session must still fail (and park) only its batch, not stall or
+//! Planning that locks (issue 10): a batch's planning read locks its rows (`SELECT ... LIMIT n
+//! FOR UPDATE`; with the archive on its own server, reading them whole) in the transaction the
+//! batch then runs in. A row held by another session must still fail (and park) only its batch, not stall or
 //! fail planning: planning falls back to a read without locks, as before.
 
 use super::*;
@@ -10,16 +10,27 @@ use super::*;
 /// every other batch moves, exit 3. Released and reset, the next run moves the rest exactly.
 #[test]
 fn a_row_held_by_another_session_parks_its_batch_and_planning_goes_on() {
+    held_row_parks_its_batch("lockplan", false);
+}
+
+/// The same with the archive reached through its own url (the two-step batch), whose
+/// planning read locks and reads the batch's rows.
+#[test]
+fn a_row_held_by_another_session_parks_its_two_step_batch_and_planning_goes_on() {
+    held_row_parks_its_batch("lockplan2", true);
+}
+
+fn held_row_parks_its_batch(name: &str, two_step: bool) {
     let sandbox = common::sandbox();
-    let mut db = mixed_db(&sandbox, "lockplan", 1_000);
+    let mut db = mixed_db(&sandbox, name, 1_000);
     let original = db.checksum("src");
     let matching = count_matching(&mut db, MIXED_PREDICATE);
-    let job = Job::new(
-        &sandbox,
-        &db,
-        MIXED_PREDICATE,
-        "batch_rows = 100\nattempts_max = 2\nlock_wait_timeout_s = 1",
-    );
+    let extra = "batch_rows = 100\nattempts_max = 2\nlock_wait_timeout_s = 1";
+    let job = if two_step {
+        super::cross::cross_job(&sandbox, &db, &db, MIXED_PREDICATE, extra)
+    } else {
+        Job::new(&sandbox, &db, MIXED_PREDICATE, extra)
+    };
     // The 250th matching row in key order (in the third batch), locked alone: by its key.
     let key = nth_matching_key(&mut db, MIXED_PREDICATE, 249);
     let blocker = hold_mixed_row(&sandbox, &db, key);
