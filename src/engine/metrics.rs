@@ -347,10 +347,7 @@ impl Metrics {
     }
 
     /// The metrics in the OpenMetrics text format (`# EOF` at the end), to be served as
-    /// [`CONTENT_TYPE`]. Measures the WAL directory first. node_exporter's textfile collector
-    /// reads the same text with the classic Prometheus text parser, which ignores the `# UNIT`
-    /// and `# EOF` lines and takes the counters as untyped series under the same `_total`
-    /// names (same values and names for queries; the type and help are lost there).
+    /// [`CONTENT_TYPE`]. Measures the WAL directory first.
     pub fn render(&self) -> String {
         if let Ok(bytes) = journal::log_bytes(&self.wal_dir) {
             self.wal_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
@@ -358,6 +355,12 @@ impl Metrics {
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing into a String cannot fail");
         text
+    }
+
+    /// The metrics in the classic Prometheus text format (0.0.4), the one node_exporter's
+    /// textfile collector parses: see [`classic_text`].
+    pub fn render_classic(&self) -> String {
+        classic_text(&self.render())
     }
 
     /// What the journal's observer does with an appended event, given the state it made.
@@ -420,6 +423,35 @@ impl Observer for MetricsObserver {
     fn post_apply(&mut self, event: &Event, state: &State) {
         self.0.count(event, state);
     }
+}
+
+/// OpenMetrics text as classic Prometheus text: OpenMetrics names a counter's family without
+/// its `_total` (`# TYPE archiver_rows_archived counter`, then the series
+/// `archiver_rows_archived_total`), which the classic parser reads as a family with no series
+/// and an untyped series of another name: node_exporter then exported every counter untyped
+/// and without help. Here each counter's `# HELP` and `# TYPE` name its `_total` series, and
+/// the `# UNIT` and `# EOF` lines, which the classic format lacks, are left out. Gauges and
+/// histograms are written alike in both.
+fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let (name, rest) = line.strip_prefix(prefix)?.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {rest}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -538,6 +570,97 @@ mod tests {
             }
         }
         samples
+    }
+
+    /// Every sample of a classic Prometheus text exposition (node_exporter's textfile
+    /// format), keyed as [`samples`] keys them, and the family of each series that has no type.
+    fn classic_samples(text: &str) -> (HashMap<String, f64>, Vec<String>) {
+        try_classic_samples(text)
+            .unwrap_or_else(|e| panic!("not valid Prometheus text: {e}\n{text}"))
+    }
+
+    fn try_classic_samples(text: &str) -> Result<(HashMap<String, f64>, Vec<String>), String> {
+        use openmetrics_parser::{prometheus, PrometheusType, PrometheusValue};
+        let exposition = prometheus::parse_prometheus(text).map_err(|e| format!("{e:?}"))?;
+        let mut samples = HashMap::new();
+        let mut untyped = Vec::new();
+        for (name, family) in &exposition.families {
+            if family.family_type == PrometheusType::Unknown {
+                untyped.push(name.clone());
+            }
+            for sample in family.iter_samples() {
+                let set = sample.get_labelset().unwrap();
+                let mut labels: Vec<String> =
+                    set.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                labels.sort();
+                let series = |suffix: &str| {
+                    if labels.is_empty() {
+                        format!("{name}{suffix}")
+                    } else {
+                        format!("{name}{suffix}{{{}}}", labels.join(","))
+                    }
+                };
+                match &sample.value {
+                    PrometheusValue::Counter(c) => {
+                        samples.insert(series(""), c.value.as_f64());
+                    }
+                    PrometheusValue::Gauge(n) | PrometheusValue::Unknown(n) => {
+                        samples.insert(series(""), n.as_f64());
+                    }
+                    PrometheusValue::Histogram(h) => {
+                        samples.insert(series("_count"), h.count.unwrap_or(0) as f64);
+                        samples.insert(series("_sum"), h.sum.map_or(0.0, |s| s.as_f64()));
+                    }
+                    other => panic!("unexpected metric type in {name}: {other:?}"),
+                }
+            }
+        }
+        Ok((samples, untyped))
+    }
+
+    /// The textfile's classic text holds the same series with the same values as the
+    /// OpenMetrics text, every one of them typed (counters as counters, under their `_total`
+    /// names), and no `# EOF` or `# UNIT` line. The OpenMetrics text itself, read the classic
+    /// way as node_exporter reads a textfile, leaves the counters untyped: what this fixes.
+    #[test]
+    fn the_textfile_text_is_classic_prometheus_text_with_typed_counters() {
+        let config = config();
+        let metrics = Metrics::new(&config);
+        let mut state = State::new();
+        for (lsn, event) in (1..).zip(story()) {
+            state.apply(lsn, &event).unwrap();
+        }
+        metrics.seed(&state);
+        metrics.observe_batch(std::time::Duration::from_millis(30));
+        metrics.add_throttle("sleep", 0.25);
+        let openmetrics_text = metrics.render();
+        let classic = metrics.render_classic();
+        assert!(
+            !classic.contains("# EOF") && !classic.contains("# UNIT"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE archiver_rows_archived_total counter\n")
+                && classic.contains("# HELP archiver_rows_archived_total "),
+            "{classic}"
+        );
+        let (series, untyped) = classic_samples(&classic);
+        assert!(
+            untyped.is_empty(),
+            "untyped families {untyped:?} in\n{classic}"
+        );
+        assert_eq!(series, samples(&openmetrics_text));
+        assert_eq!(series.get("archiver_rows_archived_total"), Some(&7.0));
+        // Read the classic way, the OpenMetrics text does not give the counters their type:
+        // node_exporter's parser takes them as untyped series, this stricter one refuses the
+        // series named unlike their family.
+        match try_classic_samples(&openmetrics_text) {
+            Err(refused) => assert!(refused.contains("archiver_rows_archived"), "{refused}"),
+            Ok((_, untyped)) => assert!(
+                untyped.contains(&"archiver_rows_archived_total".to_string()),
+                "{untyped:?}"
+            ),
+        }
     }
 
     /// The counts the observer moves as events are appended are exactly the counts a replay of

@@ -73,7 +73,7 @@ impl Textfile {
     /// error of the first write is returned (the path is wrong: nothing was started); later
     /// failures are logged and change nothing.
     pub fn start(path: PathBuf, metrics: Arc<Metrics>, interval: Duration) -> io::Result<Textfile> {
-        write_atomically(&path, &metrics.render())?;
+        write_atomically(&path, &metrics.render_classic())?;
         let task = tokio::spawn(rewrite_every(path.clone(), metrics.clone(), interval));
         Ok(Textfile {
             path,
@@ -100,7 +100,7 @@ impl Drop for Textfile {
 }
 
 fn write_or_warn(path: &Path, metrics: &Metrics) {
-    if let Err(error) = write_atomically(path, &metrics.render()) {
+    if let Err(error) = write_atomically(path, &metrics.render_classic()) {
         tracing::warn!(
             "cannot write the metrics file {}: {error}; the run goes on",
             path.display()
