@@ -1,10 +1,11 @@
 //! Several batches in flight (`parallel`, `archiver run --jobs N`; archive on the source
 //! server): each batch on its own connection, in its own transaction, on its own key range.
 //!
-//! Planning stays with the loop and stays sequential: each plan starts at the previous batch's
-//! upper key and locks its rows (`db::plan_locked`) on a connection taken for the batch, which
-//! then runs its statements as a future of its own ([`statements`]) while the loop plans the
-//! next one. What the log needs is still written by the loop alone, in the order things
+//! Planning stays sequential: each plan starts at the previous batch's upper key and locks its
+//! rows (`db::plan_locked`) on a connection taken for the batch, as a future the loop polls
+//! beside the batches in flight ([`planning`]: a read waiting for another session's lock must
+//! not hold them up); the batch then runs its statements as a future of its own
+//! ([`statements`]) while the loop plans the next one. What the log needs is still written by the loop alone, in the order things
 //! happen:
 //!
 //! - a batch whose statements are done (transaction open) lands; its `BatchCommitting` is
@@ -95,6 +96,53 @@ fn statements(
     })
 }
 
+/// A planning read in flight: what it planned, on the connection it took.
+struct Planned {
+    order: PlanOrder,
+    conn: Conn,
+    /// When the read began (the batch's locks count from then).
+    started: Instant,
+    /// The batch's upper key, its rows, and the keys locked; `None` when no matching row is
+    /// left.
+    result: Result<Option<PlanOutcome>, DbError>,
+}
+
+/// A batch planned: its upper key, its matching rows, and the keys locked (`None`: planned
+/// without locks, another session held a row).
+type PlanOutcome = (Key, u64, Option<Vec<Key>>);
+
+/// The next batch's planning read (`db::plan_locked`, or `db::plan` when another session
+/// holds a row it meets), as a future the loop polls beside the batches in flight: a read
+/// waiting for another session's lock must not stop them from going on.
+fn planning(mut conn: Conn, queries: Arc<Queries>, order: PlanOrder) -> PlanningRead {
+    Box::pin(async move {
+        let started = Instant::now();
+        let (after, bound) = (order.after.as_ref(), &order.bound);
+        let result = match db::plan_locked(&mut conn, &queries, after, bound, order.rows).await {
+            Ok(planned) => Ok(planned.map(|(upper, keys)| (upper, keys.len() as u64, Some(keys)))),
+            Err(error) if error.is_lock_conflict() => {
+                tracing::info!(
+                    "planning batch {} met a row lock ({error}); planning it without locks",
+                    order.batch_id
+                );
+                db::plan(&mut conn, &queries, after, bound, order.rows)
+                    .await
+                    .map(|planned| planned.map(|(upper, rows)| (upper, rows, None)))
+            }
+            Err(error) => Err(error),
+        };
+        Planned {
+            order,
+            conn,
+            started,
+            result,
+        }
+    })
+}
+
+/// A planning read in flight.
+type PlanningRead = Pin<Box<dyn Future<Output = Planned> + Send>>;
+
 /// The batch's `COMMIT`, once its `BatchCommitting` is durable.
 fn commit(mut conn: Conn, order: BatchOrder, result: BatchResult, began: Instant) -> Flying {
     Box::pin(async move {
@@ -149,6 +197,9 @@ struct Flight {
     backoff: Option<Duration>,
     /// What stops the run, once these have landed.
     halt: Option<Halt>,
+    /// The next batch's planning read, if one is in flight (one at a time: each plan starts
+    /// where the previous one ended).
+    planning: Option<PlanningRead>,
     /// The sync in progress, on a blocking thread, while the loop goes on.
     sync: Option<tokio::task::JoinHandle<SyncOutcome>>,
     /// The batches whose claims that sync makes durable.
@@ -170,10 +221,13 @@ impl Engine<'_> {
         let mut flight = Flight::default();
         let mut next = Some(Action::PlanNext(first));
         loop {
+            // Batches planned or run count against `jobs` until they committed or failed
+            // (those waiting for a sync too), and so does a planning read in flight.
             while flight.halt.is_none()
                 && flight.backoff.is_none()
                 && !flight.exhausted
-                && flight.flying.len() < jobs
+                && flight.planning.is_none()
+                && flight.busy.len() < jobs
             {
                 let action = match next.take() {
                     Some(action) => action,
@@ -193,10 +247,11 @@ impl Engine<'_> {
                     _ => break,
                 }
             }
-            if flight.flying.is_empty() && flight.sync.is_none() {
+            if flight.flying.is_empty() && flight.sync.is_none() && flight.planning.is_none() {
                 break;
             }
             match flight.next_event().await {
+                Wake::Planned(planned) => self.planned(*planned, &queries, &mut flight),
                 Wake::Landed(landed) => {
                     let mut landed = vec![*landed];
                     while let Some(Some(more)) = flight.flying.next().now_or_never() {
@@ -204,22 +259,7 @@ impl Engine<'_> {
                     }
                     self.land(landed, &mut flight)?;
                 }
-                Wake::Synced(synced) => {
-                    flight.sync = None;
-                    let outcome = synced.map_err(|e| {
-                        Halt::Fail(anyhow::anyhow!("the WAL sync did not end: {e}").into())
-                    })?;
-                    self.journal.finish_sync(outcome)?;
-                    for ready in std::mem::take(&mut flight.syncing) {
-                        let Ready {
-                            order,
-                            conn,
-                            result,
-                            began,
-                        } = ready;
-                        flight.flying.push(commit(conn, order, result, began));
-                    }
-                }
+                Wake::Synced(synced) => self.synced(synced, &mut flight)?,
             }
             self.start_sync(&mut flight)?;
         }
@@ -248,7 +288,7 @@ impl Engine<'_> {
             || self.progress.estimate_due()
     }
 
-    /// Plans a batch on a connection of its own, its rows locked, and starts its statements.
+    /// Starts planning a batch on a connection of its own ([`planning`]).
     async fn launch_plan(
         &mut self,
         mut order: PlanOrder,
@@ -256,34 +296,32 @@ impl Engine<'_> {
         flight: &mut Flight,
     ) {
         order.rows = self.sizing.rows(order.rows, order.rows_set_live);
-        let mut conn = match self.servers.take_source(order.now_unix_us).await {
-            Ok(conn) => conn,
-            Err(halt) => return flight.stop(halt),
-        };
-        let started = Instant::now();
-        let (after, bound) = (order.after.as_ref(), &order.bound);
-        let planned = match db::plan_locked(&mut conn, queries, after, bound, order.rows).await {
-            Ok(planned) => Ok(planned.map(|(upper, keys)| (upper, keys.len() as u64, Some(keys)))),
-            Err(error) if error.is_lock_conflict() => {
-                tracing::info!(
-                    "planning batch {} met a row lock ({error}); planning it without locks",
-                    order.batch_id
-                );
-                db::plan(&mut conn, queries, after, bound, order.rows)
-                    .await
-                    .map(|planned| planned.map(|(upper, rows)| (upper, rows, None)))
-            }
-            Err(error) => Err(error),
-        };
+        match self.servers.take_source(order.now_unix_us).await {
+            Ok(conn) => flight.planning = Some(planning(conn, queries.clone(), order)),
+            Err(halt) => flight.stop(halt),
+        }
+    }
+
+    /// Records a planned batch (`BatchPlanned`, unsynced) and starts its statements on the
+    /// connection its planning read took, its rows locked; or, when no matching row is left,
+    /// finishes the run once nothing of it is pending.
+    fn planned(&mut self, planned: Planned, queries: &Arc<Queries>, flight: &mut Flight) {
+        let Planned {
+            order,
+            conn,
+            started,
+            result,
+        } = planned;
         self.plan_times.add_since(started);
-        let (upper, rows_planned, locked) = match planned {
+        let (upper, rows_planned, locked) = match result {
             Ok(Some(planned)) => planned,
             Ok(None) => {
                 self.servers.give_back(conn, order.now_unix_us);
                 flight.exhausted = true;
-                // With none in flight nothing of the run is pending (pending batches are
-                // started before any plan): it is done. Else it finishes once they land.
-                if flight.flying.is_empty() {
+                // With no batch of ours planned and not yet committed (pending ones are
+                // started before any plan), the run is done; else it finishes, from the
+                // one-batch loop, once they are.
+                if flight.busy.is_empty() {
                     if let Err(halt) = self.finish_run(order.run_id) {
                         flight.stop(halt);
                     }
@@ -397,6 +435,28 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// The sync in progress ended: the claims it covers are durable, and their batches commit.
+    fn synced(
+        &mut self,
+        synced: Result<SyncOutcome, tokio::task::JoinError>,
+        flight: &mut Flight,
+    ) -> Result<(), Halt> {
+        flight.sync = None;
+        let outcome = synced
+            .map_err(|e| Halt::Fail(anyhow::anyhow!("the WAL sync did not end: {e}").into()))?;
+        self.journal.finish_sync(outcome)?;
+        for ready in std::mem::take(&mut flight.syncing) {
+            let Ready {
+                order,
+                conn,
+                result,
+                began,
+            } = ready;
+            flight.flying.push(commit(conn, order, result, began));
+        }
+        Ok(())
+    }
+
     /// Group commit: when no sync is in progress and claims wait for one, begins a sync of
     /// everything appended so far on a blocking thread, so that the batches in flight go on
     /// (and land, and queue their claims for the next sync) while it runs. The batches it
@@ -415,15 +475,20 @@ impl Engine<'_> {
 /// What the loop waits for: a batch landing, or the sync in progress ending.
 enum Wake {
     Landed(Box<Landing>),
+    Planned(Box<Planned>),
     Synced(Result<SyncOutcome, tokio::task::JoinError>),
 }
 
 impl Flight {
     /// Waits for the next batch to land or the sync in progress to end; there must be one.
     async fn next_event(&mut self) -> Wake {
-        let (flying, sync) = (&mut self.flying, &mut self.sync);
+        let (flying, sync, planning) = (&mut self.flying, &mut self.sync, &mut self.planning);
         tokio::select! {
             Some(landed) = flying.next(), if !flying.is_empty() => Wake::Landed(Box::new(landed)),
+            planned = async { planning.as_mut().expect("checked").await }, if planning.is_some() => {
+                *planning = None;
+                Wake::Planned(Box::new(planned))
+            }
             synced = async { sync.as_mut().expect("checked").await }, if sync.is_some() => {
                 Wake::Synced(synced)
             }

@@ -210,6 +210,18 @@ fn a_batch_never_waits_for_the_row_after_its_range() {
         .map(|(_, id)| *id)
         .collect();
     assert_eq!(failed, vec![2], "only the held row's batch failed");
+    // The second batch's planning read waited a second for the held row; the first batch
+    // went on meanwhile (its locks are not held for another session's sake): it was done
+    // before the second was planned.
+    let at = |record: (&str, u64)| {
+        (records.iter())
+            .position(|(k, id)| (k.as_str(), *id) == record)
+            .unwrap_or_else(|| panic!("no {record:?} in {records:?}"))
+    };
+    assert!(
+        at(("BatchDeleted", 1)) < at(("BatchPlanned", 2)),
+        "the first batch waited for the second's planning: {records:?}"
+    );
     assert_success(&job.archiver("reset", &["--failed"]), "reset");
     assert_success(&job.archiver("run", &[]), "run after the lock is gone");
     assert_moved(&mut db, MIXED_PREDICATE, original, matching);
