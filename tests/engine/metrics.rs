@@ -30,12 +30,7 @@ fn read_metrics(path: &Path) -> HashMap<String, f64> {
         );
         for sample in family.iter_samples() {
             let set = sample.get_labelset().unwrap();
-            let mut labels: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-            labels.sort();
-            let series = |suffix: &str| match labels.is_empty() {
-                true => format!("{name}{suffix}"),
-                false => format!("{name}{suffix}{{{}}}", labels.join(",")),
-            };
+            let series = series_namer(name, set.iter());
             match &sample.value {
                 PrometheusValue::Counter(c) => samples.insert(series(""), c.value.as_f64()),
                 PrometheusValue::Gauge(n) => samples.insert(series(""), n.as_f64()),
@@ -61,12 +56,7 @@ fn read_openmetrics(path: &Path) -> HashMap<String, f64> {
     for (name, family) in &exposition.families {
         for sample in family.iter_samples() {
             let set = sample.get_labelset().unwrap();
-            let mut labels: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-            labels.sort();
-            let series = |suffix: &str| match labels.is_empty() {
-                true => format!("{name}{suffix}"),
-                false => format!("{name}{suffix}{{{}}}", labels.join(",")),
-            };
+            let series = series_namer(name, set.iter());
             match &sample.value {
                 OpenMetricsValue::Counter(c) => samples.insert(series("_total"), c.value.as_f64()),
                 OpenMetricsValue::Gauge(n) => samples.insert(series(""), n.as_f64()),
@@ -79,6 +69,20 @@ fn read_openmetrics(path: &Path) -> HashMap<String, f64> {
         }
     }
     samples
+}
+
+/// Names the series of family `name` with these labels as the sample maps key them:
+/// `name{suffix}{k="v",...}`, labels sorted, no braces without labels.
+fn series_namer<K: std::fmt::Display, V: std::fmt::Debug>(
+    name: &str,
+    labels: impl Iterator<Item = (K, V)>,
+) -> impl Fn(&str) -> String + '_ {
+    let mut labels: Vec<String> = labels.map(|(k, v)| format!("{k}={v:?}")).collect();
+    labels.sort();
+    move |suffix: &str| match labels.is_empty() {
+        true => format!("{name}{suffix}"),
+        false => format!("{name}{suffix}{{{}}}", labels.join(",")),
+    }
 }
 
 /// The value of `series`, failing with the whole map when it is missing.
