@@ -535,6 +535,23 @@ mod tests {
         ]
     }
 
+    /// Names the series of family `name` with these labels: `name{suffix}{k="v",...}`,
+    /// labels sorted, no braces without labels.
+    fn series_namer<K: std::fmt::Display, V: std::fmt::Debug>(
+        name: &str,
+        labels: impl Iterator<Item = (K, V)>,
+    ) -> impl Fn(&str) -> String + '_ {
+        let mut labels: Vec<String> = labels.map(|(k, v)| format!("{k}={v:?}")).collect();
+        labels.sort();
+        move |suffix: &str| {
+            if labels.is_empty() {
+                format!("{name}{suffix}")
+            } else {
+                format!("{name}{suffix}{{{}}}", labels.join(","))
+            }
+        }
+    }
+
     /// Every sample of an exposition parsed by the strict OpenMetrics parser, as
     /// `name{label="value",...}` (labels sorted) -> value; a histogram gives `_count`, `_sum`.
     fn samples(text: &str) -> HashMap<String, f64> {
@@ -544,16 +561,7 @@ mod tests {
         for (name, family) in &exposition.families {
             for sample in family.iter_samples() {
                 let set = sample.get_labelset().unwrap();
-                let mut labels: Vec<String> =
-                    set.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-                labels.sort();
-                let series = |suffix: &str| {
-                    if labels.is_empty() {
-                        format!("{name}{suffix}")
-                    } else {
-                        format!("{name}{suffix}{{{}}}", labels.join(","))
-                    }
-                };
+                let series = series_namer(name, set.iter());
                 match &sample.value {
                     OpenMetricsValue::Counter(c) => {
                         samples.insert(series("_total"), c.value.as_f64());
@@ -590,16 +598,7 @@ mod tests {
             }
             for sample in family.iter_samples() {
                 let set = sample.get_labelset().unwrap();
-                let mut labels: Vec<String> =
-                    set.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-                labels.sort();
-                let series = |suffix: &str| {
-                    if labels.is_empty() {
-                        format!("{name}{suffix}")
-                    } else {
-                        format!("{name}{suffix}{{{}}}", labels.join(","))
-                    }
-                };
+                let series = series_namer(name, set.iter());
                 match &sample.value {
                     PrometheusValue::Counter(c) => {
                         samples.insert(series(""), c.value.as_f64());
