@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::backoff::Backoff;
-use super::{Engine, Halt, Locked, OpenBatch};
+use super::{Engine, Halt, OpenBatch};
 use mysql_async::Conn;
 
 use crate::db::{self, Archived, BatchResult, DbError, DbResult, EarlyDelete, RowValues};
@@ -32,31 +32,15 @@ impl Engine<'_> {
         let started;
         let result = match self.config.archive.endpoint {
             None => {
+                // A pending batch run again (after a failure or a crash): it locks its range
+                // itself (batches just planned run in `engine::parallel`).
                 let conn = self.servers.source(order.now_unix_us).await?;
-                let mut began = Instant::now();
+                let began = Instant::now();
                 let range = (order.lower.as_ref(), &order.upper);
                 let witness = order.claim.as_ref().and_then(|c| c.witness.as_ref());
-                // The rows locked by its planning read, in the transaction it left open; the
-                // batch's time counts from that read (its locks are held from then).
-                let locked = match self.open_batch.take() {
-                    Some(OpenBatch {
-                        batch_id,
-                        locked: Locked::Keys(keys),
-                        planned_at,
-                    }) if batch_id == order.batch_id => {
-                        began = planned_at;
-                        Some(keys)
-                    }
-                    Some(_) => {
-                        db::rollback(conn).await;
-                        None
-                    }
-                    None => None,
-                };
                 let times = &mut self.batch_times;
                 let result =
-                    match db::execute_batch(conn, &self.queries, range, locked, witness, times)
-                        .await
+                    match db::execute_batch(conn, &self.queries, range, None, witness, times).await
                     {
                         Ok(result) => {
                             let event = committing(&order, &result);
@@ -114,7 +98,7 @@ impl Engine<'_> {
         let planned = match self.open_batch.take() {
             Some(OpenBatch {
                 batch_id,
-                locked: Locked::Rows(rows),
+                rows,
                 planned_at,
             }) if batch_id == order.batch_id => {
                 started = planned_at;

@@ -138,39 +138,24 @@ struct Engine<'a> {
     batch_times: BatchTimes,
     /// What holds the job between batches: pacing, replica lag, the source's load.
     throttle: Throttle,
-    /// The batch just planned whose rows the planning read locked, its transaction left open
-    /// on the source connection for the batch to run in (one server only; see `plan_next`).
+    /// The two-server batch just planned whose rows the planning read locked and read, its
+    /// transaction left open on the source connection for the batch to run in (see
+    /// `plan_next`; one-server batches are planned by `engine::parallel`).
     open_batch: Option<OpenBatch>,
     /// How many rows the next batch plans (`batch_time_ms`), fed each batch's time.
     sizing: Sizing,
 }
 
-/// A planned batch whose transaction is open with its rows locked.
+/// A planned two-server batch whose source transaction is open with its rows locked.
 struct OpenBatch {
     /// The batch.
     batch_id: u64,
-    /// What its planning read locked.
-    locked: Locked,
+    /// The rows its planning read locked and read, in key order (the client carries them to
+    /// the archive's server).
+    rows: Vec<db::RowValues>,
     /// When its planning read began: its locks (and so its time, for the batch size and the
     /// duration histogram) count from then.
     planned_at: Instant,
-}
-
-/// What a planning read locked, in key order.
-enum Locked {
-    /// The keys (archive on the source server: the batch's statements read the rows).
-    Keys(Vec<crate::event::Key>),
-    /// The rows (archive on its own server: the client carries them there).
-    Rows(Vec<db::RowValues>),
-}
-
-impl Locked {
-    fn len(&self) -> u64 {
-        match self {
-            Locked::Keys(keys) => keys.len() as u64,
-            Locked::Rows(rows) => rows.len() as u64,
-        }
-    }
 }
 
 impl Engine<'_> {
@@ -203,7 +188,10 @@ impl Engine<'_> {
                     Waited::Interrupted => return Ok(()),
                     Waited::Elapsed => {
                         self.hold_while_throttled(&order).await?;
-                        if self.config.batching.parallel > 1 {
+                        // With the archive on the source server batches run in the
+                        // pipeline of `engine::parallel` (one at a time by default, the next
+                        // starting while the previous one waits for its sync and commit).
+                        if self.config.archive.endpoint.is_none() {
                             return self.run_parallel(order).await;
                         }
                         self.plan_next(order).await?;
@@ -281,34 +269,24 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Plans the next batch. The planning read locks the batch's rows (`SELECT ... LIMIT n
-    /// FOR UPDATE` in the batch's transaction, left open in [`Engine::open_batch`]): one read
-    /// of the rows instead of a read to plan and another to lock; with the archive on its own
-    /// server it reads the rows the client carries there. A row another session holds past
-    /// `lock_wait_timeout_s` makes it plan without locks instead, so that the batch, not
-    /// planning, fails on that row (and is retried, then parked) as before.
+    /// Plans the next two-server batch (one-server batches are planned by
+    /// `engine::parallel`). The planning read locks and reads the batch's rows (`SELECT ...
+    /// LIMIT n FOR UPDATE` in the batch's transaction, left open in [`Engine::open_batch`]):
+    /// one read of the rows instead of a read to plan and another to lock. A row another
+    /// session holds past `lock_wait_timeout_s` makes it plan without locks instead, so that
+    /// the batch, not planning, fails on that row (and is retried, then parked) as before.
     async fn plan_next(&mut self, mut order: PlanOrder) -> Result<(), Halt> {
         // The order's rows, or as many as the batches' times say (BatchPlanned records them).
         order.rows = self.sizing.rows(order.rows, order.rows_set_live);
         if self.progress.estimate_due() {
             self.estimate_rows_left(&order).await;
         }
-        let two_servers = self.config.archive.endpoint.is_some();
         let conn = self.servers.source(order.now_unix_us).await?;
         let started = Instant::now();
         let (after, bound) = (order.after.as_ref(), &order.bound);
-        let queries = &self.queries;
-        let locking = if two_servers {
-            db::plan_rows_locked(conn, queries, after, bound, order.rows)
-                .await
-                .map(|planned| planned.map(|(upper, rows)| (upper, Locked::Rows(rows))))
-        } else {
-            db::plan_locked(conn, queries, after, bound, order.rows)
-                .await
-                .map(|planned| planned.map(|(upper, keys)| (upper, Locked::Keys(keys))))
-        };
+        let locking = db::plan_rows_locked(conn, &self.queries, after, bound, order.rows).await;
         let mut planned = match locking {
-            Ok(planned) => Ok(planned.map(|(upper, locked)| (upper, locked.len(), Some(locked)))),
+            Ok(planned) => Ok(planned.map(|(upper, rows)| (upper, rows.len() as u64, Some(rows)))),
             Err(error) if error.is_lock_conflict() => {
                 tracing::info!(
                     "planning batch {} met a row lock ({error}); planning it without locks",
@@ -340,7 +318,7 @@ impl Engine<'_> {
         &mut self,
         order: PlanOrder,
         (upper, rows_planned): (crate::event::Key, u64),
-        (locked, planned_at): (Option<Locked>, Instant),
+        (locked, planned_at): (Option<Vec<db::RowValues>>, Instant),
     ) -> Result<(), Halt> {
         let event = Event::BatchPlanned(crate::event::BatchPlanned {
             batch_id: order.batch_id,
@@ -356,10 +334,10 @@ impl Engine<'_> {
             }
             return Err(error.into());
         }
-        if let Some(locked) = locked {
+        if let Some(rows) = locked {
             self.open_batch = Some(OpenBatch {
                 batch_id: order.batch_id,
-                locked,
+                rows,
                 planned_at,
             });
         }

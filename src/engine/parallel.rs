@@ -1,12 +1,17 @@
-//! Several batches in flight (`parallel`, `archiver run --jobs N`; archive on the source
-//! server): each batch on its own connection, in its own transaction, on its own key range.
+//! The batches of a job whose archive is on the source server, in flight side by side: each
+//! on its own connection, in its own transaction, on its own key range. At most `parallel`
+//! (`archiver run --jobs N`, 1 by default) run their statements at once; a batch whose
+//! statements are done and which waits for its claim's sync and its `COMMIT` lets the next one
+//! start, so even one at a time the server works while the log syncs (at most `parallel` more
+//! wait so). With one at a time no batch's statements run beside another's, and the plain
+//! statements are right; with more, `Queries::with_neighbours`.
 //!
 //! Planning stays sequential: each plan starts at the previous batch's upper key and locks its
 //! rows (`db::plan_locked`) on a connection taken for the batch, as a future the loop polls
 //! beside the batches in flight ([`planning`]: a read waiting for another session's lock must
 //! not hold them up); the batch then runs its statements as a future of its own
-//! ([`statements`]) while the loop plans the next one. What the log needs is still written by the loop alone, in the order things
-//! happen:
+//! ([`statements`]) while the loop plans the next one. What the log needs is still written by
+//! the loop alone, in the order things happen:
 //!
 //! - a batch whose statements are done (transaction open) lands; its `BatchCommitting` is
 //!   appended unsynced, and **one sync covers every claim appended before it began** (group
@@ -15,7 +20,8 @@
 //!   (`Journal::begin_sync`, `finish_sync`) while the loop keeps landing batches and queuing
 //!   their claims for the next one;
 //! - a committed batch's `ConflictFound`s and `BatchDeleted` are appended unsynced, as on the
-//!   one-batch path; a failure is recorded (`BatchFailed`, durable) as there.
+//!   one-batch path (which runs the two-server batches, and a pending batch run again
+//!   after a failure or a crash); a failure is recorded (`BatchFailed`, durable) as there.
 //!
 //! Nothing about "in flight" is in the log: after a crash nothing is, and the pending batches
 //! are run again in id order, each with its claim, exactly as after a crash of one batch.
@@ -191,6 +197,8 @@ struct Flight {
     flying: FuturesUnordered<Flying>,
     /// Their batch ids (and those of the batches waiting for a sync).
     busy: BTreeSet<u64>,
+    /// The batches whose statements are running (not yet landed).
+    in_statements: BTreeSet<u64>,
     /// Planning found no row left: the run finishes once these land.
     exhausted: bool,
     /// Wait this long before the next attempt of a batch that failed transiently.
@@ -221,13 +229,15 @@ impl Engine<'_> {
         let mut flight = Flight::default();
         let mut next = Some(Action::PlanNext(first));
         loop {
-            // Batches planned or run count against `jobs` until they committed or failed
-            // (those waiting for a sync too), and so does a planning read in flight.
+            // At most `jobs` batches run their statements at once. A batch whose statements
+            // are done, waiting for its sync and `COMMIT`, lets the next one start, so that
+            // the server works while the log syncs; at most `jobs` more wait so.
             while flight.halt.is_none()
                 && flight.backoff.is_none()
                 && !flight.exhausted
                 && flight.planning.is_none()
-                && flight.busy.len() < jobs
+                && flight.in_statements.len() < jobs
+                && flight.busy.len() < 2 * jobs
             {
                 let action = match next.take() {
                     Some(action) => action,
@@ -356,6 +366,7 @@ impl Engine<'_> {
             Instant::now()
         };
         flight.busy.insert(batch.batch_id);
+        flight.in_statements.insert(batch.batch_id);
         let statements = statements(conn, queries.clone(), batch, locked, began);
         flight.flying.push(statements);
     }
@@ -370,6 +381,7 @@ impl Engine<'_> {
         match self.servers.take_source(order.now_unix_us).await {
             Ok(conn) => {
                 flight.busy.insert(order.batch_id);
+                flight.in_statements.insert(order.batch_id);
                 let statements = statements(conn, queries.clone(), order, None, Instant::now());
                 flight.flying.push(statements);
             }
@@ -391,8 +403,14 @@ impl Engine<'_> {
                 outcome,
             } = landing;
             self.batch_times.add(&times);
+            // A batch's first landing is its statements' (its commit's comes later).
+            flight.in_statements.remove(&order.batch_id);
             match outcome {
                 Outcome::Ready(result) => {
+                    // The size of the batch planned next learns from this one now, not at
+                    // its commit: the next one is planned while this one waits for its sync.
+                    let conflicts = u64::try_from(result.conflicts.len()).expect("fits in u64");
+                    (self.sizing).batch_done(result.rows_deleted + conflicts, began.elapsed());
                     self.journal
                         .append(committing(&order, &result), Durability::Buffered)?;
                     let conn = conn.expect("a ready batch keeps its connection");
@@ -408,9 +426,6 @@ impl Engine<'_> {
                     self.record_done(order.batch_id, &result)?;
                     let took = began.elapsed();
                     self.metrics.observe_batch(took);
-                    let conflicts = u64::try_from(result.conflicts.len()).expect("fits in u64");
-                    self.sizing
-                        .batch_done(result.rows_deleted + conflicts, took);
                     self.throttle.batch_finished(took);
                     let conn = conn.expect("a committed batch keeps its connection");
                     self.servers.give_back(conn, order.now_unix_us);
