@@ -135,8 +135,7 @@ fn sort_leftovers(
 /// batch's transaction and leaves it open, the rows locked, for [`execute_batch`]. Returns the
 /// batch's upper key and the keys locked, in key order, or `None` when no matching row is left
 /// up to `bound` (the transaction then rolled back). On error the transaction is rolled back;
-/// on a lock conflict ([`super::DbError::is_lock_conflict`]) the caller plans without locks
-/// ([`plan`]), so that a row another session holds fails (and parks) the batch, not planning.
+/// on a lock conflict the caller plans without locks ([`plan_unlocked_after`]).
 pub async fn plan_locked(
     conn: &mut Conn,
     queries: &Queries,
@@ -144,28 +143,49 @@ pub async fn plan_locked(
     bound: &Key,
     rows: u32,
 ) -> DbResult<Option<(Key, Vec<Key>)>> {
-    conn.query_drop("START TRANSACTION").await?;
     let statement = queries.plan_locked(after, bound, rows);
-    let planned: DbResult<Vec<Key>> = async {
-        let rows: Vec<Row> = conn
-            .exec(statement.sql.as_str(), params(&statement))
-            .await?;
-        rows.into_iter().map(row_to_key).collect()
+    locking_read(conn, &statement, |rows| {
+        let keys: Vec<Key> = rows.into_iter().map(row_to_key).collect::<DbResult<_>>()?;
+        Ok(keys.last().cloned().map(|upper| (upper, keys)))
+    })
+    .await
+}
+
+/// A batch's locking planning read (`statement`) in a transaction it starts: `read` turns the
+/// rows into the plan, `None` when there is none. The transaction is left open, the rows
+/// locked, only with a plan; without one, or on any error, it is rolled back.
+pub(crate) async fn locking_read<T>(
+    conn: &mut Conn,
+    statement: &super::sql::Statement,
+    read: impl FnOnce(Vec<Row>) -> DbResult<Option<T>>,
+) -> DbResult<Option<T>> {
+    conn.query_drop("START TRANSACTION").await?;
+    let planned = match conn.exec(statement.sql.as_str(), params(statement)).await {
+        Ok(rows) => read(rows),
+        Err(error) => Err(error.into()),
+    };
+    if !matches!(planned, Ok(Some(_))) {
+        rollback(conn).await;
     }
-    .await;
-    match planned {
-        Ok(keys) => match keys.last().cloned() {
-            Some(upper) => Ok(Some((upper, keys))),
-            None => {
-                rollback(conn).await;
-                Ok(None)
-            }
-        },
-        Err(error) => {
-            rollback(conn).await;
-            Err(error)
-        }
+    planned
+}
+
+/// The plan of batch `batch_id` after its locking planning read failed with `error`: when a
+/// row another session holds made it wait past `lock_wait_timeout_s` (or deadlock), the same
+/// plan without locks ([`plan`]), so that the batch, not planning, fails on that row (and is
+/// retried, then parked); any other error is returned as it is.
+pub async fn plan_unlocked_after(
+    conn: &mut Conn,
+    queries: &Queries,
+    (after, bound, rows): (Option<&Key>, &Key, u32),
+    batch_id: u64,
+    error: super::DbError,
+) -> DbResult<Option<(Key, u64)>> {
+    if !error.is_lock_conflict() {
+        return Err(error);
     }
+    tracing::info!("planning batch {batch_id} met a row lock ({error}); planning it without locks");
+    plan(conn, queries, after, bound, rows).await
 }
 
 /// Runs one batch as one transaction on the source server: lock the batch's matching rows

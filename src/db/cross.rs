@@ -116,7 +116,7 @@ pub async fn lock_batch_rows(
 /// locked, for the batch to run in without [`lock_batch_rows`]. Returns the batch's upper key
 /// (its last row's) and its rows, or `None` when no matching row is left up to `bound` (the
 /// transaction then rolled back). On error the transaction is rolled back; on a lock conflict
-/// the caller plans without locks, as on one server (`super::batch::plan_locked`).
+/// the caller plans without locks (`super::batch::plan_unlocked_after`).
 pub async fn plan_rows_locked(
     source: &mut Conn,
     queries: &Queries,
@@ -124,30 +124,15 @@ pub async fn plan_rows_locked(
     bound: &Key,
     rows: u32,
 ) -> DbResult<Option<(Key, Vec<RowValues>)>> {
-    source.query_drop("START TRANSACTION").await?;
     let statement = queries.plan_rows_locked(after, bound, rows);
-    let planned: DbResult<Option<(Key, Vec<RowValues>)>> = async {
-        let rows: Vec<Row> = source
-            .exec(statement.sql.as_str(), params(&statement))
-            .await?;
+    super::batch::locking_read(source, &statement, |rows| {
         let rows: Vec<RowValues> = rows.into_iter().map(Row::unwrap).collect();
         match rows.last() {
             None => Ok(None),
             Some(last) => Ok(Some((key_of(last, queries.key_positions())?, rows))),
         }
-    }
-    .await;
-    match planned {
-        Ok(Some(planned)) => Ok(Some(planned)),
-        Ok(None) => {
-            super::batch::rollback(source).await;
-            Ok(None)
-        }
-        Err(error) => {
-            super::batch::rollback(source).await;
-            Err(error)
-        }
-    }
+    })
+    .await
 }
 
 /// The batch's key range, `(lower, upper]`.

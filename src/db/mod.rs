@@ -23,7 +23,9 @@ pub mod throttle;
 pub mod times;
 mod tls;
 
-pub use batch::{commit, execute_batch, key_bound, plan, plan_locked, rollback, BatchResult};
+pub use batch::{
+    commit, execute_batch, key_bound, plan, plan_locked, plan_unlocked_after, rollback, BatchResult,
+};
 pub use cross::{
     copy_and_delete, copy_rows, lock_batch_rows, plan_rows_locked, read_archived, settle, Accepts,
     Archived, EarlyDelete, RowValues,

@@ -284,27 +284,19 @@ impl Engine<'_> {
         let conn = self.servers.source(order.now_unix_us).await?;
         let started = Instant::now();
         let (after, bound) = (order.after.as_ref(), &order.bound);
-        let locking = db::plan_rows_locked(conn, &self.queries, after, bound, order.rows).await;
-        let mut planned = match locking {
+        let planned = match db::plan_rows_locked(conn, &self.queries, after, bound, order.rows)
+            .await
+        {
             Ok(planned) => Ok(planned.map(|(upper, rows)| (upper, rows.len() as u64, Some(rows)))),
-            Err(error) if error.is_lock_conflict() => {
-                tracing::info!(
-                    "planning batch {} met a row lock ({error}); planning it without locks",
-                    order.batch_id
-                );
-                Err(None)
+            Err(error) => {
+                let plan = (after, bound, order.rows);
+                db::plan_unlocked_after(conn, &self.queries, plan, order.batch_id, error)
+                    .await
+                    .map(|planned| planned.map(|(upper, rows)| (upper, rows, None)))
             }
-            Err(error) => Err(Some(error)),
         };
-        if let Err(None) = planned {
-            let plain = db::plan(conn, &self.queries, after, bound, order.rows).await;
-            planned = plain
-                .map(|planned| planned.map(|(upper, rows)| (upper, rows, None)))
-                .map_err(Some);
-        }
         self.plan_times.add_since(started);
-        let planned = planned.map_err(|error| error.expect("set with every error"))?;
-        let Some((upper, rows_planned, locked)) = planned else {
+        let Some((upper, rows_planned, locked)) = planned? else {
             return self.finish_run(order.run_id);
         };
         self.record_planned(order, (upper, rows_planned), (locked, started))

@@ -117,8 +117,8 @@ struct Planned {
 /// without locks, another session held a row).
 type PlanOutcome = (Key, u64, Option<Vec<Key>>);
 
-/// The next batch's planning read (`db::plan_locked`, or `db::plan` when another session
-/// holds a row it meets), as a future the loop polls beside the batches in flight: a read
+/// The next batch's planning read (`db::plan_locked`, or without locks when another session
+/// holds a row it meets: `db::plan_unlocked_after`), as a future the loop polls beside the batches in flight: a read
 /// waiting for another session's lock must not stop them from going on.
 fn planning(mut conn: Conn, queries: Arc<Queries>, order: PlanOrder) -> PlanningRead {
     Box::pin(async move {
@@ -126,16 +126,12 @@ fn planning(mut conn: Conn, queries: Arc<Queries>, order: PlanOrder) -> Planning
         let (after, bound) = (order.after.as_ref(), &order.bound);
         let result = match db::plan_locked(&mut conn, &queries, after, bound, order.rows).await {
             Ok(planned) => Ok(planned.map(|(upper, keys)| (upper, keys.len() as u64, Some(keys)))),
-            Err(error) if error.is_lock_conflict() => {
-                tracing::info!(
-                    "planning batch {} met a row lock ({error}); planning it without locks",
-                    order.batch_id
-                );
-                db::plan(&mut conn, &queries, after, bound, order.rows)
+            Err(error) => {
+                let plan = (after, bound, order.rows);
+                db::plan_unlocked_after(&mut conn, &queries, plan, order.batch_id, error)
                     .await
                     .map(|planned| planned.map(|(upper, rows)| (upper, rows, None)))
             }
-            Err(error) => Err(error),
         };
         Planned {
             order,
