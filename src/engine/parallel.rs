@@ -386,8 +386,8 @@ impl Engine<'_> {
     }
 
     /// Records what the batches that landed together did: the claims of those ready to
-    /// commit, with one sync for all, before their `COMMIT`s are sent; the outcome of those
-    /// committed or failed. `Err` only for the log: the batches still in flight are then
+    /// commit, appended and queued for the next sync ([`Engine::start_sync`]) before their
+    /// `COMMIT`s are sent; the outcome of those committed or failed. `Err` only for the log: the batches still in flight are then
     /// dropped with their connections, and the server rolls their transactions back.
     fn land(&mut self, landed: Vec<Landing>, flight: &mut Flight) -> Result<(), Halt> {
         for landing in landed {
@@ -406,7 +406,8 @@ impl Engine<'_> {
                     // The size of the batch planned next learns from this one now, not at
                     // its commit: the next one is planned while this one waits for its sync.
                     let conflicts = u64::try_from(result.conflicts.len()).expect("fits in u64");
-                    (self.sizing).batch_done(result.rows_deleted + conflicts, began.elapsed());
+                    let rows = result.rows_deleted + conflicts;
+                    self.sizing.batch_done(rows, began.elapsed());
                     self.journal
                         .append(committing(&order, &result), Durability::Buffered)?;
                     let conn = conn.expect("a ready batch keeps its connection");

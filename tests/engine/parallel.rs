@@ -6,7 +6,7 @@
 use super::exact_counts::logged_totals;
 use super::*;
 
-/// The (type, fields) of every record, in log order.
+/// The (type, batch id) of every record that names a batch, in log order.
 fn batch_records(job: &Job) -> Vec<(String, u64)> {
     job.events()
         .into_iter()
