@@ -161,9 +161,10 @@ pub struct RunStarted {
 }
 
 /// A batch was planned: the next key range of the run. Appended without a sync: the batch's
-/// first durable record (`BatchCopied` with the archive on its own server, else
-/// `BatchCommitting`) makes it durable before anything the batch does is committed; lost with
-/// a crash before that, the batch is simply planned again.
+/// first durable record (`BatchCommitting`, or `BatchFailed`) makes it durable before anything
+/// the batch does is committed on the source; lost with a crash before that, the batch is
+/// simply planned again (with the archive on its own server, its rows copied there by then are
+/// found there and not copied again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchPlanned {
     /// Batch number, unique in the log, increasing by one from 1.
@@ -179,7 +180,9 @@ pub struct BatchPlanned {
 }
 
 /// A batch's rows are committed in the archive (used when the archive is on another server,
-/// where copy and delete are separate transactions). Durable before the source delete runs.
+/// where copy and delete are separate transactions). Appended unsynced once the archive's
+/// commit returned, before the attempt's `BatchCommitting` or `BatchFailed`, whose sync makes it
+/// durable before the source commits its delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchCopied {
     /// The batch.

@@ -62,7 +62,7 @@ struct RunCommand {
     #[arg(long)]
     statistics: bool,
     /// Batches in flight at once, each on its own connection (1 to 16); overrides the job
-    /// file's `parallel`. Only with the archive on the source server.
+    /// file's `parallel`.
     #[arg(long)]
     jobs: Option<u32>,
 }

@@ -178,8 +178,7 @@ pub struct Batching {
     pub attempts_max: u32,
     /// Pause between batches, in milliseconds.
     pub sleep_ms: u32,
-    /// Batches in flight at once (`parallel`); more than 1 only with the archive on the
-    /// source server.
+    /// Batches in flight at once (`parallel`).
     pub parallel: u32,
 }
 
@@ -276,7 +275,6 @@ impl JobConfig {
             throttle,
             hooks,
         };
-        config.check_parallel(config.batching.parallel, "[job] parallel")?;
         Ok(config)
     }
 
@@ -288,20 +286,7 @@ impl JobConfig {
                 PARALLEL.min, PARALLEL.max
             ))
         })?;
-        self.check_parallel(jobs, "--jobs")?;
         self.batching.parallel = jobs;
-        Ok(())
-    }
-
-    /// More than one batch in flight needs the archive on the source server: the two-server
-    /// batch commits on both servers and records a second durable point, and runs one at a
-    /// time (ARCHITECTURE.md, "Parallel batches").
-    fn check_parallel(&self, jobs: u32, what: &str) -> Result<(), ConfigError> {
-        if jobs > 1 && self.archive.endpoint.is_some() {
-            return err(format!(
-                "{what} = {jobs}: parallel batches run only with the archive on the source server, and [archive] url puts it on its own; remove one of them"
-            ));
-        }
         Ok(())
     }
 

@@ -138,6 +138,105 @@ pub async fn plan_rows_locked(
 /// The batch's key range, `(lower, upper]`.
 pub type Range<'a> = (Option<&'a Key>, &'a Key);
 
+/// What an attempt at a two-server batch did ([`execute_cross_batch`]).
+#[derive(Debug)]
+pub struct CrossAttempt {
+    /// The copy the archive committed in this attempt (step Copy), once it committed,
+    /// whatever happened after: the rows inserted and the locked rows whose key the archive
+    /// already held (`BatchCopied`'s counts). `None` when nothing was committed there.
+    pub copied: Option<(u64, u64)>,
+    /// The batch's outcome: on success the source transaction is open, its delete done, for
+    /// the caller to record `BatchCommitting` and commit; on failure the caller drops both
+    /// connections (each server rolls back what is open).
+    pub result: DbResult<BatchResult>,
+}
+
+/// What a two-server batch is to do: its range, the rows its planning read locked (its source
+/// transaction open) or `None` to lock them now, whether its step is Copy (else Delete: the
+/// copy is committed already), and the witness of an earlier attempt's unconfirmed commit.
+pub struct CrossOrder<'a> {
+    pub range: Range<'a>,
+    pub planned: Option<Vec<RowValues>>,
+    pub copy: bool,
+    pub witness: Option<&'a Key>,
+}
+
+/// A two-server batch up to its source commit, on its two connections and with no I/O of the
+/// log's: lock the source rows (unless planned), copy them into the archive and commit there
+/// (step Copy; while the source deletes them early behind a savepoint when no earlier commit
+/// is in question, [`copy_and_delete`]), read the archive's committed rows back, and
+/// [`settle`] the delete. The caller records `BatchCopied` when [`CrossAttempt::copied`] says
+/// the archive committed (before `BatchFailed` or `BatchCommitting`), then `BatchCommitting`
+/// durably, then commits the source: nothing is committed on the source before the claim that
+/// follows the copy's record is durable.
+pub async fn execute_cross_batch(
+    source: &mut Conn,
+    archive: &mut Conn,
+    queries: &Queries,
+    order: CrossOrder<'_>,
+    accepts: &mut Accepts,
+    times: &mut BatchTimes,
+) -> CrossAttempt {
+    let range = order.range;
+    let failed = |copied, error| CrossAttempt {
+        copied,
+        result: Err(error),
+    };
+    let locked = match order.planned {
+        Some(rows) => rows,
+        None => match lock_batch_rows(source, queries, range.0, range.1, times).await {
+            Ok(locked) => locked,
+            Err(error) => return failed(None, error),
+        },
+    };
+    let (copied, early) = if order.copy {
+        let (rows_copied, deleted) = match order.witness {
+            None => {
+                let (copied, deleted) =
+                    copy_and_delete(source, archive, queries, range, &locked, accepts, times).await;
+                (copied, Some(deleted))
+            }
+            Some(_) => (
+                copy_rows(archive, queries, &locked, accepts, times).await,
+                None,
+            ),
+        };
+        let rows_copied = match rows_copied {
+            Ok(rows_copied) => rows_copied,
+            Err(error) => return failed(None, error),
+        };
+        let rows_locked = u64::try_from(locked.len()).expect("a batch's rows fit in u64");
+        let copied = Some((rows_copied, rows_locked.saturating_sub(rows_copied)));
+        match deleted.transpose() {
+            Ok(early) => (copied, early),
+            Err(error) => return failed(copied, error),
+        }
+    } else {
+        (None, None)
+    };
+    let reading = Instant::now();
+    let archived = read_archived(archive, queries, range, &locked).await;
+    times.delete.total += reading.elapsed();
+    let archived = match archived {
+        Ok(archived) => archived,
+        Err(error) => return failed(copied, error),
+    };
+    let settled = settle(
+        source,
+        archive,
+        queries,
+        &locked,
+        &archived,
+        early,
+        order.witness,
+        times,
+    );
+    CrossAttempt {
+        copied,
+        result: settled.await,
+    }
+}
+
 /// The archive's rows under the keys of `rows` (the batch's locked rows, in `range`), by key:
 /// the archive's rows in the range when it holds no more of them than the batch locked (one
 /// range scan, [`Queries::select_archived_range`]), else read by key list, in chunks that fit
@@ -352,25 +451,35 @@ async fn delete_early(
 ) -> DbResult<EarlyDelete> {
     source.query_drop(sql::DELETE_SAVEPOINT).await?;
     if *returning {
-        let statement = queries.delete_range(range.0, range.1, true);
-        match source
-            .exec(statement.sql.as_str(), params(&statement))
-            .await
-        {
-            Ok(deleted) => {
-                let deleted: Vec<Row> = deleted;
-                let keys = deleted.into_iter().map(super::row_to_key);
-                return Ok(EarlyDelete::Range(keys.collect::<DbResult<_>>()?));
-            }
-            Err(mysql_async::Error::Server(error))
-                if RETURNING_REFUSED_CODES.contains(&error.code) =>
+        let mut keys = Vec::with_capacity(locked.len());
+        let mut refused = false;
+        for statement in queries.delete_range(range.0, range.1, true) {
+            match source
+                .exec(statement.sql.as_str(), params(&statement))
+                .await
             {
-                tracing::info!(
-                    "the source server refuses DELETE ... RETURNING: deleting by the locked keys from now on"
-                );
-                *returning = false;
+                Ok(deleted) => {
+                    let deleted: Vec<Row> = deleted;
+                    for row in deleted {
+                        keys.push(super::row_to_key(row)?);
+                    }
+                }
+                // The first statement is refused before it deletes anything.
+                Err(mysql_async::Error::Server(error))
+                    if RETURNING_REFUSED_CODES.contains(&error.code) =>
+                {
+                    tracing::info!(
+                        "the source server refuses DELETE ... RETURNING: deleting by the locked keys from now on"
+                    );
+                    *returning = false;
+                    refused = true;
+                    break;
+                }
+                Err(error) => return Err(error.into()),
             }
-            Err(error) => return Err(error.into()),
+        }
+        if !refused {
+            return Ok(EarlyDelete::Range(keys));
         }
     }
     let deleted = delete_keys(source, queries, &keys_of(queries, locked)?).await?;

@@ -27,8 +27,8 @@ pub use batch::{
     commit, execute_batch, key_bound, plan, plan_locked, plan_unlocked_after, rollback, BatchResult,
 };
 pub use cross::{
-    copy_and_delete, copy_rows, lock_batch_rows, plan_rows_locked, read_archived, settle, Accepts,
-    Archived, EarlyDelete, RowValues,
+    execute_cross_batch, plan_rows_locked, Accepts, CrossAttempt, CrossOrder, EarlyDelete,
+    RowValues,
 };
 pub use error::{DbError, DbResult, NotCopied};
 pub use estimate::{count_rows, estimate_rows, COUNT_TIME_S_MAX};

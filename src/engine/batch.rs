@@ -6,10 +6,9 @@
 use std::time::Instant;
 
 use super::backoff::Backoff;
-use super::{Engine, Halt, OpenBatch};
-use mysql_async::Conn;
+use super::{Engine, Halt};
 
-use crate::db::{self, Archived, BatchResult, DbError, DbResult, EarlyDelete, RowValues};
+use crate::db::{self, BatchResult, CrossOrder, DbError, DbResult};
 use crate::error::Error;
 use crate::event::{
     cut_message, AttemptCounts, BatchCommitting, BatchCopied, BatchDeleted, BatchFailed,
@@ -78,13 +77,15 @@ impl Engine<'_> {
         }
     }
 
-    /// A batch with the archive on another server: lock the source rows (source transaction),
-    /// copy them into the archive and commit there (step Copy only), record `BatchCopied`
-    /// durably, then keep deleted exactly the locked rows whose committed archive copy is
-    /// identical, record `BatchCommitting` durably and commit the source transaction. After a
-    /// crash between the two commits, replay resumes at step Delete, which copies nothing
-    /// again. The inner result is the batch's, with the moment the attempt began once both
-    /// servers were reached.
+    /// A batch with the archive on another server (`db::execute_cross_batch`): lock the
+    /// source rows (source transaction), copy them into the archive and commit there (step
+    /// Copy only), keep deleted exactly the locked rows whose committed archive copy is
+    /// identical; then record `BatchCopied` (unsynced) if the archive committed a copy,
+    /// `BatchCommitting` durably (which makes both durable: one sync per batch), and commit the
+    /// source transaction. After a crash between the two commits, replay resumes at step
+    /// Delete, which copies nothing again (or, when the crash came before `BatchCopied` was
+    /// durable, at step Copy, which finds every row in the archive and copies none). The inner
+    /// result is the batch's, with the moment the attempt began once both servers were reached.
     async fn execute_cross(
         &mut self,
         order: &BatchOrder,
@@ -92,26 +93,25 @@ impl Engine<'_> {
         // On error both connections are dropped, which closes them and makes each server roll
         // back its open transaction.
         let (mut source, mut archive) = self.servers.take_both(order.now_unix_us).await?;
-        let mut started = Instant::now();
-        // The rows its planning read locked and read, in the transaction it left open; the
-        // batch's time counts from that read.
-        let planned = match self.open_batch.take() {
-            Some(OpenBatch {
-                batch_id,
-                rows,
-                planned_at,
-            }) if batch_id == order.batch_id => {
-                started = planned_at;
-                Some(rows)
-            }
-            Some(_) => {
-                db::rollback(&mut source).await;
-                None
-            }
-            None => None,
+        let started = Instant::now();
+        let cross = CrossOrder {
+            range: (order.lower.as_ref(), &order.upper),
+            planned: None,
+            copy: order.step == Step::Copy,
+            witness: order.claim.as_ref().and_then(|c| c.witness.as_ref()),
         };
-        let steps = self.cross_steps(order, planned, &mut source, &mut archive);
-        let result = match steps.await? {
+        let (accepts, times) = (&mut self.servers.accepts, &mut self.batch_times);
+        let attempt = db::execute_cross_batch(
+            &mut source,
+            &mut archive,
+            &self.queries,
+            cross,
+            accepts,
+            times,
+        )
+        .await;
+        self.record_copied(order.batch_id, attempt.copied)?;
+        let result = match attempt.result {
             Ok(result) => result,
             Err(error) => return Ok((Err(error), started)),
         };
@@ -127,105 +127,25 @@ impl Engine<'_> {
         Ok((committed.map(|()| result), started))
     }
 
-    /// [`Engine::execute_cross`]'s work on the servers, up to the source's commit: lock,
-    /// copy (step Copy), read the archive's committed rows back, settle the delete.
-    async fn cross_steps(
+    /// Records, unsynced, the copy the archive committed in a two-server batch attempt
+    /// (`db::CrossAttempt::copied`): `BatchCopied`, whose counts are the batch's copy counts
+    /// (`BatchDeleted` carries none, so that nothing is counted twice: wal-format.md). The
+    /// attempt's next record, `BatchCommitting` or `BatchFailed`, is durable and makes it so.
+    pub(super) fn record_copied(
         &mut self,
-        order: &BatchOrder,
-        planned: Option<Vec<RowValues>>,
-        source: &mut Conn,
-        archive: &mut Conn,
-    ) -> Result<DbResult<BatchResult>, Halt> {
-        let (lower, upper) = (order.lower.as_ref(), &order.upper);
-        let times = &mut self.batch_times;
-        let locked = match planned {
-            Some(rows) => rows,
-            None => match db::lock_batch_rows(source, &self.queries, lower, upper, times).await {
-                Ok(locked) => locked,
-                Err(error) => return Ok(Err(error)),
-            },
+        batch_id: u64,
+        copied: Option<(u64, u64)>,
+    ) -> Result<(), Halt> {
+        let Some((rows_copied, rows_already)) = copied else {
+            return Ok(());
         };
-        let witness = order.claim.as_ref().and_then(|c| c.witness.as_ref());
-        let copied = if order.step == Step::Copy {
-            self.cross_copy(order, source, archive, &locked).await?
-        } else {
-            let reading = Instant::now();
-            let range = (lower, upper);
-            let archived = db::read_archived(archive, &self.queries, range, &locked).await;
-            self.batch_times.delete.total += reading.elapsed();
-            archived.map(|archived| (archived, None))
-        };
-        let (archived, early) = match copied {
-            Ok(copied) => copied,
-            Err(error) => return Ok(Err(error)),
-        };
-        let (queries, times) = (&self.queries, &mut self.batch_times);
-        let settled = db::settle(
-            source, archive, queries, &locked, &archived, early, witness, times,
-        );
-        Ok(settled.await)
-    }
-
-    /// Step Copy of the two-step batch: copies the locked rows into the archive and commits
-    /// there, while the source already deletes them in its open transaction when no earlier
-    /// commit of the batch is in question (`db::copy_and_delete`; `db::settle` undoes that
-    /// delete unless every copy is identical), then records `BatchCopied` durably while the
-    /// archive's committed rows are read back. Returns those rows and what the early delete
-    /// deleted. The copy counts go into `BatchCopied`; `BatchDeleted` carries none, so that
-    /// nothing is counted twice (wal-format.md, BatchDeleted).
-    async fn cross_copy(
-        &mut self,
-        order: &BatchOrder,
-        source: &mut Conn,
-        archive: &mut Conn,
-        locked: &[RowValues],
-    ) -> Result<DbResult<(Archived, Option<EarlyDelete>)>, Halt> {
-        let (queries, times) = (&self.queries, &mut self.batch_times);
-        let accepts = &mut self.servers.accepts;
-        let range = (order.lower.as_ref(), &order.upper);
-        let no_witness = order.claim.as_ref().is_none_or(|c| c.witness.is_none());
-        let (copied, deleted) = if no_witness {
-            let (copied, deleted) =
-                db::copy_and_delete(source, archive, queries, range, locked, accepts, times).await;
-            (copied, Some(deleted))
-        } else {
-            (
-                db::copy_rows(archive, queries, locked, accepts, times).await,
-                None,
-            )
-        };
-        let rows_copied = match copied {
-            Ok(rows_copied) => rows_copied,
-            Err(error) => return Ok(Err(error)),
-        };
-        let rows_locked = u64::try_from(locked.len()).expect("a batch's rows fit in u64");
         let event = Event::BatchCopied(BatchCopied {
-            batch_id: order.batch_id,
+            batch_id,
             rows_copied,
-            rows_already: rows_locked.saturating_sub(rows_copied),
+            rows_already,
         });
-        // `biased`: the read-back is polled first, so its statement is on its way while the
-        // append blocks this thread in its fsync, and the archive server reads meanwhile. Only
-        // the read-back's wait beyond the append counts as delete time (the sync is the
-        // journal's).
-        let journal = &mut self.journal;
-        let appending = async {
-            let appending = Instant::now();
-            (
-                journal.append(event, Durability::Durable),
-                appending.elapsed(),
-            )
-        };
-        let span = Instant::now();
-        let (archived, (appended, append_time)) =
-            tokio::join!(biased; db::read_archived(archive, queries, range, locked), appending);
-        self.batch_times.delete.total += span.elapsed().saturating_sub(append_time);
-        appended?;
-        let early = match deleted.transpose() {
-            Ok(early) => early,
-            Err(error) => return Ok(Err(error)),
-        };
-        Ok(archived.map(|archived| (archived, early)))
+        self.journal.append(event, Durability::Buffered)?;
+        Ok(())
     }
 
     /// Records a batch whose source commit went through: its conflicts, then `BatchDeleted`,

@@ -138,24 +138,8 @@ struct Engine<'a> {
     batch_times: BatchTimes,
     /// What holds the job between batches: pacing, replica lag, the source's load.
     throttle: Throttle,
-    /// The two-server batch just planned whose rows the planning read locked and read, its
-    /// transaction left open on the source connection for the batch to run in (see
-    /// `plan_next`; one-server batches are planned by `engine::parallel`).
-    open_batch: Option<OpenBatch>,
     /// How many rows the next batch plans (`batch_time_ms`), fed each batch's time.
     sizing: Sizing,
-}
-
-/// A planned two-server batch whose source transaction is open with its rows locked.
-struct OpenBatch {
-    /// The batch.
-    batch_id: u64,
-    /// The rows its planning read locked and read, in key order (the client carries them to
-    /// the archive's server).
-    rows: Vec<db::RowValues>,
-    /// When its planning read began: its locks (and so its time, for the batch size and the
-    /// duration histogram) count from then.
-    planned_at: Instant,
 }
 
 impl Engine<'_> {
@@ -188,22 +172,10 @@ impl Engine<'_> {
                     Waited::Interrupted => return Ok(()),
                     Waited::Elapsed => {
                         self.hold_while_throttled(&order).await?;
-                        // With the archive on the source server batches run in the
-                        // pipeline of `engine::parallel` (one at a time by default, the next
-                        // starting while the previous one waits for its sync and commit).
-                        if self.config.archive.endpoint.is_none() {
-                            return self.run_parallel(order).await;
-                        }
-                        self.plan_next(order).await?;
-                        // A batch planned with its rows locked runs at once, in the
-                        // transaction its planning opened: no pause, flag or command is
-                        // obeyed while a transaction is open.
-                        if self.open_batch.is_some() {
-                            match self.journal.state().next_action() {
-                                Action::ExecuteBatch(order) => self.execute_timed(order).await?,
-                                other => unreachable!("a planned batch runs next, not {other:?}"),
-                            }
-                        }
+                        // Batches are planned and run in the pipeline of `engine::parallel`
+                        // (one at a time by default, the next starting while the previous one
+                        // waits for its sync and commit).
+                        return self.run_parallel(order).await;
                     }
                 }
             }
@@ -266,73 +238,6 @@ impl Engine<'_> {
         });
         self.journal.append(event, Durability::Durable)?;
         tracing::info!("started run {run_id}");
-        Ok(())
-    }
-
-    /// Plans the next two-server batch (one-server batches are planned by
-    /// `engine::parallel`). The planning read locks and reads the batch's rows (`SELECT ...
-    /// LIMIT n FOR UPDATE` in the batch's transaction, left open in [`Engine::open_batch`]):
-    /// one read of the rows instead of a read to plan and another to lock. A row another
-    /// session holds past `lock_wait_timeout_s` makes it plan without locks instead, so that
-    /// the batch, not planning, fails on that row (and is retried, then parked) as before.
-    async fn plan_next(&mut self, mut order: PlanOrder) -> Result<(), Halt> {
-        // The order's rows, or as many as the batches' times say (BatchPlanned records them).
-        order.rows = self.sizing.rows(order.rows, order.rows_set_live);
-        if self.progress.estimate_due() {
-            self.estimate_rows_left(&order).await;
-        }
-        let conn = self.servers.source(order.now_unix_us).await?;
-        let started = Instant::now();
-        let (after, bound) = (order.after.as_ref(), &order.bound);
-        let planned = match db::plan_rows_locked(conn, &self.queries, after, bound, order.rows)
-            .await
-        {
-            Ok(planned) => Ok(planned.map(|(upper, rows)| (upper, rows.len() as u64, Some(rows)))),
-            Err(error) => {
-                let plan = (after, bound, order.rows);
-                db::plan_unlocked_after(conn, &self.queries, plan, order.batch_id, error)
-                    .await
-                    .map(|planned| planned.map(|(upper, rows)| (upper, rows, None)))
-            }
-        };
-        self.plan_times.add_since(started);
-        let Some((upper, rows_planned, locked)) = planned? else {
-            return self.finish_run(order.run_id);
-        };
-        self.record_planned(order, (upper, rows_planned), (locked, started))
-            .await
-    }
-
-    /// Appends `BatchPlanned`, unsynced: the batch's first durable record (BatchCommitting, or
-    /// BatchCopied with the archive on its own server) syncs it before anything the batch does
-    /// is committed. `locked`: the keys the planning read locked, its transaction open.
-    async fn record_planned(
-        &mut self,
-        order: PlanOrder,
-        (upper, rows_planned): (crate::event::Key, u64),
-        (locked, planned_at): (Option<Vec<db::RowValues>>, Instant),
-    ) -> Result<(), Halt> {
-        let event = Event::BatchPlanned(crate::event::BatchPlanned {
-            batch_id: order.batch_id,
-            run_id: order.run_id,
-            lower: order.after,
-            upper,
-            rows_planned,
-        });
-        if let Err(error) = self.journal.append(event, Durability::Buffered) {
-            if locked.is_some() {
-                let conn = self.servers.source(order.now_unix_us).await?;
-                db::rollback(conn).await;
-            }
-            return Err(error.into());
-        }
-        if let Some(rows) = locked {
-            self.open_batch = Some(OpenBatch {
-                batch_id: order.batch_id,
-                rows,
-                planned_at,
-            });
-        }
         Ok(())
     }
 
@@ -698,7 +603,6 @@ async fn prepare(
         plan_times: Tally::default(),
         batch_times: BatchTimes::default(),
         throttle,
-        open_batch: None,
         sizing: Sizing::new(SizingConfig::of(&config.batching)),
     }))
 }

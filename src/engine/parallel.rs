@@ -1,5 +1,6 @@
-//! The batches of a job whose archive is on the source server, in flight side by side: each
-//! on its own connection, in its own transaction, on its own key range. At most `parallel`
+//! The batches of a job, in flight side by side: each on its own connection (with the archive
+//! on its own server, one to each server), in its own transaction, on its own key range. At
+//! most `parallel`
 //! (`archiver run --jobs N`, 1 by default) run their statements at once; a batch whose
 //! statements are done and which waits for its claim's sync and its `COMMIT` lets the next one
 //! start, so even one at a time the server works while the log syncs (at most `parallel` more
@@ -7,12 +8,16 @@
 //! statements are right; with more, `Queries::with_neighbours`.
 //!
 //! Planning stays sequential: each plan starts at the previous batch's upper key and locks its
-//! rows (`db::plan_locked`) on a connection taken for the batch, as a future the loop polls
-//! beside the batches in flight ([`planning`]: a read waiting for another session's lock must
-//! not hold them up); the batch then runs its statements as a future of its own
-//! ([`statements`]) while the loop plans the next one. What the log needs is still written by
-//! the loop alone, in the order things happen:
+//! rows (`db::plan_locked`; with the archive on its own server `db::plan_rows_locked`, which
+//! also reads them) on a connection taken for the batch, as a future the loop polls beside the
+//! batches in flight ([`planning`]: a read waiting for another session's lock must not hold
+//! them up); the batch then runs its statements as a future of its own ([`statements`], or
+//! [`cross_statements`]: copy into the archive and commit there, read back, settle the source
+//! delete) while the loop plans the next one. What the log needs is still written by the loop
+//! alone, in the order things happen:
 //!
+//! - a two-server batch whose archive committed its copy has its `BatchCopied` appended
+//!   unsynced when it lands, before its claim or its failure (whose sync makes it durable);
 //! - a batch whose statements are done (transaction open) lands; its `BatchCommitting` is
 //!   appended unsynced, and **one sync covers every claim appended before it began** (group
 //!   commit: with N in flight, fewer syncs than batches); only once that sync has ended is
@@ -20,8 +25,8 @@
 //!   (`Journal::begin_sync`, `finish_sync`) while the loop keeps landing batches and queuing
 //!   their claims for the next one;
 //! - a committed batch's `ConflictFound`s and `BatchDeleted` are appended unsynced, as on the
-//!   one-batch path (which runs the two-server batches, and a pending batch run again
-//!   after a failure or a crash); a failure is recorded (`BatchFailed`, durable) as there.
+//!   one-batch path of `engine::batch` (which runs a batch left pending by an earlier
+//!   invocation); a failure is recorded (`BatchFailed`, durable) as there.
 //!
 //! Nothing about "in flight" is in the log: after a crash nothing is, and the pending batches
 //! are run again in id order, each with its claim, exactly as after a crash of one batch.
@@ -45,7 +50,9 @@ use mysql_async::Conn;
 
 use super::batch::{committing, AfterFailure};
 use super::{Engine, Halt};
-use crate::db::{self, sql::Queries, BatchResult, BatchTimes, DbError};
+use crate::db::{
+    self, sql::Queries, Accepts, BatchResult, BatchTimes, CrossOrder, DbError, RowValues,
+};
 use crate::event::{BatchPlanned, Event, Key};
 use crate::journal::{Durability, SyncOutcome};
 use crate::state::{Action, BatchOrder, PlanOrder, Step};
@@ -59,6 +66,14 @@ struct Landing {
     order: BatchOrder,
     /// Its connection, unless it failed (then it is dropped: the server rolls back).
     conn: Option<Conn>,
+    /// With the archive on its own server: the archive connection, unless the batch failed.
+    archive: Option<Conn>,
+    /// With the archive on its own server: the copy the archive committed in this attempt
+    /// (`BatchCopied`'s counts, `db::CrossAttempt::copied`), recorded when the batch lands.
+    copied: Option<(u64, u64)>,
+    /// With the archive on its own server: what the servers took of the preferred statements
+    /// in this attempt (a flag turned false stays false for the invocation).
+    accepts: Option<Accepts>,
     /// When the batch began (its planning read, or its locking read).
     began: Instant,
     /// Its share of the servers' time, by step.
@@ -102,30 +117,94 @@ fn statements(
     })
 }
 
+/// A two-server batch's statements (`db::execute_cross_batch`), on its own source and archive
+/// connections: `planned` holds the rows its planning read locked (source transaction open),
+/// else it locks its range itself.
+fn cross_statements(
+    (mut source, mut archive): (Conn, Conn),
+    queries: Arc<Queries>,
+    order: BatchOrder,
+    planned: Option<Vec<RowValues>>,
+    (began, mut accepts): (Instant, Accepts),
+) -> Flying {
+    Box::pin(async move {
+        let mut times = BatchTimes::default();
+        let witness = order.claim.as_ref().and_then(|c| c.witness.clone());
+        let cross = CrossOrder {
+            range: (order.lower.as_ref(), &order.upper),
+            planned,
+            copy: order.step == Step::Copy,
+            witness: witness.as_ref(),
+        };
+        let attempt = db::execute_cross_batch(
+            &mut source,
+            &mut archive,
+            &queries,
+            cross,
+            &mut accepts,
+            &mut times,
+        )
+        .await;
+        let mut landing = Landing::new(
+            (order, began, times),
+            source,
+            attempt.result,
+            Outcome::Ready,
+        );
+        landing.archive = landing.conn.is_some().then_some(archive);
+        landing.copied = attempt.copied;
+        landing.accepts = Some(accepts);
+        landing
+    })
+}
+
 /// A planning read in flight: what it planned, on the connection it took.
 struct Planned {
     order: PlanOrder,
     conn: Conn,
     /// When the read began (the batch's locks count from then).
     started: Instant,
-    /// The batch's upper key, its rows, and the keys locked; `None` when no matching row is
+    /// The batch's upper key, its rows, and what is locked; `None` when no matching row is
     /// left.
     result: Result<Option<PlanOutcome>, DbError>,
 }
 
-/// A batch planned: its upper key, its matching rows, and the keys locked (`None`: planned
-/// without locks, another session held a row).
-type PlanOutcome = (Key, u64, Option<Vec<Key>>);
+/// A batch planned: its upper key, its matching rows, and what its planning read locked
+/// (`None`: planned without locks, another session held a row).
+type PlanOutcome = (Key, u64, Option<Locked>);
 
-/// The next batch's planning read (`db::plan_locked`, or without locks when another session
-/// holds a row it meets: `db::plan_unlocked_after`), as a future the loop polls beside the batches in flight: a read
-/// waiting for another session's lock must not stop them from going on.
-fn planning(mut conn: Conn, queries: Arc<Queries>, order: PlanOrder) -> PlanningRead {
+/// What a planning read locked, its transaction left open for the batch to run in.
+enum Locked {
+    /// With the archive on the source server: the keys of the rows locked.
+    Keys(Vec<Key>),
+    /// With the archive on its own server: the rows locked, as read (the client carries them
+    /// to the archive's server).
+    Rows(Vec<RowValues>),
+}
+
+/// The next batch's planning read (`db::plan_locked`, with the archive on its own server
+/// `db::plan_rows_locked`, which also reads the rows; or without locks when another session
+/// holds a row it meets: `db::plan_unlocked_after`), as a future the loop polls beside the
+/// batches in flight: a read waiting for another session's lock must not stop them from going
+/// on.
+fn planning(mut conn: Conn, queries: Arc<Queries>, order: PlanOrder, cross: bool) -> PlanningRead {
     Box::pin(async move {
         let started = Instant::now();
         let (after, bound) = (order.after.as_ref(), &order.bound);
-        let result = match db::plan_locked(&mut conn, &queries, after, bound, order.rows).await {
-            Ok(planned) => Ok(planned.map(|(upper, keys)| (upper, keys.len() as u64, Some(keys)))),
+        let locked = match cross {
+            false => db::plan_locked(&mut conn, &queries, after, bound, order.rows)
+                .await
+                .map(|planned| {
+                    planned.map(|(upper, keys)| (upper, keys.len() as u64, Locked::Keys(keys)))
+                }),
+            true => db::plan_rows_locked(&mut conn, &queries, after, bound, order.rows)
+                .await
+                .map(|planned| {
+                    planned.map(|(upper, rows)| (upper, rows.len() as u64, Locked::Rows(rows)))
+                }),
+        };
+        let result = match locked {
+            Ok(planned) => Ok(planned.map(|(upper, rows, locked)| (upper, rows, Some(locked)))),
             Err(error) => {
                 let plan = (after, bound, order.rows);
                 db::plan_unlocked_after(&mut conn, &queries, plan, order.batch_id, error)
@@ -145,12 +224,22 @@ fn planning(mut conn: Conn, queries: Arc<Queries>, order: PlanOrder) -> Planning
 /// A planning read in flight.
 type PlanningRead = Pin<Box<dyn Future<Output = Planned> + Send>>;
 
-/// The batch's `COMMIT`, once its `BatchCommitting` is durable.
-fn commit(mut conn: Conn, order: BatchOrder, result: BatchResult, began: Instant) -> Flying {
+/// The batch's source `COMMIT`, once its `BatchCommitting` is durable (its archive
+/// connection, if any, comes along).
+fn commit(ready: Ready) -> Flying {
+    let Ready {
+        order,
+        mut conn,
+        archive,
+        result,
+        began,
+    } = ready;
     Box::pin(async move {
         let mut times = BatchTimes::default();
         let committed = db::commit(&mut conn, &mut times).await.map(|()| result);
-        Landing::new((order, began, times), conn, committed, Outcome::Committed)
+        let mut landing = Landing::new((order, began, times), conn, committed, Outcome::Committed);
+        landing.archive = archive.filter(|_| landing.conn.is_some());
+        landing
     })
 }
 
@@ -170,6 +259,9 @@ impl Landing {
         Landing {
             order,
             conn,
+            archive: None,
+            copied: None,
+            accepts: None,
             began,
             times,
             outcome,
@@ -182,6 +274,7 @@ impl Landing {
 struct Ready {
     order: BatchOrder,
     conn: Conn,
+    archive: Option<Conn>,
     result: BatchResult,
     began: Instant,
 }
@@ -257,7 +350,7 @@ impl Engine<'_> {
                 break;
             }
             match flight.next_event().await {
-                Wake::Planned(planned) => self.planned(*planned, &queries, &mut flight),
+                Wake::Planned(planned) => self.planned(*planned, &queries, &mut flight).await,
                 Wake::Landed(landed) => {
                     let mut landed = vec![*landed];
                     while let Some(Some(more)) = flight.flying.next().now_or_never() {
@@ -302,16 +395,18 @@ impl Engine<'_> {
         flight: &mut Flight,
     ) {
         order.rows = self.sizing.rows(order.rows, order.rows_set_live);
+        let cross = self.config.archive.endpoint.is_some();
         match self.servers.take_source(order.now_unix_us).await {
-            Ok(conn) => flight.planning = Some(planning(conn, queries.clone(), order)),
+            Ok(conn) => flight.planning = Some(planning(conn, queries.clone(), order, cross)),
             Err(halt) => flight.stop(halt),
         }
     }
 
     /// Records a planned batch (`BatchPlanned`, unsynced) and starts its statements on the
-    /// connection its planning read took, its rows locked; or, when no matching row is left,
+    /// connection its planning read took, its rows locked (and, with the archive on its own
+    /// server, on an archive connection of its own); or, when no matching row is left,
     /// finishes the run once nothing of it is pending.
-    fn planned(&mut self, planned: Planned, queries: &Arc<Queries>, flight: &mut Flight) {
+    async fn planned(&mut self, planned: Planned, queries: &Arc<Queries>, flight: &mut Flight) {
         let Planned {
             order,
             conn,
@@ -335,6 +430,16 @@ impl Engine<'_> {
                 return;
             }
             Err(error) => return flight.stop(error.into()),
+        };
+        // With the archive on its own server, the batch's archive connection, had before the
+        // plan is recorded: without one, the planning transaction is dropped with its
+        // connection (the server rolls it back) and nothing was planned.
+        let archive = match self.config.archive.endpoint {
+            None => None,
+            Some(_) => match self.servers.take_archive().await {
+                Ok(archive) => Some(archive),
+                Err(halt) => return flight.stop(halt),
+            },
         };
         let event = Event::BatchPlanned(BatchPlanned {
             batch_id: order.batch_id,
@@ -361,10 +466,39 @@ impl Engine<'_> {
         } else {
             Instant::now()
         };
-        flight.busy.insert(batch.batch_id);
-        flight.in_statements.insert(batch.batch_id);
-        let statements = statements(conn, queries.clone(), batch, locked, began);
-        flight.flying.push(statements);
+        let batch_id = batch.batch_id;
+        let statements = self.planned_statements((conn, archive), queries, batch, locked, began);
+        flight.launch(batch_id, statements);
+    }
+
+    /// A planned batch's statements: on the source connection of its planning read, and on
+    /// `archive` when the archive has its own server.
+    fn planned_statements(
+        &self,
+        (conn, archive): (Conn, Option<Conn>),
+        queries: &Arc<Queries>,
+        batch: BatchOrder,
+        locked: Option<Locked>,
+        began: Instant,
+    ) -> Flying {
+        let queries = queries.clone();
+        match (archive, locked) {
+            (Some(archive), locked) => {
+                let rows = match locked {
+                    Some(Locked::Rows(rows)) => Some(rows),
+                    _ => None,
+                };
+                let accepts = self.servers.accepts;
+                cross_statements((conn, archive), queries, batch, rows, (began, accepts))
+            }
+            (None, locked) => {
+                let keys = match locked {
+                    Some(Locked::Keys(keys)) => Some(keys),
+                    _ => None,
+                };
+                statements(conn, queries, batch, keys, began)
+            }
+        }
     }
 
     /// Starts a pending batch (run again after a failure) on a connection of its own.
@@ -374,15 +508,23 @@ impl Engine<'_> {
         queries: &Arc<Queries>,
         flight: &mut Flight,
     ) {
-        match self.servers.take_source(order.now_unix_us).await {
-            Ok(conn) => {
-                flight.busy.insert(order.batch_id);
-                flight.in_statements.insert(order.batch_id);
-                let statements = statements(conn, queries.clone(), order, None, Instant::now());
-                flight.flying.push(statements);
+        let source = match self.servers.take_source(order.now_unix_us).await {
+            Ok(conn) => conn,
+            Err(halt) => return flight.stop(halt),
+        };
+        let (batch_id, queries) = (order.batch_id, queries.clone());
+        let statements = match self.config.archive.endpoint {
+            None => statements(source, queries, order, None, Instant::now()),
+            Some(_) => {
+                let archive = match self.servers.take_archive().await {
+                    Ok(archive) => archive,
+                    Err(halt) => return flight.stop(halt),
+                };
+                let (conns, accepts) = ((source, archive), self.servers.accepts);
+                cross_statements(conns, queries, order, None, (Instant::now(), accepts))
             }
-            Err(halt) => flight.stop(halt),
-        }
+        };
+        flight.launch(batch_id, statements);
     }
 
     /// Records what the batches that landed together did: the claims of those ready to
@@ -394,6 +536,9 @@ impl Engine<'_> {
             let Landing {
                 order,
                 conn,
+                archive,
+                copied,
+                accepts,
                 began,
                 times,
                 outcome,
@@ -401,6 +546,14 @@ impl Engine<'_> {
             self.batch_times.add(&times);
             // A batch's first landing is its statements' (its commit's comes later).
             flight.in_statements.remove(&order.batch_id);
+            if let Some(accepts) = accepts {
+                let known = &mut self.servers.accepts;
+                known.load_data &= accepts.load_data;
+                known.delete_returning &= accepts.delete_returning;
+            }
+            // The archive's commit of the copy, recorded before what follows it (the claim,
+            // or the failure, whose sync makes it durable).
+            self.record_copied(order.batch_id, copied)?;
             match outcome {
                 Outcome::Ready(result) => {
                     // The size of the batch planned next learns from this one now, not at
@@ -414,6 +567,7 @@ impl Engine<'_> {
                     flight.queued.push(Ready {
                         order,
                         conn,
+                        archive,
                         result,
                         began,
                     });
@@ -426,6 +580,9 @@ impl Engine<'_> {
                     self.throttle.batch_finished(took);
                     let conn = conn.expect("a committed batch keeps its connection");
                     self.servers.give_back(conn, order.now_unix_us);
+                    if let Some(archive) = archive {
+                        self.servers.give_back_archive(archive);
+                    }
                     self.show_progress();
                 }
                 Outcome::Failed(error) => {
@@ -458,13 +615,7 @@ impl Engine<'_> {
             .map_err(|e| Halt::Fail(anyhow::anyhow!("the WAL sync did not end: {e}").into()))?;
         self.journal.finish_sync(outcome)?;
         for ready in std::mem::take(&mut flight.syncing) {
-            let Ready {
-                order,
-                conn,
-                result,
-                began,
-            } = ready;
-            flight.flying.push(commit(conn, order, result, began));
+            flight.flying.push(commit(ready));
         }
         Ok(())
     }
@@ -505,6 +656,13 @@ impl Flight {
                 Wake::Synced(synced)
             }
         }
+    }
+
+    /// Puts a batch's statements in flight.
+    fn launch(&mut self, batch_id: u64, statements: Flying) {
+        self.busy.insert(batch_id);
+        self.in_statements.insert(batch_id);
+        self.flying.push(statements);
     }
 
     /// Stops starting batches; `halt` ends the run once those in flight have landed.

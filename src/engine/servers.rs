@@ -30,6 +30,8 @@ pub struct Servers<'a> {
     /// Idle source connections for batches in flight beside the loop's own (`parallel`),
     /// each with the `NOW()` its session is pinned to.
     spare: Vec<(Conn, i64)>,
+    /// Idle archive connections for two-server batches in flight beside the loop's own.
+    spare_archive: Vec<Conn>,
     /// Interrupts reconnecting.
     shutdown: Shutdown,
 }
@@ -81,6 +83,7 @@ impl<'a> Servers<'a> {
             archive,
             accepts: Accepts::default(),
             spare: Vec::new(),
+            spare_archive: Vec::new(),
             shutdown,
         }
     }
@@ -112,20 +115,33 @@ impl<'a> Servers<'a> {
     /// each server roll back its open transaction.
     pub async fn take_both(&mut self, now_unix_us: i64) -> Result<(Conn, Conn), Halt> {
         self.source(now_unix_us).await?;
-        let archive = match self.archive.take() {
-            Some(conn) => conn,
-            None => {
-                let endpoint = self
-                    .config
-                    .archive
-                    .endpoint
-                    .as_ref()
-                    .expect("the two-step batch runs only for a job with an archive url");
-                self.reconnect(endpoint).await?
-            }
-        };
+        let archive = self.take_archive().await?;
         let source = self.source.take().expect("connected above");
         Ok((source, archive))
+    }
+
+    /// An archive connection of its own for a two-server batch: an idle one, else a new one
+    /// (patiently). Give it back with [`Servers::give_back_archive`]; dropping it closes it,
+    /// which makes the server roll back its open transaction.
+    pub async fn take_archive(&mut self) -> Result<Conn, Halt> {
+        if let Some(conn) = self.archive.take().or_else(|| self.spare_archive.pop()) {
+            return Ok(conn);
+        }
+        let endpoint = self
+            .config
+            .archive
+            .endpoint
+            .as_ref()
+            .expect("the two-step batch runs only for a job with an archive url");
+        self.reconnect(endpoint).await
+    }
+
+    /// Gives back a connection of [`Servers::take_archive`], idle.
+    pub fn give_back_archive(&mut self, conn: Conn) {
+        match self.archive {
+            None => self.archive = Some(conn),
+            Some(_) => self.spare_archive.push(conn),
+        }
     }
 
     /// Gives back the connections of [`Servers::take_both`].
@@ -164,5 +180,6 @@ impl<'a> Servers<'a> {
         self.source_now_unix_us = None;
         self.archive = None;
         self.spare.clear();
+        self.spare_archive.clear();
     }
 }

@@ -199,11 +199,12 @@ fn two_step_batch(
     )?;
     writeln!(
         out,
-        "-- meanwhile the source, in its transaction: {};\n{};\n-- parameters: {:?}",
-        sql::DELETE_SAVEPOINT,
-        delete.sql,
-        delete.params
+        "-- meanwhile the source, in its transaction: {};",
+        sql::DELETE_SAVEPOINT
     )?;
+    for delete in &delete {
+        writeln!(out, "{};\n-- parameters: {:?}", delete.sql, delete.params)?;
+    }
     writeln!(
         out,
         "-- archive: any row skipped or changed (a key it holds, a value it refuses): ROLLBACK; then\n-- START TRANSACTION; the keys it holds among the locked ones; INSERT the others:\n{};\n-- archive: COMMIT;",

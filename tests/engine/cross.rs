@@ -1,5 +1,6 @@
 //! The archive on its own server (`[archive] url`): copy and delete are separate transactions
-//! on separate connections, with `BatchCopied` made durable between them. Here the "other
+//! on separate connections, the archive's commit recorded (`BatchCopied`) before the source's
+//! claim and commit. Here the "other
 //! server" is another database reached through its own connection and URL; the code path is
 //! the same as for a second host.
 

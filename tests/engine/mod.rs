@@ -15,6 +15,7 @@ mod key_types;
 mod locked_planning;
 mod metrics;
 mod parallel;
+mod parallel_two_servers;
 mod progress;
 mod resume;
 mod schema_refusals;
@@ -282,6 +283,19 @@ pub fn nth_matching_key(db: &mut TestDb, predicate: &str, n: u64) -> (i64, Strin
     ))
     .pop()
     .expect("enough matching rows")
+}
+
+/// Holds locked, from another session, the [`create_mixed`] row right after the `n`-th
+/// (from 0) row matching [`MIXED_PREDICATE`] in key order, matching or not: with batches of
+/// `n + 1` rows, the row a range statement of the first batch reads to see its range ended.
+pub fn hold_row_after_nth_matching(db: &mut TestDb, n: u64) -> RowLock {
+    let (tenant, code) = nth_matching_key(db, MIXED_PREDICATE, n);
+    let code = common::sql_string(&code);
+    let held = format!(
+        "SELECT * FROM src WHERE tenant > {tenant} OR (tenant = {tenant} AND code > {code}) \
+         ORDER BY tenant, code LIMIT 1 FOR UPDATE"
+    );
+    RowLock::hold(db.sandbox(), db, &held)
 }
 
 /// Holds the [`create_mixed`] row under `(tenant, code)` locked from another session.

@@ -7,16 +7,24 @@ use super::exact_counts::logged_totals;
 use super::*;
 
 /// The (type, batch id) of every record that names a batch, in log order.
-fn batch_records(job: &Job) -> Vec<(String, u64)> {
+pub(super) fn batch_records(job: &Job) -> Vec<(String, u64)> {
     job.events()
         .into_iter()
         .filter_map(|(t, e)| e["batch_id"].as_u64().map(|id| (t, id)))
         .collect()
 }
 
+/// The batches of `records` with a `BatchFailed`, in log order.
+pub(super) fn failed_batches(records: &[(String, u64)]) -> Vec<u64> {
+    (records.iter())
+        .filter(|(k, _)| k == "BatchFailed")
+        .map(|(_, id)| *id)
+        .collect()
+}
+
 /// How many batches were planned while an earlier one had not yet recorded its end: the
 /// proof, from the log, that batches were in flight together.
-fn planned_in_flight(records: &[(String, u64)]) -> usize {
+pub(super) fn planned_in_flight(records: &[(String, u64)]) -> usize {
     let mut open = std::collections::BTreeSet::new();
     let mut overlapping = 0;
     for (kind, id) in records {
@@ -79,10 +87,9 @@ fn batches_in_flight_move_every_row_exactly_once() {
     assert!(planned >= matching / 60, "{planned} batches");
 }
 
-/// `--jobs` overrides the job file and is bounded; parallel batches need the archive on the
-/// source server. Refusals exit 64 and write nothing.
+/// `--jobs` overrides the job file and is bounded. Refusals exit 64 and write nothing.
 #[test]
-fn jobs_out_of_range_or_with_an_archive_server_are_refused() {
+fn jobs_out_of_range_are_refused() {
     let sandbox = common::sandbox();
     let db = mixed_db(&sandbox, "jobs", 100);
     let job = Job::new(&sandbox, &db, MIXED_PREDICATE, "");
@@ -95,16 +102,7 @@ fn jobs_out_of_range_or_with_an_archive_server_are_refused() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(says), "{stderr}");
     }
-    let db2 = mixed_db(&sandbox, "jobs2", 100);
-    let two = super::cross::cross_job(&sandbox, &db2, &db2, MIXED_PREDICATE, "parallel = 2");
-    let output = two.archiver("run", &[]);
-    assert_exit(&output, 64, "parallel with an archive server");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("parallel batches run only with the archive on the source server"),
-        "{stderr}"
-    );
-    assert!(!job.wal_dir.exists() && !two.wal_dir.exists());
+    assert!(!job.wal_dir.exists());
 }
 
 /// Killed with batches in flight, on either side of a claim's sync and after a commit whose
@@ -188,15 +186,8 @@ fn a_batch_never_waits_for_the_row_after_its_range() {
         MIXED_PREDICATE,
         "batch_rows = 100\nbatch_time_ms = 0\nparallel = 2\nattempts_max = 1\nlock_wait_timeout_s = 1",
     );
-    // The first batch's last row (the 100th matching one in key order), then the next row in
-    // key order, matching or not: the one a range statement reads to see its range ended.
-    let (tenant, code) = nth_matching_key(&mut db, MIXED_PREDICATE, 99);
-    let code = common::sql_string(&code);
-    let held = format!(
-        "SELECT * FROM src WHERE tenant > {tenant} OR (tenant = {tenant} AND code > {code}) \
-         ORDER BY tenant, code LIMIT 1 FOR UPDATE"
-    );
-    let blocker = RowLock::hold(&sandbox, &db, &held);
+    // The row after the first batch's last one (its 100th matching row).
+    let blocker = hold_row_after_nth_matching(&mut db, 99);
     let output = job.archiver("run", &[]);
     drop(blocker);
     assert_exit(&output, 3, "the held row's batch is parked");
@@ -205,11 +196,11 @@ fn a_batch_never_waits_for_the_row_after_its_range() {
         records.contains(&("BatchDeleted".to_string(), 1)),
         "the first batch moved: {records:?}"
     );
-    let failed: Vec<u64> = (records.iter())
-        .filter(|(k, _)| k == "BatchFailed")
-        .map(|(_, id)| *id)
-        .collect();
-    assert_eq!(failed, vec![2], "only the held row's batch failed");
+    assert_eq!(
+        failed_batches(&records),
+        vec![2],
+        "only the held row's batch failed"
+    );
     // The second batch's planning read waited a second for the held row; the first batch
     // went on meanwhile (its locks are not held for another session's sake): it was done
     // before the second was planned.

@@ -95,11 +95,13 @@ async fn statement_findings(
                     probe(queries.select_batch(None, bound, true)),
                 ),
                 ("delete from the source", probe(queries.delete_keys(keys))),
-                (
-                    "delete of the source's range",
-                    probe(queries.delete_range(None, bound, false)),
-                ),
             ]
+            .into_iter()
+            .chain(
+                (queries.delete_range(None, bound, false).into_iter())
+                    .map(|delete| ("delete of the source's range", probe(delete))),
+            )
+            .collect()
         }
     };
     for (what, (sql, params)) in source_side {
