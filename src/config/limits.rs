@@ -99,10 +99,12 @@ pub const ATTEMPTS_MAX: Limit = Limit {
 };
 
 /// Batches in flight at once (`parallel`, or `archiver run --jobs N`), each on its own
-/// connection with its own transaction, on disjoint key ranges. 1 by default: measured on the
-/// reference workload on 2 cores (ARCHITECTURE.md, "Parallel batches"), more batches in flight
-/// were no faster; the server's CPU, not the round trips, bounds one stream there. At most 16:
-/// each holds a connection and its rows' locks.
+/// connection (with the archive on its own server, one to each server) with its own
+/// transaction, on disjoint key ranges. 1 by default: measured on the reference workload on 2
+/// cores (ARCHITECTURE.md, "Parallel batches"), two in flight were 1.09-1.16 times faster on
+/// one server but cost an application beside it 30% of its throughput (7% with one); with the
+/// archive on its own server two were 1.18-1.21 times faster (their cost to an application is
+/// not measured). At most 16: each holds a connection and its rows' locks.
 pub const PARALLEL: Limit = Limit {
     key: "parallel",
     min: 1,
