@@ -88,6 +88,15 @@ impl Statistics {
             "{:<12} {:>10} {wall:>12.3} {:>6.1}%",
             "wall", "-", 100.0
         ));
+        // Batches in flight side by side (`parallel`), and the sync beside them, are timed
+        // each on its own: their times then add up to more than the wall time.
+        let measured: Duration = self.actions().iter().map(|(_, _, time)| *time).sum();
+        if measured > self.wall {
+            lines.push(format!(
+                "overlap: the actions' times add up to {:.1}% of the wall time (batches in flight side by side, and the sync beside them, are each timed in full)",
+                share(measured)
+            ));
+        }
         let rate = if wall > 0.0 {
             self.rows as f64 / wall
         } else {
@@ -157,7 +166,13 @@ mod tests {
             stats.lines().last().unwrap(),
             "batch rows: adaptive (batch_time_ms 500, 1 to 100000): first 100, last 100, smallest 100, largest 100, over 1 plan"
         );
+        assert!(!text.contains("overlap"), "{text}");
         stats.wall = ms(10);
         assert_eq!(stats.other(), Duration::ZERO, "never negative");
+        let text = stats.lines().join("\n");
+        assert!(
+            text.contains("overlap: the actions' times add up to 4500.0% of the wall time"),
+            "{text}"
+        );
     }
 }

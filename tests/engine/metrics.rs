@@ -350,8 +350,12 @@ fn statistics(stderr: &str) -> HashMap<String, StatLine> {
     table
         .lines()
         .skip(1) // the header
-        // The totals' line and the batch sizes' line are not actions.
-        .filter(|line| !line.starts_with("rows ") && !line.starts_with("batch rows: "))
+        // The totals' line, the batch sizes' line and the overlap note are not actions.
+        .filter(|line| {
+            !["rows ", "batch rows: ", "overlap: "]
+                .iter()
+                .any(|prefix| line.starts_with(prefix))
+        })
         .map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             assert_eq!(fields.len(), 4, "{line}");
