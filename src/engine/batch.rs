@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::backoff::Backoff;
 use super::{Engine, Halt};
 
-use crate::db::{self, BatchResult, CrossOrder, DbError, DbResult};
+use crate::db::{self, BatchResult, CrossOrder, DbError, DbResult, RowValues};
 use crate::error::Error;
 use crate::event::{
     cut_message, AttemptCounts, BatchCommitting, BatchCopied, BatchDeleted, BatchFailed,
@@ -94,12 +94,7 @@ impl Engine<'_> {
         // back its open transaction.
         let (mut source, mut archive) = self.servers.take_both(order.now_unix_us).await?;
         let started = Instant::now();
-        let cross = CrossOrder {
-            range: (order.lower.as_ref(), &order.upper),
-            planned: None,
-            copy: order.step == Step::Copy,
-            witness: order.claim.as_ref().and_then(|c| c.witness.as_ref()),
-        };
+        let cross = cross_order(order, None);
         let (accepts, times) = (&mut self.servers.accepts, &mut self.batch_times);
         let attempt = db::execute_cross_batch(
             &mut source,
@@ -233,6 +228,18 @@ impl Engine<'_> {
             ErrorClass::Transient => AfterFailure::Wait(Backoff::RETRY.delay(attempt)),
             ErrorClass::Batch => AfterFailure::GoOn,
         })
+    }
+}
+
+/// What the two-server batch `order` is to do (`db::execute_cross_batch`): its range, its
+/// step, its claim's witness; `planned`: the rows its planning read locked, else it locks its
+/// range again.
+pub(super) fn cross_order(order: &BatchOrder, planned: Option<Vec<RowValues>>) -> CrossOrder<'_> {
+    CrossOrder {
+        range: (order.lower.as_ref(), &order.upper),
+        planned,
+        copy: order.step == Step::Copy,
+        witness: order.claim.as_ref().and_then(|c| c.witness.as_ref()),
     }
 }
 

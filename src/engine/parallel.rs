@@ -48,11 +48,9 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use mysql_async::Conn;
 
-use super::batch::{committing, AfterFailure};
+use super::batch::{committing, cross_order, AfterFailure};
 use super::{Engine, Halt};
-use crate::db::{
-    self, sql::Queries, Accepts, BatchResult, BatchTimes, CrossOrder, DbError, RowValues,
-};
+use crate::db::{self, sql::Queries, Accepts, BatchResult, BatchTimes, DbError, RowValues};
 use crate::event::{BatchPlanned, Event, Key};
 use crate::journal::{Durability, SyncOutcome};
 use crate::state::{Action, BatchOrder, PlanOrder, Step};
@@ -129,13 +127,7 @@ fn cross_statements(
 ) -> Flying {
     Box::pin(async move {
         let mut times = BatchTimes::default();
-        let witness = order.claim.as_ref().and_then(|c| c.witness.clone());
-        let cross = CrossOrder {
-            range: (order.lower.as_ref(), &order.upper),
-            planned,
-            copy: order.step == Step::Copy,
-            witness: witness.as_ref(),
-        };
+        let cross = cross_order(&order, planned);
         let attempt = db::execute_cross_batch(
             &mut source,
             &mut archive,
