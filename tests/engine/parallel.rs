@@ -14,6 +14,32 @@ pub(super) fn batch_records(job: &Job) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Runs `job` (batches of 100 rows, `attempts_max = 1`, two or more in flight) while another
+/// session holds the row after the first batch's last one (its 100th matching row in `db`'s
+/// `src`): the row its range statements would read to see the range ended, and the second
+/// batch's first row. The run must end with that batch parked (exit 3), the first batch moved,
+/// and no other batch failed. Returns the batch records of the log.
+pub(super) fn run_with_the_row_after_the_first_batch_held(
+    job: &Job,
+    db: &mut TestDb,
+) -> Vec<(String, u64)> {
+    let blocker = hold_row_after_nth_matching(db, 99);
+    let output = job.archiver("run", &[]);
+    drop(blocker);
+    assert_exit(&output, 3, "the held row's batch is parked");
+    let records = batch_records(job);
+    assert!(
+        records.contains(&("BatchDeleted".to_string(), 1)),
+        "the first batch moved: {records:?}"
+    );
+    assert_eq!(
+        failed_batches(&records),
+        vec![2],
+        "only the held row's batch failed"
+    );
+    records
+}
+
 /// The batches of `records` with a `BatchFailed`, in log order.
 pub(super) fn failed_batches(records: &[(String, u64)]) -> Vec<u64> {
     (records.iter())
@@ -186,21 +212,7 @@ fn a_batch_never_waits_for_the_row_after_its_range() {
         MIXED_PREDICATE,
         "batch_rows = 100\nbatch_time_ms = 0\nparallel = 2\nattempts_max = 1\nlock_wait_timeout_s = 1",
     );
-    // The row after the first batch's last one (its 100th matching row).
-    let blocker = hold_row_after_nth_matching(&mut db, 99);
-    let output = job.archiver("run", &[]);
-    drop(blocker);
-    assert_exit(&output, 3, "the held row's batch is parked");
-    let records = batch_records(&job);
-    assert!(
-        records.contains(&("BatchDeleted".to_string(), 1)),
-        "the first batch moved: {records:?}"
-    );
-    assert_eq!(
-        failed_batches(&records),
-        vec![2],
-        "only the held row's batch failed"
-    );
+    let records = run_with_the_row_after_the_first_batch_held(&job, &mut db);
     // The second batch's planning read waited a second for the held row; the first batch
     // went on meanwhile (its locks are not held for another session's sake): it was done
     // before the second was planned.
