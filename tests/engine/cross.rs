@@ -103,11 +103,21 @@ fn archive_on_its_own_server_moves_everything_and_reports_conflicts() {
 #[test]
 fn archive_on_its_own_server_resumes_after_the_copy_and_survives_kills() {
     let sandbox = common::sandbox();
-    let (mut db, mut archive_db) = setup(&sandbox, 40_000);
+    // 137,143 matching rows, 275 batches: enough that six kills after at most 220 ms each come
+    // before the job is done (40,000 rows were once enough; the batches got faster).
+    let (mut db, mut archive_db) = setup(&sandbox, 160_000);
     let predicate = "tenant < 6";
     let original = db.checksum("src");
     let matching = count_matching(&mut db, predicate);
-    let job = cross_job(&sandbox, &db, &archive_db, predicate, "batch_rows = 500");
+    // One batch at a time (`sleep_ms`): the next is planned only once the previous one recorded
+    // its end, so at the kill below batch 1 has committed and batch 3 has not begun.
+    let job = cross_job(
+        &sandbox,
+        &db,
+        &archive_db,
+        predicate,
+        "batch_rows = 500\nsleep_ms = 1",
+    );
 
     // Killed right after the second BatchCopied is durable: the archive has committed the
     // batch, the source has not deleted it. The next run resumes at the delete step.
@@ -128,16 +138,21 @@ fn archive_on_its_own_server_resumes_after_the_copy_and_survives_kills() {
         "batch 2 is in both tables until its delete step runs"
     );
 
-    // Then random kill -9s, and a final run to the end.
+    // Then six kill -9s at varied moments (unless the job finishes first, which the assertion
+    // below reports), and a final run to the end.
     let mut kills = 0;
-    for round in 0..12u64 {
-        if run_and_kill_after(&job, Duration::from_millis(20 + (round * 37) % 200)) {
-            kills += 1;
+    while kills < 6 {
+        if !run_and_kill_after(&job, Duration::from_millis(20 + (kills * 37) % 200)) {
+            break;
         }
+        kills += 1;
     }
     assert_success(&job.archiver("run", &[]), "final run");
     eprintln!("cross-server: {kills} kills");
-    assert!(kills >= 6, "{kills}");
+    assert!(
+        kills >= 6,
+        "only {kills} kills before the job finished; make the table larger"
+    );
     let left: u64 = db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {predicate}"));
     assert_eq!(left, 0);
     assert_eq!(

@@ -53,7 +53,11 @@ fn counts_are_exact_after_a_kill_on_either_side_of_the_commit() {
         db.exec("INSERT INTO arch SELECT tenant, code, amount, happened, 'different', payload FROM src ORDER BY tenant, code LIMIT 1");
         let original = db.checksum_union("src", "arch");
         let matching = count_matching(&mut db, MIXED_PREDICATE);
-        let job = Job::new(&sandbox, &db, MIXED_PREDICATE, "batch_rows = 200");
+        // `sleep_ms` runs one batch at a time (the next is planned only once the previous one
+        // recorded its end): without it, batch 3 may run, sync its claim and commit while
+        // batch 2's `COMMIT` is on its way, and be in the archive at the kill.
+        let extra = "batch_rows = 200\nsleep_ms = 1";
+        let job = Job::new(&sandbox, &db, MIXED_PREDICATE, extra);
         job.run_until_crash_after(hook);
 
         let events = job.events();
@@ -115,7 +119,9 @@ fn counts_are_exact_after_a_kill_on_either_side_of_the_commit() {
 }
 
 /// The same with the archive on its own connection and URL (the two-step batch): the source
-/// commit's `BatchDeleted` lost, then the source commit rolled back.
+/// commit's `BatchDeleted` lost, then the source commit rolled back. One batch at a time
+/// (`sleep_ms`), so that the kill leaves exactly one claim to resolve (batches in flight
+/// beside it are `parallel_two_servers`' tests).
 #[test]
 fn counts_are_exact_after_a_kill_around_the_source_commit_of_the_two_step_batch() {
     let sandbox = common::sandbox();
@@ -135,7 +141,7 @@ fn counts_are_exact_after_a_kill_around_the_source_commit_of_the_two_step_batch(
             &db,
             &archive_db,
             MIXED_PREDICATE,
-            "batch_rows = 150",
+            "batch_rows = 150\nsleep_ms = 1",
         );
         job.run_until_crash_after(hook);
         assert_eq!(
