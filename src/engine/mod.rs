@@ -681,7 +681,21 @@ async fn run_engine(
     let marked = engine.mark_invocation(false);
     // The socket goes before the lock: a run started next must find none of ours.
     drop(engine.control.take());
-    let end = end?;
+    let end = match end {
+        Ok(end) => end,
+        Err(error) => {
+            // What the loop appended unsynced before the error stopped it is true and must
+            // not be dropped with the writer's buffer: a batch that committed while the
+            // failing one ran (its `BatchDeleted`, `ConflictFound`s), the `RunPaused` above.
+            // The end hooks and `status` read the log back (a test saw `on_failure` told one
+            // batch fewer than the source lost). A log that cannot take it (the error may be
+            // the log's own) changes nothing: the run's error is the one reported.
+            if let Err(close) = engine.journal.close() {
+                tracing::warn!("the log was not synced after the run's error: {close}");
+            }
+            return Err(error);
+        }
+    };
     marked?;
     let wal = engine.journal.times();
     let state = engine.journal.close()?;
