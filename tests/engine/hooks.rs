@@ -596,4 +596,14 @@ fn on_failure_is_told_what_the_run_did_before_it_failed() {
             .is_some_and(|e| e.contains("nowhere")),
         "{json}"
     );
+    // What the run appended after its last durable record is in the log too: the invocation's
+    // `RunPaused`, buffered after the failing batch's `BatchFailed` was synced, is only there
+    // if the failing run synced before returning its error.
+    let names: Vec<String> = job.events().into_iter().map(|(name, _)| name).collect();
+    let failed = names.iter().rposition(|n| n == "BatchFailed");
+    let paused = names.iter().rposition(|n| n == "RunPaused");
+    assert!(
+        failed.is_some() && paused > failed,
+        "RunPaused after the last BatchFailed: {names:?}"
+    );
 }
