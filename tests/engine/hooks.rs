@@ -299,7 +299,7 @@ fn failing_hooks_are_reported_and_change_nothing() {
     );
     assert!(stderr.contains("unchanged"), "{stderr}");
     assert!(stderr.contains("archiver: done: moved"), "{stderr}");
-    let names: Vec<String> = job.events().into_iter().map(|(name, _)| name).collect();
+    let names = job.event_names();
     assert!(!names.iter().any(|n| n == "BatchFailed"), "{names:?}");
     assert_eq!(names.first().map(String::as_str), Some("LogCreated"));
     assert_eq!(names.last().map(String::as_str), Some("RunFinished"));
@@ -599,7 +599,7 @@ fn on_failure_is_told_what_the_run_did_before_it_failed() {
     // What the run appended after its last durable record is in the log too: the invocation's
     // `RunPaused`, buffered after the failing batch's `BatchFailed` was synced, is only there
     // if the failing run synced before returning its error.
-    let names: Vec<String> = job.events().into_iter().map(|(name, _)| name).collect();
+    let names = job.event_names();
     let failed = names.iter().rposition(|n| n == "BatchFailed");
     let paused = names.iter().rposition(|n| n == "RunPaused");
     assert!(

@@ -211,6 +211,11 @@ impl Job {
             })
             .collect()
     }
+
+    /// The record types of the log in order, decoded from the WAL bytes (see [`Job::events`]).
+    pub fn event_names(&self) -> Vec<String> {
+        self.events().into_iter().map(|(name, _)| name).collect()
+    }
 }
 
 /// A job moving `src` in `source` to `arch` in `archive`, each on its own server, with its own

@@ -112,7 +112,7 @@ fn a_stop_during_the_pause_between_batches_does_not_wait_it_out() {
     std::thread::sleep(Duration::from_millis(500));
     let (code, stderr) = terminate(child, Duration::from_secs(6));
     assert_eq!(code, Some(2), "stopped early; stderr: {stderr}");
-    let names: Vec<String> = job.events().into_iter().map(|(name, _)| name).collect();
+    let names = job.event_names();
     assert_eq!(
         names,
         ["LogCreated", "RunStarted", "RunPaused"],

@@ -315,7 +315,7 @@ fn an_unreachable_replica_stops_the_run_after_max_lag_wait_s_and_the_next_run_fi
     ] {
         assert!(stderr.contains(fragment), "{fragment:?} in {stderr}");
     }
-    let names: Vec<String> = job.events().into_iter().map(|(name, _)| name).collect();
+    let names = job.event_names();
     assert_eq!(
         names,
         ["LogCreated", "RunStarted", "RunPaused"],
