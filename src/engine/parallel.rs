@@ -418,6 +418,13 @@ impl Engine<'_> {
                     if let Err(halt) = self.finish_run(order.run_id) {
                         flight.stop(halt);
                     }
+                } else {
+                    // A batch waiting for its sync is in `busy` but no longer in `flying`:
+                    // finishing when nothing flies wrote RunFinished before its commit.
+                    tracing::debug!(
+                        "no matching row left; the run finishes once batches {:?} commit",
+                        flight.busy
+                    );
                 }
                 return;
             }

@@ -235,9 +235,7 @@ fn a_batch_never_waits_for_the_row_after_its_range() {
 /// the test command builds), batches are planned and run while syncs are in progress, and the
 /// plan that finds no row left may come while earlier batches still wait for their sync: the
 /// run finishes exactly, and one sync covers several claims (fewer syncs than batches). (The
-/// race in which the run once finished with such batches pending, which the log refuses, is
-/// not forced here: it needs every batch in flight to be waiting for the sync at the moment
-/// the last plan returns.)
+/// race in which the run once finished with such batches pending is forced by the next test.)
 #[test]
 fn on_a_slow_disk_the_run_finishes_after_its_last_batches_commit() {
     let sandbox = common::sandbox();
@@ -273,5 +271,63 @@ fn on_a_slow_disk_the_run_finishes_after_its_last_batches_commit() {
             syncs < batches,
             "{syncs} syncs for {batches} batches: {stderr}"
         );
+    }
+}
+
+/// The race b23da36 closed, forced: the matching rows fill exactly one batch and rows that do
+/// not match follow them up to the run's key bound, so the run must plan again after that
+/// batch; every WAL sync costs 1 s more (`sync-delay`), so the batch's statements land and it
+/// waits for its sync while that plan (on another connection) finds nothing left. The run
+/// must finish only after the batch commits (RunFinished after its BatchDeleted, decoded from
+/// the WAL). Finishing once no batch's statements were running (`flying`), as before
+/// b23da36, wrote RunFinished with the batch planned and uncommitted, which the log refuses.
+#[test]
+fn a_plan_finding_nothing_while_the_last_batch_syncs_finishes_after_its_commit() {
+    let sandbox = common::sandbox();
+    let predicate = "kind = 'old'";
+    for parallel in [1, 2] {
+        let mut db = sandbox.fresh_database(&format!("parlastsync{parallel}"));
+        for table in ["src", "arch"] {
+            db.exec(&format!(
+                "CREATE TABLE {table} (id BIGINT PRIMARY KEY, kind VARCHAR(8) NOT NULL, \
+                 note VARCHAR(40) CHARACTER SET latin1 NULL)"
+            ));
+        }
+        db.exec(
+            "INSERT INTO src SELECT seq, IF(seq <= 1000, 'old', 'new'), \
+             IF(seq % 3 = 0, NULL, CONCAT('n\u{e9} ', seq)) FROM seq_1_to_1400",
+        );
+        let original = db.checksum("src");
+        let job = Job::new(
+            &sandbox,
+            &db,
+            predicate,
+            &format!("batch_rows = 1000\nparallel = {parallel}"),
+        );
+        let output = job
+            .command("run")
+            .arg("-vv")
+            .env("ARCHIVER_BENCH_SYNC_DELAY_MS", "1000")
+            .output()
+            .unwrap();
+        assert_success(
+            &output,
+            &format!("run with parallel = {parallel}, slow syncs"),
+        );
+        assert_moved(&mut db, predicate, original, 1000);
+        assert_eq!(logged_totals(&job), (1000, 1000));
+        let names = job.event_names();
+        let at = |name: &str| names.iter().position(|n| n == name);
+        assert!(
+            at("BatchDeleted").is_some() && at("BatchDeleted") < at("RunFinished"),
+            "the run finished after its batch: {names:?}"
+        );
+        if cfg!(feature = "sync-delay") {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains("no matching row left; the run finishes once batches {1} commit"),
+                "the last plan came while batch 1 was in flight: {stderr}"
+            );
+        }
     }
 }
