@@ -94,7 +94,7 @@ impl Engine<'_> {
         // back its open transaction.
         let (mut source, mut archive) = self.servers.take_both(order.now_unix_us).await?;
         let started = Instant::now();
-        let cross = cross_order(order, None);
+        let cross = cross_order(order, None, self.servers_at_once());
         let (accepts, times) = (&mut self.servers.accepts, &mut self.batch_times);
         let attempt = db::execute_cross_batch(
             &mut source,
@@ -233,13 +233,19 @@ impl Engine<'_> {
 
 /// What the two-server batch `order` is to do (`db::execute_cross_batch`): its range, its
 /// step, its claim's witness; `planned`: the rows its planning read locked, else it locks its
-/// range again.
-pub(super) fn cross_order(order: &BatchOrder, planned: Option<Vec<RowValues>>) -> CrossOrder<'_> {
+/// range again; `at_once`: whether its two servers work at the same time
+/// ([`Engine::servers_at_once`]).
+pub(super) fn cross_order(
+    order: &BatchOrder,
+    planned: Option<Vec<RowValues>>,
+    at_once: bool,
+) -> CrossOrder<'_> {
     CrossOrder {
         range: (order.lower.as_ref(), &order.upper),
         planned,
         copy: order.step == Step::Copy,
         witness: order.claim.as_ref().and_then(|c| c.witness.as_ref()),
+        at_once,
     }
 }
 

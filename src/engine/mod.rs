@@ -193,6 +193,25 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// The job's pause between batches in milliseconds: the one set live for this run, else
+    /// the job file's `sleep_ms`.
+    fn sleep_ms(&self) -> u32 {
+        (self.journal.state().open_run())
+            .and_then(|run| run.live.sleep_ms)
+            .unwrap_or(self.config.batching.sleep_ms)
+    }
+
+    /// Whether a two-server batch's copy into the archive and its source delete run at the
+    /// same time (`db::copy_and_delete`): yes unless the job is paced (`sleep_ms`,
+    /// `sleep_coef`). A paced job has chosen the application over its own speed, and the
+    /// two servers at once cost an application writing to the source more than one after the
+    /// other (measured with both servers on one 2-core machine: ARCHITECTURE, "Speed,
+    /// measured"). The load-based throttles (`max_lag_s`, `max_load`) pause, they do not pace:
+    /// between their pauses the job runs at full speed.
+    fn servers_at_once(&self) -> bool {
+        !self.throttle.paces(self.sleep_ms())
+    }
+
     /// The pause before planning a batch: cut short by a stop request, or by a control command
     /// (which the loop obeys before planning).
     async fn wait_between_batches(&mut self, pause: std::time::Duration) -> Waited {

@@ -123,11 +123,11 @@ fn cross_statements(
     queries: Arc<Queries>,
     order: BatchOrder,
     planned: Option<Vec<RowValues>>,
-    (began, mut accepts): (Instant, Accepts),
+    (began, mut accepts, at_once): (Instant, Accepts, bool),
 ) -> Flying {
     Box::pin(async move {
         let mut times = BatchTimes::default();
-        let cross = cross_order(&order, planned);
+        let cross = cross_order(&order, planned, at_once);
         let attempt = db::execute_cross_batch(
             &mut source,
             &mut archive,
@@ -368,9 +368,7 @@ impl Engine<'_> {
     /// Whether the loop must stop starting batches, so that what it waits for is waited for
     /// with none in flight.
     fn wants_a_wait(&self) -> bool {
-        let sleep_ms = (self.journal.state().open_run())
-            .and_then(|run| run.live.sleep_ms)
-            .unwrap_or(self.config.batching.sleep_ms);
+        let sleep_ms = self.sleep_ms();
         self.shutdown.requested()
             || self.sentinel.as_ref().is_some_and(|s| s.is_set())
             || self.control.as_ref().is_some_and(|c| c.has_news())
@@ -487,8 +485,8 @@ impl Engine<'_> {
                     Some(Locked::Rows(rows)) => Some(rows),
                     _ => None,
                 };
-                let accepts = self.servers.accepts;
-                cross_statements((conn, archive), queries, batch, rows, (began, accepts))
+                let how = (began, self.servers.accepts, self.servers_at_once());
+                cross_statements((conn, archive), queries, batch, rows, how)
             }
             (None, locked) => {
                 let keys = match locked {
@@ -519,8 +517,8 @@ impl Engine<'_> {
                     Ok(archive) => archive,
                     Err(halt) => return flight.stop(halt),
                 };
-                let (conns, accepts) = ((source, archive), self.servers.accepts);
-                cross_statements(conns, queries, order, None, (Instant::now(), accepts))
+                let how = (Instant::now(), self.servers.accepts, self.servers_at_once());
+                cross_statements((source, archive), queries, order, None, how)
             }
         };
         flight.launch(batch_id, statements);

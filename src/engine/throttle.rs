@@ -353,6 +353,12 @@ impl Throttle {
         pacing(sleep_ms, self.config.sleep_coef, self.last_batch)
     }
 
+    /// Whether the job is paced: it sleeps between batches (`sleep_ms`, the job file's or the
+    /// one set live, or `sleep_coef`), so it has time to spare and spends it on the primary.
+    pub fn paces(&self, sleep_ms: u32) -> bool {
+        sleep_ms > 0 || self.config.sleep_coef > 0.0
+    }
+
     /// Counts a pause the engine waited between batches as pacing.
     pub fn paced(&mut self, slept: Duration) {
         self.handle.lock().totals.add(ThrottleKind::Sleep, slept);

@@ -487,3 +487,103 @@ fn a_predicate_reading_another_table_that_changes_meanwhile_deletes_only_locked_
     }
     panic!("in 10 attempts the predicate never changed during the delete; the undo was never exercised");
 }
+
+/// Rows the job's open transactions have modified in `db` (`information_schema.INNODB_TRX` of
+/// the sessions whose database is `db`: other tests' sessions are in databases of their own).
+fn rows_modified(db: &mut TestDb) -> u64 {
+    db.query_scalar(&format!(
+        "SELECT CAST(COALESCE(SUM(t.trx_rows_modified), 0) AS UNSIGNED)
+         FROM information_schema.INNODB_TRX t
+         JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
+         WHERE p.DB = {}",
+        common::sql_string(db.name())
+    ))
+}
+
+/// Whether a session is copying rows into `db` (a `LOAD DATA` or `INSERT` in progress).
+fn copying_into(db: &mut TestDb) -> bool {
+    db.query_scalar::<u64>(&format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST
+         WHERE DB = {} AND (INFO LIKE 'LOAD DATA%' OR INFO LIKE 'INSERT%')",
+        common::sql_string(db.name())
+    )) > 0
+}
+
+/// An unpaced two-server job deletes a batch's rows on the source while the archive copies
+/// them (the two servers at once, the fast way); a paced one (`sleep_ms`, `sleep_coef`) only
+/// once the archive has committed the copy, so that one server works for the job at a time
+/// (`db::copy_and_delete`; ARCHITECTURE, "Speed, measured": what two servers at once cost an
+/// application writing to the source). Seen from the servers: a test session holds the empty
+/// archive table's gap lock, so the job's copy waits for it; meanwhile the job's source
+/// transaction has deleted the whole batch (unpaced) or nothing (paced). Then the lock goes
+/// and every row moves exactly once.
+#[test]
+fn a_paced_two_server_job_deletes_only_once_the_archive_committed() {
+    let deadline = || std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for (pacing, at_once) in [
+        ("", true),
+        ("sleep_ms = 1", false),
+        ("[throttle]\nsleep_coef = 0.5", false),
+    ] {
+        let extra = format!("batch_rows = 1000\nlock_wait_timeout_s = 60\n{pacing}");
+        let mut moving =
+            super::parallel_two_servers::Moving::new("paced", 600, MIXED_PREDICATE, &extra);
+        let what = if at_once { "unpaced" } else { pacing };
+        assert!(
+            moving.matching > 0 && moving.matching < 1000,
+            "{what}: one batch"
+        );
+        // REPEATABLE READ: the locking read of the empty table locks the gap every insert
+        // into it needs.
+        let gap = RowLock::hold(
+            moving.archive.sandbox(),
+            &moving.archive,
+            "SELECT * FROM arch FOR UPDATE",
+        );
+        let mut run = Running::start(&moving.job);
+        let until = deadline();
+        // Once the copy's statement is there it cannot finish while the gap stays locked.
+        while !copying_into(&mut moving.archive) {
+            let ended = run.child.try_wait().unwrap();
+            assert!(
+                ended.is_none(),
+                "{what}: ended before its copy: {}",
+                run.stderr()
+            );
+            assert!(std::time::Instant::now() < until, "{what}: no copy began");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let deleted = if at_once {
+            let until = deadline();
+            loop {
+                let deleted = rows_modified(&mut moving.source);
+                if deleted == moving.matching || std::time::Instant::now() > until {
+                    break deleted;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        } else {
+            // Nothing may be deleted while the copy waits, however long it waits.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            let mut deleted = 0;
+            while deleted == 0 && std::time::Instant::now() < until {
+                deleted = rows_modified(&mut moving.source);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            deleted
+        };
+        let expected = if at_once { moving.matching } else { 0 };
+        assert_eq!(
+            deleted, expected,
+            "{what}: rows deleted while the copy waits"
+        );
+        assert!(
+            copying_into(&mut moving.archive),
+            "{what}: the copy still waits"
+        );
+        drop(gap);
+        let (code, stderr) = run.finish();
+        assert_eq!(code, Some(0), "{what}: {stderr}");
+        moving.assert_moved_exactly(what);
+    }
+}

@@ -16,17 +16,17 @@ use super::*;
 
 /// A two-server job over a `mixed` source table of `rows` rows on the main sandbox and an
 /// empty archive table of the same shape on the archive sandbox, with what it must end with.
-struct Moving {
-    source: TestDb,
-    archive: TestDb,
+pub(super) struct Moving {
+    pub source: TestDb,
+    pub archive: TestDb,
     predicate: &'static str,
     original: (u64, u64, u64),
-    matching: u64,
-    job: Job,
+    pub matching: u64,
+    pub job: Job,
 }
 
 impl Moving {
-    fn new(prefix: &str, rows: u64, predicate: &'static str, extra: &str) -> Moving {
+    pub fn new(prefix: &str, rows: u64, predicate: &'static str, extra: &str) -> Moving {
         let mut source = common::sandbox().fresh_database(prefix);
         let mut archive = common::archive_sandbox().fresh_database(&format!("{prefix}_a"));
         create_mixed(&mut source, "src", rows);
@@ -47,7 +47,7 @@ impl Moving {
     /// Every matching row moved exactly once, between the servers: none left in the source,
     /// as many in the archive, none there that does not match, both tables together holding
     /// the original rows; and the log's counts equal to them.
-    fn assert_moved_exactly(&mut self, what: &str) {
+    pub fn assert_moved_exactly(&mut self, what: &str) {
         let predicate = self.predicate;
         let left: u64 =
             (self.source).query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {predicate}"));
