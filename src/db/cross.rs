@@ -6,8 +6,8 @@
 //! archive inserts and commits the copies, the source already deletes the locked rows in its
 //! open transaction, behind a savepoint ([`copy_and_delete`]); the source commits only after
 //! [`settle`] has compared every locked row with its committed archive copy, and undoes that
-//! delete to the savepoint when one is not identical. Deleting in an open transaction is not deleting: the
-//! invariant is about what the source commits.
+//! delete to the savepoint when one is not identical. Deleting in an open transaction is not
+//! deleting: the invariant is about what the source commits.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -420,7 +420,8 @@ async fn insert_rows<'a>(
 /// took the whole table about 1.25 times as long.
 ///
 /// Times: the copy's as [`copy_rows`] counts them; the delete's only where it outlasts the
-/// archive's commit, so that the statistics count the wall time once.
+/// archive's commit (all of it when it runs after), so that the statistics count the wall
+/// time once.
 pub async fn copy_and_delete(
     (source, archive): (&mut Conn, &mut Conn),
     queries: &Queries,

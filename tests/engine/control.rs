@@ -28,15 +28,6 @@ fn records(job: &Job) -> Vec<(String, serde_json::Value)> {
     job.events()
 }
 
-/// Waits (generously) until `condition` holds, failing with `what` otherwise.
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `rows_planned` of the `BatchPlanned` records after the first `SettingsChanged`.
 fn planned_after_change(records: &[(String, serde_json::Value)]) -> Vec<u64> {
     records

@@ -519,7 +519,6 @@ fn copying_into(db: &mut TestDb) -> bool {
 /// and every row moves exactly once.
 #[test]
 fn a_paced_two_server_job_deletes_only_once_the_archive_committed() {
-    let deadline = || std::time::Instant::now() + std::time::Duration::from_secs(60);
     for (pacing, at_once) in [
         ("", true),
         ("sleep_ms = 1", false),
@@ -541,27 +540,22 @@ fn a_paced_two_server_job_deletes_only_once_the_archive_committed() {
             "SELECT * FROM arch FOR UPDATE",
         );
         let mut run = Running::start(&moving.job);
-        let until = deadline();
         // Once the copy's statement is there it cannot finish while the gap stays locked.
-        while !copying_into(&mut moving.archive) {
+        wait_for(&format!("{what}: the copy begins"), || {
             let ended = run.child.try_wait().unwrap();
             assert!(
                 ended.is_none(),
                 "{what}: ended before its copy: {}",
                 run.stderr()
             );
-            assert!(std::time::Instant::now() < until, "{what}: no copy began");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+            copying_into(&mut moving.archive)
+        });
         let deleted = if at_once {
-            let until = deadline();
-            loop {
-                let deleted = rows_modified(&mut moving.source);
-                if deleted == moving.matching || std::time::Instant::now() > until {
-                    break deleted;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            let matching = moving.matching;
+            wait_for(&format!("{what}: the batch deleted"), || {
+                rows_modified(&mut moving.source) == matching
+            });
+            rows_modified(&mut moving.source)
         } else {
             // Nothing may be deleted while the copy waits, however long it waits.
             let until = std::time::Instant::now() + std::time::Duration::from_secs(1);

@@ -364,6 +364,19 @@ impl Drop for RowLock {
     }
 }
 
+/// Waits (generously: two minutes) until `condition` holds, looking every 20 ms, failing with
+/// `what` otherwise.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Asserts exit code 0, showing stderr otherwise.
 pub fn assert_success(output: &Output, what: &str) {
     assert_exit(output, 0, what);

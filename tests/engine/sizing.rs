@@ -32,15 +32,6 @@ fn assert_exact(db: &mut TestDb, predicate: &str, original: (u64, u64, u64), mat
     );
 }
 
-/// Waits until `condition` holds, for at most two minutes.
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Start at 10 rows, aim at 200 ms: batches of a few rows take milliseconds, so the size grows
 /// (at most 1.5 times a batch) to hundreds of rows; `--statistics` and the progress lines show
 /// the sizes in use; every row moves exactly once.
