@@ -85,8 +85,11 @@ pub const ADAPTIVE_ROWS_MIN: Limit = Limit {
 /// 20,000, 186 MiB at 100,000 (issue 10 wants under 64 MiB). Measured again on 2026-12-07
 /// (lower since, by changes not measured one by one): 22 MiB at 10,000 rows; with `parallel = 2`
 /// and the maximum at 40,000 or 100,000 (the target stopped batches at 25,000-33,000 rows),
-/// 48-64 MiB, and 2.4-2.5x pt-archiver bulk between two servers instead of 2.0x: the
-/// default stays where memory keeps a margin.
+/// 48-64 MiB, and 2.4-2.5x pt-archiver bulk between two servers instead of 2.0x. Since the
+/// client compares the archive's rows as they arrive and encodes `LOAD DATA` text as it sends
+/// it (no second copy of a batch): 16 MiB at the defaults, 29-36 MiB with `parallel = 2` and
+/// the maximum at 40,000. The default stays: larger batches hold the source's row locks
+/// longer, and between two servers they bought no speed beyond this machine's noise.
 pub const ADAPTIVE_ROWS_MAX: Limit = Limit {
     key: "batch_rows_max",
     min: 1,

@@ -10,6 +10,7 @@
 //! deleting: the invariant is about what the source commits.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mysql_async::prelude::*;
@@ -17,7 +18,7 @@ use mysql_async::{Conn, Params, Row, Value};
 
 use super::batch::{earlier_committed, timed};
 use super::load::{self, Loaded};
-use super::sql::{self, Queries};
+use super::sql::{self, Queries, Statement};
 use super::times::BatchTimes;
 use super::{from_value, params, BatchResult, DbError, DbResult, NotCopied};
 use crate::event::{ErrorClass, Key};
@@ -42,8 +43,17 @@ fn keys_per_statement(width: usize) -> usize {
 /// the copied columns, then the key as the statements compare it.
 pub type RowValues = Vec<Value>;
 
-/// The archive's rows under the batch's locked keys, by key.
-pub type Archived = HashMap<Key, RowValues>;
+/// What the archive holds under a locked row's key once the copy committed
+/// ([`compare_archived`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No row under the key.
+    Missing,
+    /// A row identical to the locked row.
+    Identical,
+    /// A row that differs from the locked row: a conflict.
+    Different,
+}
 
 /// What the servers take of the statements the two-server batch prefers, learned during the
 /// invocation: each starts true and turns false, for the rest of the invocation, the first
@@ -69,12 +79,13 @@ impl Default for Accepts {
 }
 
 /// What the source's early delete ([`copy_and_delete`]) deleted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EarlyDelete {
-    /// Deleted with the locking read's filter: the keys it deleted (`RETURNING`), which may
-    /// include rows that entered the range after the locking read, and may lack a locked row
-    /// whose predicate reads another table that changed meanwhile.
-    Range(Vec<Key>),
+    /// Deleted with the locking read's filter: the keys it deleted (`RETURNING`), their values
+    /// one key after the other as the server sent them, which may include rows that entered
+    /// the range after the locking read, and may lack a locked row whose predicate reads
+    /// another table that changed meanwhile.
+    Range(Vec<Value>),
     /// Deleted by the locked keys (where `RETURNING` is refused): the rows deleted.
     Locked(u64),
 }
@@ -192,6 +203,8 @@ pub async fn execute_cross_batch(
             Err(error) => return failed(None, error),
         },
     };
+    // Shared with the archive connection's LOAD DATA handler, which encodes them as it sends.
+    let locked = Arc::new(locked);
     let (copied, early) = if order.copy {
         let (rows_copied, deleted) = match order.witness {
             None => {
@@ -222,10 +235,10 @@ pub async fn execute_cross_batch(
         (None, None)
     };
     let reading = Instant::now();
-    let archived = read_archived(archive, queries, range, &locked).await;
+    let verdicts = compare_archived(archive, queries, range, &locked).await;
     times.delete.total += reading.elapsed();
-    let archived = match archived {
-        Ok(archived) => archived,
+    let verdicts = match verdicts {
+        Ok(verdicts) => verdicts,
         Err(error) => return failed(copied, error),
     };
     let settled = settle(
@@ -233,7 +246,7 @@ pub async fn execute_cross_batch(
         archive,
         queries,
         &locked,
-        &archived,
+        &verdicts,
         early,
         order.witness,
         times,
@@ -244,45 +257,114 @@ pub async fn execute_cross_batch(
     }
 }
 
-/// The archive's rows under the keys of `rows` (the batch's locked rows, in `range`), by key:
+/// Compares every row of `rows` (the batch's locked rows, in `range`, in key order) with the
+/// archive's committed row under its key, and returns a [`Verdict`] for each, in their order:
 /// the archive's rows in the range when it holds no more of them than the batch locked (one
 /// range scan, [`Queries::select_archived_range`]), else read by key list, in chunks that fit
-/// the placeholder limit. Either way bounded by the batch's rows.
-pub async fn read_archived(
+/// the placeholder limit. Either way bounded by the batch's rows. Each archive row is compared
+/// as it arrives and then dropped: the client holds a verdict per locked row, not a second
+/// copy of the batch.
+pub async fn compare_archived(
     archive: &mut Conn,
     queries: &Queries,
     range: Range<'_>,
     rows: &[RowValues],
-) -> DbResult<Archived> {
-    let positions = queries.key_positions();
-    let mut by_key = HashMap::with_capacity(rows.len());
+) -> DbResult<Vec<Verdict>> {
+    let mut matcher = Matcher::new(queries.key_positions(), rows);
     if rows.is_empty() {
-        return Ok(by_key);
+        return Ok(matcher.verdicts);
     }
     let limit = rows.len() as u64 + 1;
     let statement = queries.select_archived_range(range.0, range.1, limit);
-    let in_range: Vec<Row> = archive
-        .exec(statement.sql.as_str(), params(&statement))
-        .await?;
-    if in_range.len() < rows.len() + 1 {
-        for row in in_range {
-            let row = row.unwrap();
-            by_key.insert(key_of(&row, positions.clone())?, row);
-        }
-        return Ok(by_key);
+    if matcher.compare(archive, &statement).await? <= rows.len() {
+        return Ok(matcher.verdicts);
     }
+    // The range holds more archive rows than the batch locked: the limit may have cut off
+    // some of the locked keys.
+    let mut matcher = Matcher::new(queries.key_positions(), rows);
     let keys = keys_of(queries, rows)?;
-    for chunk in keys.chunks(keys_per_statement(positions.len())) {
-        let statement = queries.select_archived(chunk);
-        let archived: Vec<Row> = archive
-            .exec(statement.sql.as_str(), params(&statement))
+    for chunk in keys.chunks(keys_per_statement(matcher.key.len())) {
+        matcher
+            .compare(archive, &queries.select_archived(chunk))
             .await?;
-        for row in archived {
-            let row = row.unwrap();
-            by_key.insert(key_of(&row, positions.clone())?, row);
+    }
+    Ok(matcher.verdicts)
+}
+
+/// [`compare_archived`]'s bookkeeping: which locked row an archive row is the copy of, and the
+/// verdicts so far.
+struct Matcher<'a> {
+    locked: &'a [RowValues],
+    /// Where a row holds its key.
+    key: std::ops::Range<usize>,
+    verdicts: Vec<Verdict>,
+    /// The locked row the next archive row most likely copies: both come in key order.
+    next: usize,
+    /// The locked rows' positions by key, made the first time an archive row is not the
+    /// copy of the `next` locked row.
+    by_key: Option<HashMap<Key, usize>>,
+}
+
+impl<'a> Matcher<'a> {
+    fn new(key: std::ops::Range<usize>, locked: &'a [RowValues]) -> Matcher<'a> {
+        Matcher {
+            locked,
+            key,
+            verdicts: vec![Verdict::Missing; locked.len()],
+            next: 0,
+            by_key: None,
         }
     }
-    Ok(by_key)
+
+    /// Runs `statement` on the archive and compares each row it returns; returns their number.
+    async fn compare(&mut self, archive: &mut Conn, statement: &Statement) -> DbResult<usize> {
+        let mut result = archive
+            .exec_iter(statement.sql.as_str(), params(statement))
+            .await?;
+        let mut rows = 0;
+        let mut compared = Ok(());
+        result
+            .for_each(|row| {
+                rows += 1;
+                if compared.is_ok() {
+                    compared = self.add(&row.unwrap());
+                }
+            })
+            .await?;
+        compared.map(|()| rows)
+    }
+
+    fn add(&mut self, row: &[Value]) -> DbResult<()> {
+        let key = self.key.clone();
+        let at = match self.locked.get(self.next) {
+            Some(locked) if locked[key.clone()] == row[key.clone()] => Some(self.next),
+            _ => self.position(key_of(row, key)?)?,
+        };
+        // An archive row under no locked key (read by range) is not the batch's.
+        if let Some(at) = at {
+            self.verdicts[at] = if self.locked[at].as_slice() == row {
+                Verdict::Identical
+            } else {
+                Verdict::Different
+            };
+            self.next = at + 1;
+        }
+        Ok(())
+    }
+
+    fn position(&mut self, key: Key) -> DbResult<Option<usize>> {
+        if self.by_key.is_none() {
+            let mut by_key = HashMap::with_capacity(self.locked.len());
+            for (at, row) in self.locked.iter().enumerate() {
+                by_key.insert(key_of(row, self.key.clone())?, at);
+            }
+            self.by_key = Some(by_key);
+        }
+        Ok(self
+            .by_key
+            .as_ref()
+            .and_then(|by_key| by_key.get(&key).copied()))
+    }
 }
 
 /// Archive on another server, step 2: inserts the locked rows whose key the archive lacks, in
@@ -298,7 +380,7 @@ pub async fn read_archived(
 pub async fn copy_rows(
     archive: &mut Conn,
     queries: &Queries,
-    rows: &[RowValues],
+    rows: &Arc<Vec<RowValues>>,
     accepts: &mut Accepts,
     times: &mut BatchTimes,
 ) -> DbResult<u64> {
@@ -324,7 +406,7 @@ pub async fn copy_rows(
 async fn copy_all(
     archive: &mut Conn,
     queries: &Queries,
-    rows: &[RowValues],
+    rows: &Arc<Vec<RowValues>>,
     accepts: &mut Accepts,
 ) -> DbResult<bool> {
     if rows.is_empty() {
@@ -332,7 +414,7 @@ async fn copy_all(
     }
     let columns = queries.source.columns.len();
     if accepts.load_data && queries.archive.load_data {
-        match load::load_rows(archive, queries, rows, columns).await {
+        match load::load_rows(archive, queries, Arc::clone(rows), columns).await {
             Ok(Loaded::All) => return Ok(true),
             Ok(Loaded::Partly) => return Ok(false),
             Ok(Loaded::Refused) => {
@@ -426,7 +508,7 @@ pub async fn copy_and_delete(
     (source, archive): (&mut Conn, &mut Conn),
     queries: &Queries,
     range: Range<'_>,
-    locked: &[RowValues],
+    locked: &Arc<Vec<RowValues>>,
     at_once: bool,
     accepts: &mut Accepts,
     times: &mut BatchTimes,
@@ -473,18 +555,15 @@ async fn delete_early(
 ) -> DbResult<EarlyDelete> {
     source.query_drop(sql::DELETE_SAVEPOINT).await?;
     if *returning {
-        let mut keys = Vec::with_capacity(locked.len());
+        let mut keys = Vec::with_capacity(locked.len() * queries.source.key.len());
         let mut refused = false;
         for statement in queries.delete_range(range.0, range.1, true) {
             match source
-                .exec(statement.sql.as_str(), params(&statement))
+                .exec_iter(statement.sql.as_str(), params(&statement))
                 .await
             {
-                Ok(deleted) => {
-                    let deleted: Vec<Row> = deleted;
-                    for row in deleted {
-                        keys.push(super::row_to_key(row)?);
-                    }
+                Ok(mut deleted) => {
+                    deleted.for_each(|row| keys.extend(row.unwrap())).await?;
                 }
                 // The first statement is refused before it deletes anything.
                 Err(mysql_async::Error::Server(error))
@@ -522,11 +601,11 @@ async fn delete_keys(source: &mut Conn, queries: &Queries, keys: &[Key]) -> DbRe
 }
 
 /// The last step, in the source transaction of [`lock_batch_rows`]: tells whether an earlier
-/// unconfirmed commit happened (`earlier_witness`), compares every locked row with the
-/// archive's committed row under its key (`archived`, read after the archive's commit:
-/// values compared byte for byte as the servers sent them, both sessions pinned to the same
-/// time zone and character set, text columns also by the digest of their stored bytes), and
-/// leaves deleted exactly the locked rows whose copy is identical: the early delete of
+/// unconfirmed commit happened (`earlier_witness`), takes the comparison of every locked row
+/// with the archive's committed row under its key (`verdicts`, from [`compare_archived`] after
+/// the archive's commit: values compared byte for byte as the servers sent them, both sessions
+/// pinned to the same time zone and character set, text columns also by their stored bytes),
+/// and leaves deleted exactly the locked rows whose copy is identical: the early delete of
 /// [`copy_and_delete`] (`early`) stands when every locked row is identical and it deleted
 /// exactly the locked rows (the keys it returned are the locked keys; by key, as many rows as
 /// were locked); otherwise it is undone to the savepoint and the identical rows are deleted by
@@ -540,7 +619,7 @@ pub async fn settle(
     archive: &mut Conn,
     queries: &Queries,
     locked: &[RowValues],
-    archived: &Archived,
+    verdicts: &[Verdict],
     early: Option<EarlyDelete>,
     earlier_witness: Option<&Key>,
     times: &mut BatchTimes,
@@ -553,7 +632,7 @@ pub async fn settle(
             .map(Some),
     };
     let result = match earlier_committed {
-        Ok(earlier_committed) => keep_identical(source, queries, locked, archived, early)
+        Ok(earlier_committed) => keep_identical(source, queries, locked, verdicts, early)
             .await
             .map(|done| (done, earlier_committed)),
         Err(error) => Err(error),
@@ -576,63 +655,87 @@ pub async fn settle(
     })
 }
 
-/// [`settle`]'s comparison and delete: the rows deleted, the conflicts and the last key
-/// deleted.
+/// [`settle`]'s delete: the rows deleted, the conflicts and the last key deleted.
 async fn keep_identical(
     source: &mut Conn,
     queries: &Queries,
     locked: &[RowValues],
-    archived: &Archived,
+    verdicts: &[Verdict],
     early: Option<EarlyDelete>,
 ) -> DbResult<(u64, Vec<Key>, Option<Key>)> {
     let positions = queries.key_positions();
-    let mut identical = Vec::new();
-    let mut conflicts = Vec::new();
-    let mut missing = Vec::new();
-    for row in locked {
-        let key = key_of(row, positions.clone())?;
-        match archived.get(&key) {
-            Some(copy) if copy == row => identical.push(key),
-            Some(_) => conflicts.push(key),
-            None => missing.push(key),
-        }
-    }
-    if let Some(first) = missing.first() {
+    let key = |at: usize| key_of(&locked[at], positions.clone());
+    let having = |verdict: Verdict| {
+        let verdicts = verdicts.iter().enumerate();
+        verdicts.filter_map(move |(at, v)| (*v == verdict).then_some(at))
+    };
+    let mut missing = having(Verdict::Missing);
+    if let Some(first) = missing.next() {
         return Err(NotCopied {
-            count: missing.len(),
-            first: crate::event::key_text(first),
+            count: 1 + missing.count(),
+            first: crate::event::key_text(&key(first)?),
         }
         .into());
     }
-    let all = identical.len() as u64;
-    let every_locked_row_identical = identical.len() == locked.len();
+    let conflicts: Vec<Key> = having(Verdict::Different)
+        .map(key)
+        .collect::<DbResult<_>>()?;
+    let identical = || {
+        having(Verdict::Identical)
+            .map(key)
+            .collect::<DbResult<Vec<Key>>>()
+    };
+    let all = (locked.len() - conflicts.len()) as u64;
     let deleted = match early {
-        Some(early) if every_locked_row_identical && deleted_exactly(&early, &identical) => all,
+        Some(early)
+            if conflicts.is_empty() && deleted_exactly(&early, locked, positions.clone())? =>
+        {
+            all
+        }
         Some(_) => {
             source.query_drop(sql::ROLLBACK_TO_DELETE_SAVEPOINT).await?;
-            delete_keys(source, queries, &identical).await?
+            delete_keys(source, queries, &identical()?).await?
         }
-        None => delete_keys(source, queries, &identical).await?,
+        None => delete_keys(source, queries, &identical()?).await?,
     };
     if deleted != all {
         return Err(DbError::Unexpected(format!(
             "deleting {all} locked rows with identical archive copies deleted {deleted}; rolled back"
         )));
     }
-    let witness = identical.last().cloned();
+    let witness = having(Verdict::Identical)
+        .next_back()
+        .map(key)
+        .transpose()?;
     Ok((deleted, conflicts, witness))
 }
 
-/// Whether the early delete deleted exactly the rows under `keys` (the locked keys, distinct):
-/// by range, the keys it returned are those keys; by key, as many rows as keys (it deleted by
+/// Whether the early delete deleted exactly the `locked` rows (their keys, at `key` in each
+/// row, distinct): by range, the keys it returned are those keys (in the same order, as a
+/// range scan returns them, or else as sets); by key, as many rows as keys (it deleted by
 /// those keys, so no other).
-fn deleted_exactly(early: &EarlyDelete, keys: &[Key]) -> bool {
+fn deleted_exactly(
+    early: &EarlyDelete,
+    locked: &[RowValues],
+    key: std::ops::Range<usize>,
+) -> DbResult<bool> {
+    let width = key.len().max(1);
     match early {
-        EarlyDelete::Locked(deleted) => *deleted == keys.len() as u64,
+        EarlyDelete::Locked(deleted) => Ok(*deleted == locked.len() as u64),
+        EarlyDelete::Range(deleted) if deleted.len() != locked.len() * width => Ok(false),
         EarlyDelete::Range(deleted) => {
-            let keys: HashSet<&Key> = keys.iter().collect();
-            let deleted: HashSet<&Key> = deleted.iter().collect();
-            deleted == keys
+            let mut pairs = deleted.chunks(width).zip(locked);
+            if pairs.all(|(deleted, row)| deleted == &row[key.clone()]) {
+                return Ok(true);
+            }
+            let as_key = |values: &[Value]| values.iter().cloned().map(from_value).collect();
+            let deleted: HashSet<Key> =
+                deleted.chunks(width).map(as_key).collect::<DbResult<_>>()?;
+            let locked: HashSet<Key> = locked
+                .iter()
+                .map(|row| as_key(&row[key.clone()]))
+                .collect::<DbResult<_>>()?;
+            Ok(deleted == locked)
         }
     }
 }
@@ -640,29 +743,54 @@ fn deleted_exactly(early: &EarlyDelete, keys: &[Key]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::KeyValue;
 
-    fn keys(ids: &[u64]) -> Vec<Key> {
-        ids.iter().map(|id| vec![KeyValue::UInt(*id)]).collect()
+    /// Rows of a copied column and the key (at 1..2), as the locking read returns them.
+    fn rows(ids: &[u64]) -> Vec<RowValues> {
+        let row = |id: &u64| vec![Value::Bytes(b"copied".to_vec()), Value::UInt(*id)];
+        ids.iter().map(row).collect()
+    }
+
+    fn keys(ids: &[u64]) -> Vec<Value> {
+        ids.iter().map(|id| Value::UInt(*id)).collect()
     }
 
     /// The early delete stands only for exactly the locked rows: not for one more (a row that
     /// entered the range), one fewer (a locked row the predicate no longer matched), or the
-    /// same count of other rows (both at once).
+    /// same count of other rows (both at once); in the locked rows' order or another.
     #[test]
     fn the_early_delete_stands_for_exactly_the_locked_rows() {
-        let locked = keys(&[1, 2, 3]);
+        let locked = rows(&[1, 2, 3]);
         let cases = [
+            (EarlyDelete::Range(keys(&[1, 2, 3])), true),
             (EarlyDelete::Range(keys(&[3, 1, 2])), true),
             (EarlyDelete::Range(keys(&[1, 2, 3, 4])), false),
             (EarlyDelete::Range(keys(&[1, 2])), false),
             (EarlyDelete::Range(keys(&[1, 2, 4])), false),
             (EarlyDelete::Range(keys(&[1, 1, 2])), false),
+            (EarlyDelete::Range(keys(&[1, 2, 2])), false),
             (EarlyDelete::Locked(3), true),
             (EarlyDelete::Locked(2), false),
         ];
         for (early, stands) in cases {
-            assert_eq!(deleted_exactly(&early, &locked), stands, "{early:?}");
+            let exactly = deleted_exactly(&early, &locked, 1..2).unwrap();
+            assert_eq!(exactly, stands, "{early:?}");
         }
+    }
+
+    /// Each archive row is matched with the locked row under its key, whether it comes in the
+    /// locked rows' order or not, and whatever archive rows under other keys come between.
+    #[test]
+    fn archive_rows_are_matched_by_key_in_any_order() {
+        let locked = rows(&[1, 2, 4, 5, 6]);
+        let mut changed = rows(&[2]).remove(0);
+        changed[0] = Value::Bytes(b"changed".to_vec());
+        let arriving = [rows(&[1]), vec![changed], rows(&[3, 6, 5])].concat();
+        let mut matcher = Matcher::new(1..2, &locked);
+        for row in &arriving {
+            matcher.add(row).unwrap();
+        }
+        use Verdict::{Different, Identical, Missing};
+        let expected = [Identical, Different, Missing, Identical, Identical];
+        assert_eq!(matcher.verdicts, expected);
     }
 }

@@ -11,6 +11,7 @@
 //! list to build.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -45,19 +46,20 @@ pub enum Loaded {
 }
 
 /// Loads `rows` (their first `columns` values, the copied columns) into the archive table
-/// within the archive's open transaction.
+/// within the archive's open transaction. The text is made chunk by chunk as the connection
+/// sends it ([`Chunks`]), so that the client never holds a whole batch's text beside its rows.
 pub async fn load_rows(
     archive: &mut Conn,
     queries: &Queries,
-    rows: &[Vec<Value>],
+    rows: Arc<Vec<Vec<Value>>>,
     columns: usize,
 ) -> DbResult<Loaded> {
+    let count = rows.len() as u64;
     let chunks = encode(rows, columns);
     // A one-time handler: the server asks for the "file" named in the statement, and this
     // connection answers with the chunks, whatever name it asks for.
-    archive.set_infile_handler(async move {
-        Ok(futures_util::stream::iter(chunks.into_iter().map(Ok)).boxed())
-    });
+    archive
+        .set_infile_handler(async move { Ok(futures_util::stream::iter(chunks.map(Ok)).boxed()) });
     let loaded = archive.query_drop(queries.load_rows()).await;
     if loaded.is_err() {
         // The server may have refused before asking for the data: drop the handler holding it.
@@ -70,38 +72,62 @@ pub async fn load_rows(
         }
         Err(error) => return Err(error.into()),
     }
-    let all = archive.affected_rows() == rows.len() as u64 && archive.get_warnings() == 0;
+    let all = archive.affected_rows() == count && archive.get_warnings() == 0;
     Ok(if all { Loaded::All } else { Loaded::Partly })
 }
 
-/// The rows as LOAD DATA text, in chunks of [`CHUNK_BYTES`] (the last one shorter; a row may
-/// span chunks).
-pub fn encode(rows: &[Vec<Value>], columns: usize) -> Vec<Bytes> {
-    let mut chunks = Vec::new();
-    let mut out = Vec::with_capacity(2 * CHUNK_BYTES);
-    for row in rows {
-        for (i, value) in row[..columns].iter().enumerate() {
-            if i > 0 {
-                out.push(b'\t');
-            }
-            push_value(&mut out, value);
-        }
-        out.push(b'\n');
-        if out.len() >= CHUNK_BYTES {
-            let mut full = Bytes::from(std::mem::replace(
-                &mut out,
-                Vec::with_capacity(2 * CHUNK_BYTES),
-            ));
-            while full.len() >= CHUNK_BYTES {
-                chunks.push(full.split_to(CHUNK_BYTES));
-            }
-            out.extend_from_slice(&full);
-        }
+/// The rows as LOAD DATA text ([`Chunks`]).
+pub fn encode(rows: Arc<Vec<Vec<Value>>>, columns: usize) -> Chunks {
+    Chunks {
+        rows,
+        columns,
+        next_row: 0,
+        pending: Bytes::new(),
     }
-    if !out.is_empty() {
-        chunks.push(Bytes::from(out));
+}
+
+/// The rows' first `columns` values as LOAD DATA text, in chunks of [`CHUNK_BYTES`] (the
+/// last one shorter; a row may span chunks), each made when it is asked for: what is held
+/// beside the rows is the chunk being sent and the rest of the last row encoded (a row larger
+/// than a chunk is held whole, once, and cut without copying).
+pub struct Chunks {
+    rows: Arc<Vec<Vec<Value>>>,
+    columns: usize,
+    /// The first row not yet encoded.
+    next_row: usize,
+    /// Encoded text not yet handed out, shorter than a chunk unless one row made it longer.
+    pending: Bytes,
+}
+
+impl Iterator for Chunks {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.pending.len() < CHUNK_BYTES && self.next_row < self.rows.len() {
+            let mut text = Vec::with_capacity(2 * CHUNK_BYTES);
+            text.extend_from_slice(&self.pending);
+            while text.len() < CHUNK_BYTES && self.next_row < self.rows.len() {
+                push_row(&mut text, &self.rows[self.next_row][..self.columns]);
+                self.next_row += 1;
+            }
+            self.pending = Bytes::from(text);
+        }
+        if self.pending.is_empty() {
+            return None;
+        }
+        let length = self.pending.len().min(CHUNK_BYTES);
+        Some(self.pending.split_to(length))
     }
-    chunks
+}
+
+fn push_row(out: &mut Vec<u8>, values: &[Value]) {
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        push_value(out, value);
+    }
+    out.push(b'\n');
 }
 
 /// One value as the text LOAD DATA reads back as it: NULL as `\N`; bytes (text in utf8mb4,
@@ -169,7 +195,7 @@ mod tests {
     use super::*;
 
     fn text(values: &[Value]) -> String {
-        let chunks = encode(&[values.to_vec()], values.len());
+        let chunks: Vec<Bytes> = encode(Arc::new(vec![values.to_vec()]), values.len()).collect();
         String::from_utf8(chunks.concat()).unwrap()
     }
 
@@ -271,21 +297,21 @@ mod tests {
         let small = vec![Value::Bytes(vec![b'x'; 1000])];
         let large = vec![Value::Bytes(vec![b'y'; 3 * CHUNK_BYTES + 5])];
         let rows = [vec![small; 200], vec![large], vec![vec![Value::Int(7)]]].concat();
-        let chunks = encode(&rows, 1);
+        let chunks: Vec<Bytes> = encode(Arc::new(rows), 1).collect();
         let (last, full) = chunks.split_last().unwrap();
         assert!(full.iter().all(|c| c.len() == CHUNK_BYTES));
         assert!(!last.is_empty() && last.len() <= CHUNK_BYTES);
         let data = chunks.concat();
         assert_eq!(data.len(), 200 * 1001 + 3 * CHUNK_BYTES + 6 + 2);
         assert!(data.ends_with(b"yy\n7\n"));
-        assert!(encode(&[], 1).is_empty());
+        assert_eq!(encode(Arc::new(Vec::new()), 1).count(), 0);
     }
 
     #[test]
     fn only_the_copied_columns_are_written() {
         let row = vec![Value::Int(1), Value::Int(2), Value::Bytes(b"key".to_vec())];
         assert_eq!(
-            String::from_utf8(encode(&[row], 2).concat()).unwrap(),
+            String::from_utf8(encode(Arc::new(vec![row]), 2).collect::<Vec<_>>().concat()).unwrap(),
             "1\t2\n"
         );
     }
