@@ -235,6 +235,17 @@ pub const MAX_LAG_WAIT_S: Limit = Limit {
     default: 3_600,
 };
 
+/// Longest continuous wait for the source's load (`max_load`) to drop, in seconds; then the run
+/// stops "stopped early" and the next run resumes. Bounded for the same reason as
+/// [`MAX_LAG_WAIT_S`]: a source busy all night must not keep a nightly job waiting into the next
+/// night with nothing said but a log line an hour.
+pub const MAX_LOAD_WAIT_S: Limit = Limit {
+    key: "max_load_wait_s",
+    min: 1,
+    max: 86_400,
+    default: 3_600,
+};
+
 /// How often a throttled job checks again whether it may go on, in milliseconds
 /// (`[throttle] check_interval_ms`). Each check is one query per replica and one on the source.
 pub const CHECK_INTERVAL_MS: Limit = Limit {
@@ -256,6 +267,7 @@ pub const SLEEP_COEF_MAX: f64 = 100.0;
 
 const _: () = assert!(MAX_LAG_S.default_in_range());
 const _: () = assert!(MAX_LAG_WAIT_S.default_in_range());
+const _: () = assert!(MAX_LOAD_WAIT_S.default_in_range());
 const _: () = assert!(CHECK_INTERVAL_MS.default_in_range());
 const _: () = assert!(SLEEP_COEF_MIN < SLEEP_COEF_MAX);
 /// `[hooks] timeout_s`: how long one hook may run, in seconds, before its process group is

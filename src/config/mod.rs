@@ -49,7 +49,7 @@ pub use limits::{
     RECONNECT_TIMEOUT_S_DEFAULT, RECONNECT_TIMEOUT_S_MAX, SLEEP_MS, SLEEP_MS_MAX,
 };
 pub use limits::{ADAPTIVE_ROWS_MAX, ADAPTIVE_ROWS_MIN, BATCH_TIME_MS};
-pub use limits::{CHECK_INTERVAL_MS, MAX_LAG_S, MAX_LAG_WAIT_S, SLEEP_COEF_MAX};
+pub use limits::{CHECK_INTERVAL_MS, MAX_LAG_S, MAX_LAG_WAIT_S, MAX_LOAD_WAIT_S, SLEEP_COEF_MAX};
 use names::table_name;
 pub use names::TableName;
 pub use raw::RawMetrics;

@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use super::endpoint::endpoint;
 use super::limits::{
-    CHECK_INTERVAL_MS, LOAD_BOUND_MAX, MAX_LAG_S, MAX_LAG_WAIT_S, SLEEP_COEF_MAX, SLEEP_COEF_MIN,
+    CHECK_INTERVAL_MS, LOAD_BOUND_MAX, MAX_LAG_S, MAX_LAG_WAIT_S, MAX_LOAD_WAIT_S, SLEEP_COEF_MAX,
+    SLEEP_COEF_MIN,
 };
 use super::names::table_name;
 use super::{err, ConfigError, Endpoint, Env, SourceConfig, TableName};
@@ -32,6 +33,8 @@ pub struct RawThrottle {
     pub heartbeat_table: Option<String>,
     /// `VARIABLE=N[,VARIABLE=N...]`: pause while a status variable of the source exceeds N.
     pub max_load: Option<String>,
+    /// Longest continuous wait for `max_load` before the run stops, in seconds.
+    pub max_load_wait_s: Option<u32>,
     /// `VARIABLE=N[,VARIABLE=N...]`: stop the run when a status variable exceeds N.
     pub critical_load: Option<String>,
     /// After each batch, sleep this multiple of its execution time.
@@ -113,6 +116,8 @@ pub struct ThrottleConfig {
     pub max_lag_wait_s: u32,
     /// Pause while any of these status variables of the source exceeds its bound.
     pub max_load: Vec<LoadBound>,
+    /// Longest continuous wait for `max_load`, in seconds; then the run stops.
+    pub max_load_wait_s: u32,
     /// Stop the run ("stopped early") when any of these exceeds its bound.
     pub critical_load: Vec<LoadBound>,
     /// After each batch, sleep this multiple of its execution time (0: none).
@@ -130,6 +135,7 @@ impl Default for ThrottleConfig {
             max_lag_s: MAX_LAG_S.default,
             max_lag_wait_s: MAX_LAG_WAIT_S.default,
             max_load: Vec::new(),
+            max_load_wait_s: MAX_LOAD_WAIT_S.default,
             critical_load: Vec::new(),
             sleep_coef: 0.0,
             check_interval_ms: CHECK_INTERVAL_MS.default,
@@ -164,6 +170,9 @@ impl ThrottleConfig {
             Some(text) => LagSource::Heartbeat(heartbeat_table(text)?),
         };
         let max_load = load_bounds("max_load", raw.max_load.as_deref())?;
+        if max_load.is_empty() && raw.max_load_wait_s.is_some() {
+            return err("[throttle] max_load_wait_s is set but no max_load is given; add max_load = \"VARIABLE=N\", or remove max_load_wait_s");
+        }
         let critical_load = load_bounds("critical_load", raw.critical_load.as_deref())?;
         check_critical_above_max(&max_load, &critical_load)?;
         Ok(ThrottleConfig {
@@ -172,6 +181,7 @@ impl ThrottleConfig {
             max_lag_s: MAX_LAG_S.value_in("throttle", raw.max_lag_s)?,
             max_lag_wait_s: MAX_LAG_WAIT_S.value_in("throttle", raw.max_lag_wait_s)?,
             max_load,
+            max_load_wait_s: MAX_LOAD_WAIT_S.value_in("throttle", raw.max_load_wait_s)?,
             critical_load,
             sleep_coef: sleep_coef(raw.sleep_coef)?,
             check_interval_ms: CHECK_INTERVAL_MS.value_in("throttle", raw.check_interval_ms)?,

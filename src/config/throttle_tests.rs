@@ -49,6 +49,7 @@ max_lag_s = 3
 max_lag_wait_s = 600
 heartbeat_table = "percona.heartbeat"
 max_load = "Threads_running=25, Threads_connected=500"
+max_load_wait_s = 900
 critical_load = "Threads_running=100"
 sleep_coef = 0.5
 check_interval_ms = 250
@@ -77,6 +78,7 @@ url = "mysql://monitor@10.0.0.3:3306/shop"
     assert_eq!((t.max_lag_s, t.max_lag_wait_s), (3, 600));
     let max: Vec<String> = t.max_load.iter().map(ToString::to_string).collect();
     assert_eq!(max, ["Threads_running=25", "Threads_connected=500"]);
+    assert_eq!(t.max_load_wait_s, 900);
     assert_eq!(t.critical_load[0].to_string(), "Threads_running=100");
     assert!((t.sleep_coef - 0.5).abs() < f64::EPSILON);
     assert_eq!(t.check_interval_ms, 250);
@@ -89,6 +91,8 @@ fn replicas_without_a_heartbeat_table_read_the_replication_status() {
     assert_eq!(config.throttle.lag_source, LagSource::ReplicaStatus);
     assert_eq!(config.throttle.max_lag_s, MAX_LAG_S.default);
     assert_eq!(config.throttle.max_lag_wait_s, MAX_LAG_WAIT_S.default);
+    let config = parse("[throttle]\nmax_load = \"Threads_running=25\"\n").unwrap();
+    assert_eq!(config.throttle.max_load_wait_s, MAX_LOAD_WAIT_S.default);
     // A whole number is a coefficient too.
     let config = parse("[throttle]\nsleep_coef = 2\n").unwrap();
     assert!((config.throttle.sleep_coef - 2.0).abs() < f64::EPSILON);
@@ -114,6 +118,18 @@ fn bad_throttle_settings_are_refused_with_what_to_do() {
         (
             "[throttle]\nmax_lag_wait_s = 5\n",
             "[throttle] max_lag_wait_s is set but no replica is listed",
+        ),
+        (
+            "[throttle]\nmax_load_wait_s = 5\n",
+            "[throttle] max_load_wait_s is set but no max_load is given; add max_load = \"VARIABLE=N\", or remove max_load_wait_s",
+        ),
+        (
+            "[throttle]\nmax_load = \"Threads_running=25\"\nmax_load_wait_s = 0\n",
+            "[throttle] max_load_wait_s = 0 is out of range; use 1 to 86400",
+        ),
+        (
+            "[throttle]\nmax_load = \"Threads_running=25\"\nmax_load_wait_s = 86401\n",
+            "[throttle] max_load_wait_s = 86401 is out of range; use 1 to 86400",
         ),
         (
             "[[throttle.replica]]\nurl = \"mysql://m:pw@10.0.0.2:3306\"\n",

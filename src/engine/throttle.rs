@@ -6,7 +6,7 @@
 //!    status variable of the source above its bound **stops** the run; a `max_load` one above
 //!    its bound, or a replica lagging more than `max_lag_s`, not replicating, or unreachable,
 //!    **pauses** it. Replicas holding the job for more than `max_lag_wait_s` in one stretch
-//!    stop it too.
+//!    stop it too, and so does the load holding it for more than `max_load_wait_s`.
 //!
 //! A stop here ends the run "stopped early" (exit 2) with nothing half-done, and the next run
 //! resumes. Every decision is logged with its reason: once when a wait starts, again every
@@ -200,6 +200,9 @@ struct Hold {
     logged: Instant,
     /// Since when the replicas have held the job without a break, if they hold it now.
     replicas_since: Option<Instant>,
+    /// Since when the source's load (`max_load`) has held the job without a break, if it holds
+    /// it now.
+    load_since: Option<Instant>,
 }
 
 /// The throttle of one run invocation; see the module doc.
@@ -477,7 +480,8 @@ impl Throttle {
 
     /// Notes that `kind` holds the job for `reason`: logs the start of a wait, or every
     /// [`LOG_INTERVAL_S`] of one. Returns why the run must stop if the replicas have now held
-    /// it longer than `max_lag_wait_s` in one stretch.
+    /// it longer than `max_lag_wait_s` in one stretch, or the load longer than
+    /// `max_load_wait_s`.
     fn hold(&mut self, kind: ThrottleKind, reason: &str) -> Option<String> {
         let now = Instant::now();
         let hold = self.hold.get_or_insert_with(|| {
@@ -486,28 +490,41 @@ impl Throttle {
                 started: now,
                 logged: now,
                 replicas_since: None,
+                load_since: None,
             }
         });
-        if kind == ThrottleKind::ReplicaLag {
-            hold.replicas_since.get_or_insert(now);
-        } else {
-            hold.replicas_since = None;
-        }
+        // A stretch is one kind holding the job without a break: the other kind ends it.
+        let (holding, other) = match kind {
+            ThrottleKind::Load => (&mut hold.load_since, &mut hold.replicas_since),
+            _ => (&mut hold.replicas_since, &mut hold.load_since),
+        };
+        holding.get_or_insert(now);
+        *other = None;
         if now.duration_since(hold.logged) >= Duration::from_secs(LOG_INTERVAL_S) {
             let waited = now.duration_since(hold.started).as_secs();
             tracing::warn!("still throttling after {waited} s: {reason}");
             hold.logged = now;
         }
-        let limit = Duration::from_secs(self.config.max_lag_wait_s.into());
-        let stop = hold
-            .replicas_since
+        let (since, what, key, limit_s) = match kind {
+            ThrottleKind::Load => (
+                hold.load_since,
+                "the source's load",
+                "max_load_wait_s",
+                self.config.max_load_wait_s,
+            ),
+            _ => (
+                hold.replicas_since,
+                "the replicas",
+                "max_lag_wait_s",
+                self.config.max_lag_wait_s,
+            ),
+        };
+        let limit = Duration::from_secs(limit_s.into());
+        let stop = since
             .filter(|since| now.duration_since(*since) >= limit)
             .map(|since| {
-                format!(
-                    "the replicas held the job for {} s in a row (max_lag_wait_s = {}): {reason}",
-                    now.duration_since(since).as_secs(),
-                    self.config.max_lag_wait_s
-                )
+                let held_s = now.duration_since(since).as_secs();
+                format!("{what} held the job for {held_s} s in a row ({key} = {limit_s}): {reason}")
             });
         let mut shared = self.handle.lock();
         shared.state.kind = Some(kind);

@@ -476,3 +476,48 @@ fn max_load_pauses_the_run_while_the_source_is_busy() {
     assert!(stderr.contains("throttling ended after"), "{stderr}");
     assert_moved(&mut db, MIXED_PREDICATE, original, matching);
 }
+
+/// A source whose load stays above `max_load` holds the run for `max_load_wait_s` in one
+/// stretch and no longer: the run stops "stopped early" (2) between batches, saying why, with
+/// only whole batches moved; the next run, the load gone, resumes it and moves everything
+/// exactly once.
+#[test]
+fn a_load_that_stays_high_stops_the_run_after_max_load_wait_s_and_the_next_run_finishes() {
+    let sandbox = common::sandbox();
+    let mut db = mixed_db(&sandbox, "loadwait", 2_000);
+    let original = db.checksum("src");
+    let matching = count_matching(&mut db, MIXED_PREDICATE);
+    // A fixed batch size: the run must still have batches to plan once the load is up.
+    let extra = "batch_rows = 20\nbatch_time_ms = 0\nsleep_ms = 20\n\n[throttle]\ncheck_interval_ms = 200\nmax_load = \"Threads_running=5\"\nmax_load_wait_s = 2\n";
+    let job = Job::new(&sandbox, &db, MIXED_PREDICATE, extra);
+    let mut run = Running::start(&job);
+    wait_for_batches(&job, &mut run, 2);
+    let mut sleepers = Sleepers::start(&sandbox, 10);
+    let (code, stderr) = run.finish();
+    sleepers.stop(&mut db);
+    assert_eq!(code, Some(2), "{stderr}");
+    for fragment in [
+        "throttling: max_load Threads_running=5 exceeded: Threads_running is ",
+        "the source's load held the job for 2 s in a row (max_load_wait_s = 2)",
+        "stopped early",
+    ] {
+        assert!(stderr.contains(fragment), "{fragment:?} in {stderr}");
+    }
+    let archived = db.query_scalar::<u64>("SELECT COUNT(*) FROM arch");
+    let deleted = job.rows_deleted();
+    assert!(
+        archived > 0 && archived < matching,
+        "{archived} of {matching}"
+    );
+    assert_eq!(archived, deleted, "only whole batches moved, each recorded");
+    let left = db.query_scalar::<u64>(&format!("SELECT COUNT(*) FROM src WHERE {MIXED_PREDICATE}"));
+    assert_eq!(
+        left,
+        matching - archived,
+        "every archived row left the source"
+    );
+    assert_eq!(count(&job, "RunPaused"), 1);
+    assert_success(&job.archiver("run", &[]), "the next run");
+    assert_moved(&mut db, MIXED_PREDICATE, original, matching);
+    assert_eq!(count(&job, "RunStarted"), 1, "the same run, resumed");
+}
