@@ -198,11 +198,9 @@ struct Hold {
     started: Instant,
     /// When it was last logged.
     logged: Instant,
-    /// Since when the replicas have held the job without a break, if they hold it now.
-    replicas_since: Option<Instant>,
-    /// Since when the source's load (`max_load`) has held the job without a break, if it holds
-    /// it now.
-    load_since: Option<Instant>,
+    /// What holds the job now, and since when it has held it without a break: another kind
+    /// holding it in between starts a new stretch.
+    stretch: (ThrottleKind, Instant),
 }
 
 /// The throttle of one run invocation; see the module doc.
@@ -489,43 +487,30 @@ impl Throttle {
             Hold {
                 started: now,
                 logged: now,
-                replicas_since: None,
-                load_since: None,
+                stretch: (kind, now),
             }
         });
-        // A stretch is one kind holding the job without a break: the other kind ends it.
-        let (holding, other) = match kind {
-            ThrottleKind::Load => (&mut hold.load_since, &mut hold.replicas_since),
-            _ => (&mut hold.replicas_since, &mut hold.load_since),
-        };
-        holding.get_or_insert(now);
-        *other = None;
+        if hold.stretch.0 != kind {
+            hold.stretch = (kind, now);
+        }
         if now.duration_since(hold.logged) >= Duration::from_secs(LOG_INTERVAL_S) {
             let waited = now.duration_since(hold.started).as_secs();
             tracing::warn!("still throttling after {waited} s: {reason}");
             hold.logged = now;
         }
-        let (since, what, key, limit_s) = match kind {
+        let (what, key, limit_s) = match kind {
             ThrottleKind::Load => (
-                hold.load_since,
                 "the source's load",
                 "max_load_wait_s",
                 self.config.max_load_wait_s,
             ),
-            _ => (
-                hold.replicas_since,
-                "the replicas",
-                "max_lag_wait_s",
-                self.config.max_lag_wait_s,
-            ),
+            _ => ("the replicas", "max_lag_wait_s", self.config.max_lag_wait_s),
         };
-        let limit = Duration::from_secs(limit_s.into());
-        let stop = since
-            .filter(|since| now.duration_since(*since) >= limit)
-            .map(|since| {
-                let held_s = now.duration_since(since).as_secs();
-                format!("{what} held the job for {held_s} s in a row ({key} = {limit_s}): {reason}")
-            });
+        let held = now.duration_since(hold.stretch.1);
+        let stop = (held >= Duration::from_secs(limit_s.into())).then(|| {
+            let held_s = held.as_secs();
+            format!("{what} held the job for {held_s} s in a row ({key} = {limit_s}): {reason}")
+        });
         let mut shared = self.handle.lock();
         shared.state.kind = Some(kind);
         shared.state.reason = Some(reason.to_string());
