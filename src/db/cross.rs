@@ -459,8 +459,22 @@ async fn insert_missing(
     insert_rows(archive, queries, missing.map(|(row, _)| row)).await
 }
 
-/// Plain multi-row `INSERT`s of `rows` (their copied columns), as many rows a statement as the
-/// placeholder limit allows. Returns the rows inserted.
+/// Most rows one prepared multi-row `INSERT` of [`insert_rows`] carries (fewer where the
+/// placeholder limit says so): the copy where the archive server refuses `LOAD DATA LOCAL
+/// INFILE`.
+///
+/// Measured (`tools/bench --only archiver-2s-insert --runs 2`, the reference workload, defaults):
+/// the archiver's peak RSS grows with the statement, about 8 MiB more for each 1,000 rows of 6
+/// columns (20 MiB at 250 rows, 24 at 500, 32 at 1,000, 47 at 2,000, 68 at 4,000, 90 at the
+/// placeholder limit's 10,922), and the archive server's CPU with it past 2,000 rows (5.0-5.6 s
+/// at 250-2,000 rows, 5.9-6.1 at 4,000, 8.4 at 10,922); the wall time was the same from 250 to
+/// 2,000 rows (7.9-8.9 s), 12.3-12.5 s at 10,922. Before the short last chunk was closed after
+/// use ([`super::exec_affected_once`]), statements of the placeholder limit's size, one per
+/// batch size in the connection's cache, took 128-131 MiB and 10.4-11.1 s.
+const INSERT_ROWS_PER_STATEMENT_MAX: usize = 500;
+
+/// Plain multi-row `INSERT`s of `rows` (their copied columns), [`INSERT_ROWS_PER_STATEMENT_MAX`]
+/// rows a statement (fewer where the placeholder limit says so). Returns the rows inserted.
 async fn insert_rows<'a>(
     archive: &mut Conn,
     queries: &Queries,
@@ -468,7 +482,8 @@ async fn insert_rows<'a>(
 ) -> DbResult<u64> {
     // The copied columns only; the key read after them is not the archive's to store.
     let copied_columns = queries.source.columns.len();
-    let rows_per_statement = (PLACEHOLDERS_MAX / copied_columns).max(1);
+    let rows_per_statement =
+        (PLACEHOLDERS_MAX / copied_columns).clamp(1, INSERT_ROWS_PER_STATEMENT_MAX);
     let rows: Vec<&RowValues> = rows.collect();
     let mut copied = 0;
     for chunk in rows.chunks(rows_per_statement) {
@@ -476,10 +491,11 @@ async fn insert_rows<'a>(
             .iter()
             .flat_map(|row| row[..copied_columns].iter().cloned())
             .collect();
-        archive
-            .exec_drop(queries.insert_rows(chunk.len()), Params::Positional(values))
-            .await?;
-        copied += archive.affected_rows();
+        let sql = queries.insert_rows(chunk.len());
+        copied += match chunk.len() == rows_per_statement {
+            true => super::exec_affected(archive, sql, Params::Positional(values)).await?,
+            false => super::exec_affected_once(archive, sql, Params::Positional(values)).await?,
+        };
     }
     Ok(copied)
 }
@@ -590,12 +606,14 @@ async fn delete_early(
 /// Deletes source rows by key, in chunks; returns the rows deleted.
 async fn delete_keys(source: &mut Conn, queries: &Queries, keys: &[Key]) -> DbResult<u64> {
     let mut deleted = 0;
-    for chunk in keys.chunks(keys_per_statement(queries.source.key.len())) {
+    let keys_per_statement = keys_per_statement(queries.source.key.len());
+    for chunk in keys.chunks(keys_per_statement) {
         let statement = queries.delete_keys(chunk);
-        source
-            .exec_drop(statement.sql.as_str(), params(&statement))
-            .await?;
-        deleted += source.affected_rows();
+        let params = params(&statement);
+        deleted += match chunk.len() == keys_per_statement {
+            true => super::exec_affected(source, statement.sql, params).await?,
+            false => super::exec_affected_once(source, statement.sql, params).await?,
+        };
     }
     Ok(deleted)
 }

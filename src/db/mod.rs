@@ -92,6 +92,32 @@ pub(crate) fn params(statement: &Statement) -> Params {
     }
 }
 
+/// Runs a statement that returns no rows; returns the rows it affected. Prepared once and then
+/// kept in the connection's statement cache: for statements a job sends again and again.
+pub(crate) async fn exec_affected(conn: &mut Conn, sql: String, params: Params) -> DbResult<u64> {
+    conn.exec_drop(sql, params).await?;
+    Ok(conn.affected_rows())
+}
+
+/// [`exec_affected`] for a statement whose shape depends on a batch's row count (the short
+/// last chunk of a multi-row `INSERT` or of a key list), which may not come again: prepared,
+/// run and closed, so that it does not stay in the connection's statement cache. mysql_async
+/// caches every statement it prepares, 32 a connection by default, each with a column
+/// definition per placeholder: statements of one size per batch would hold up to 32 of them.
+pub(crate) async fn exec_affected_once(
+    conn: &mut Conn,
+    sql: String,
+    params: Params,
+) -> DbResult<u64> {
+    let statement = conn.prep(sql).await?;
+    let ran = conn.exec_drop(&statement, params).await;
+    let affected = conn.affected_rows();
+    let closed = conn.close(statement).await;
+    ran?;
+    closed?;
+    Ok(affected)
+}
+
 /// Opens a connection (TLS as the endpoint's mode says) and sets the job's session options.
 pub async fn connect(endpoint: &Endpoint, lock_wait_timeout_s: u32) -> DbResult<Conn> {
     let mut conn = tls::open(endpoint).await?;

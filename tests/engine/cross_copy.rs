@@ -14,29 +14,44 @@ fn counter(db: &mut TestDb, name: &str) -> u64 {
     ))
 }
 
-/// (LOAD DATA statements, INSERT statements) the server `db` is on has run so far.
-fn copies(db: &mut TestDb) -> (u64, u64) {
-    (counter(db, "COM_LOAD"), counter(db, "COM_INSERT"))
+/// (LOAD DATA statements, INSERT statements, prepared statements closed) the server `db` is on
+/// has run so far.
+fn copies(db: &mut TestDb) -> (u64, u64, u64) {
+    (
+        counter(db, "COM_LOAD"),
+        counter(db, "COM_INSERT"),
+        counter(db, "COM_STMT_CLOSE"),
+    )
 }
 
-/// Runs `archiver run ARGS` and returns its output with the (LOAD DATA, INSERT) statements
-/// its batches ran on the archive server: what the run counted there less what a dry run
-/// counts (the pre-flight's `EXPLAIN INSERT` counts as an INSERT).
-fn run_counting_copies(job: &Job, archive: &mut TestDb, args: &[&str]) -> (Output, (u64, u64)) {
+/// Runs `archiver run ARGS` and returns its output with the (LOAD DATA, INSERT, statement
+/// close) commands its batches ran on the archive server: what the run counted there less what
+/// a dry run counts (the pre-flight's `EXPLAIN INSERT` counts as an INSERT).
+fn run_counting_copies(
+    job: &Job,
+    archive: &mut TestDb,
+    args: &[&str],
+) -> (Output, (u64, u64, u64)) {
     let before = copies(archive);
     assert_success(&job.archiver("run", &["--dry-run"]), "dry run");
     let dry = copies(archive);
     let output = job.archiver("run", args);
     let after = copies(archive);
-    let preflight = (dry.0 - before.0, dry.1 - before.1);
-    let counted = (after.0 - dry.0 - preflight.0, after.1 - dry.1 - preflight.1);
+    let runs = |before: u64, dry: u64, after: u64| after - dry - (dry - before);
+    let counted = (
+        runs(before.0, dry.0, after.0),
+        runs(before.1, dry.1, after.1),
+        runs(before.2, dry.2, after.2),
+    );
     (output, counted)
 }
 
 /// With `local_infile` on, each batch's copy is one `LOAD DATA` and no `INSERT`; with it off
 /// (`SET GLOBAL local_infile = 0` on the archive server), the first batch's `LOAD DATA` is
-/// refused and every batch is copied with `INSERT`s instead, the run succeeding as before. Both
-/// times the rows arrive exactly (checksums of both tables) and the log counts them once.
+/// refused and every batch is copied with `INSERT`s instead, 500 rows a statement, the run
+/// succeeding as before; the short last `INSERT` of a batch is closed after use, so that the
+/// connection's statement cache does not keep one per batch size. Both times the rows arrive
+/// exactly (checksums of both tables) and the log counts them once.
 #[test]
 fn the_copy_streams_load_data_and_falls_back_to_inserts_where_local_infile_is_off() {
     let main = common::sandbox();
@@ -63,23 +78,33 @@ fn the_copy_streams_load_data_and_falls_back_to_inserts_where_local_infile_is_of
             u8::from(local_infile)
         ));
         let _restore = Restore(&mut setting);
-        let job = two_server_job(&source, &archive, MIXED_PREDICATE, "batch_rows = 400");
-        let (output, (loads, inserts)) = run_counting_copies(&job, &mut archive, &["-v"]);
+        // 1,200-row batches: INSERTs of 500, 500 and 200 rows.
+        let fixed = "batch_rows = 1200\nbatch_time_ms = 0";
+        let job = two_server_job(&source, &archive, MIXED_PREDICATE, fixed);
+        let (output, (loads, inserts, closed)) = run_counting_copies(&job, &mut archive, &["-v"]);
         assert_success(&output, &what);
-        let batches = job
+        let copied: Vec<u64> = job
             .events()
             .iter()
             .filter(|(t, _)| t == "BatchCopied")
-            .count() as u64;
-        assert!(batches >= 4, "{what}: {batches} batches");
+            .map(|(_, event)| event["rows_copied"].as_u64().expect("rows_copied"))
+            .collect();
+        let batches = copied.len() as u64;
+        assert!(batches >= 3, "{what}: {copied:?} rows copied by batch");
         let stderr = String::from_utf8_lossy(&output.stderr);
         if local_infile {
-            assert_eq!((loads, inserts), (batches, 0), "{what}");
+            assert_eq!((loads, inserts, closed), (batches, 0, 0), "{what}");
             assert!(!stderr.contains("refuses LOAD DATA"), "{stderr}");
         } else {
             // The refused statement may count as one.
             assert!(loads <= 1, "{what}: {loads} LOAD DATA");
-            assert_eq!(inserts, batches, "{what}");
+            let statements: u64 = copied.iter().map(|rows| rows.div_ceil(500)).sum();
+            assert_eq!(
+                inserts, statements,
+                "{what}: {copied:?} rows copied by batch"
+            );
+            let short = copied.iter().filter(|rows| *rows % 500 != 0).count() as u64;
+            assert_eq!(closed, short, "{what}: {copied:?} rows copied by batch");
             assert!(
                 stderr.contains("the archive server refuses LOAD DATA LOCAL INFILE"),
                 "{stderr}"
@@ -148,7 +173,7 @@ fn load_data_carries_every_value_exactly() {
     let job = two_server_job(&source, &archive, "id > 0", "batch_rows = 2");
     let (output, counted) = run_counting_copies(&job, &mut archive, &[]);
     assert_success(&output, "two servers");
-    assert_eq!(counted, (3, 0), "three batches, each one LOAD DATA");
+    assert_eq!(counted, (3, 0, 0), "three batches, each one LOAD DATA");
     assert_eq!(source.query_scalar::<u64>("SELECT COUNT(*) FROM src"), 0);
     archive.exec("SET time_zone = '+00:00'");
     assert_eq!(
