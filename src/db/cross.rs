@@ -469,7 +469,7 @@ async fn insert_missing(
 /// placeholder limit's 10,922), and the archive server's CPU with it past 2,000 rows (5.0-5.6 s
 /// at 250-2,000 rows, 5.9-6.1 at 4,000, 8.4 at 10,922); the wall time was the same from 250 to
 /// 2,000 rows (7.9-8.9 s), 12.3-12.5 s at 10,922. Before the short last chunk was closed after
-/// use ([`super::exec_affected_once`]), statements of the placeholder limit's size, one per
+/// use ([`super::exec_chunk`]), statements of the placeholder limit's size, one per
 /// batch size in the connection's cache, took 128-131 MiB and 10.4-11.1 s.
 const INSERT_ROWS_PER_STATEMENT_MAX: usize = 500;
 
@@ -492,10 +492,8 @@ async fn insert_rows<'a>(
             .flat_map(|row| row[..copied_columns].iter().cloned())
             .collect();
         let sql = queries.insert_rows(chunk.len());
-        copied += match chunk.len() == rows_per_statement {
-            true => super::exec_affected(archive, sql, Params::Positional(values)).await?,
-            false => super::exec_affected_once(archive, sql, Params::Positional(values)).await?,
-        };
+        let full = chunk.len() == rows_per_statement;
+        copied += super::exec_chunk(archive, sql, Params::Positional(values), full).await?;
     }
     Ok(copied)
 }
@@ -609,11 +607,8 @@ async fn delete_keys(source: &mut Conn, queries: &Queries, keys: &[Key]) -> DbRe
     let keys_per_statement = keys_per_statement(queries.source.key.len());
     for chunk in keys.chunks(keys_per_statement) {
         let statement = queries.delete_keys(chunk);
-        let params = params(&statement);
-        deleted += match chunk.len() == keys_per_statement {
-            true => super::exec_affected(source, statement.sql, params).await?,
-            false => super::exec_affected_once(source, statement.sql, params).await?,
-        };
+        let (params, full) = (params(&statement), chunk.len() == keys_per_statement);
+        deleted += super::exec_chunk(source, statement.sql, params, full).await?;
     }
     Ok(deleted)
 }

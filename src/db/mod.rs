@@ -92,23 +92,23 @@ pub(crate) fn params(statement: &Statement) -> Params {
     }
 }
 
-/// Runs a statement that returns no rows; returns the rows it affected. Prepared once and then
-/// kept in the connection's statement cache: for statements a job sends again and again.
-pub(crate) async fn exec_affected(conn: &mut Conn, sql: String, params: Params) -> DbResult<u64> {
-    conn.exec_drop(sql, params).await?;
-    Ok(conn.affected_rows())
-}
-
-/// [`exec_affected`] for a statement whose shape depends on a batch's row count (the short
-/// last chunk of a multi-row `INSERT` or of a key list), which may not come again: prepared,
-/// run and closed, so that it does not stay in the connection's statement cache. mysql_async
-/// caches every statement it prepares, 32 a connection by default, each with a column
-/// definition per placeholder: statements of one size per batch would hold up to 32 of them.
-pub(crate) async fn exec_affected_once(
+/// Runs one chunk of a statement sent in chunks (a multi-row `INSERT`, a key list), which
+/// returns no rows; returns the rows it affected. A `full` chunk's statement comes again and
+/// again: prepared once, it stays in the connection's statement cache. A short one (the last
+/// of a batch, its shape set by the batch's row count) may not come again: prepared, run and
+/// closed. mysql_async caches every statement it prepares, 32 a connection by default, each
+/// with a column definition per placeholder: a statement of one size per batch would hold up
+/// to 32 of them (`db::cross`'s `INSERT_ROWS_PER_STATEMENT_MAX` has what that cost).
+pub(crate) async fn exec_chunk(
     conn: &mut Conn,
     sql: String,
     params: Params,
+    full: bool,
 ) -> DbResult<u64> {
+    if full {
+        conn.exec_drop(sql, params).await?;
+        return Ok(conn.affected_rows());
+    }
     let statement = conn.prep(sql).await?;
     let ran = conn.exec_drop(&statement, params).await;
     let affected = conn.affected_rows();
