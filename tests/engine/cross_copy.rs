@@ -578,6 +578,12 @@ fn a_paced_two_server_job_deletes_only_once_the_archive_committed() {
         let deleted = if at_once {
             let matching = moving.matching;
             wait_for(&format!("{what}: the batch deleted"), || {
+                let ended = run.child.try_wait().unwrap();
+                assert!(
+                    ended.is_none(),
+                    "{what}: ended before its delete: {}",
+                    run.stderr()
+                );
                 rows_modified(&mut moving.source) == matching
             });
             rows_modified(&mut moving.source)
