@@ -325,6 +325,16 @@ pub struct Statement {
     pub params: Vec<KeyValue>,
 }
 
+/// A row count a statement reads up to (`LIMIT ?`), sent as a parameter rather than written
+/// into the SQL: the batch's row count changes from batch to batch (adaptive sizing, the last
+/// batch of a range), and a statement's text with it would be a new prepared statement each
+/// batch, a `COM_STMT_PREPARE` round trip (and, once mysql_async's cache of 32 is full, a
+/// `COM_STMT_CLOSE` for the one it evicts) where one statement prepared once serves every batch.
+/// MariaDB takes `?` in `LIMIT` of a prepared statement.
+fn limit_param(rows: u64) -> KeyValue {
+    KeyValue::UInt(rows)
+}
+
 /// Which side of a key range a comparison expresses.
 #[derive(Clone, Copy)]
 enum Side {
@@ -498,10 +508,11 @@ impl Queries {
     /// The last one is the next batch's upper bound. `FORCE INDEX (PRIMARY)` keeps the scan in
     /// key order even when the predicate's column has an index the optimizer would prefer.
     pub fn plan(&self, after: Option<&Key>, bound: &Key, rows: u32) -> Statement {
-        let (filter, params) = self.batch_filter(after, bound);
+        let (filter, mut params) = self.batch_filter(after, bound);
+        params.push(limit_param(u64::from(rows)));
         Statement {
             sql: format!(
-                "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {} LIMIT {rows}",
+                "SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {filter} ORDER BY {} LIMIT ?",
                 self.source.key_select(),
                 self.source.name(),
                 self.source.key_list()
@@ -526,7 +537,8 @@ impl Queries {
     /// on one server.
     pub fn plan_rows_locked(&self, after: Option<&Key>, bound: &Key, rows: u32) -> Statement {
         let mut statement = self.select_batch(after, bound, false);
-        statement.sql.push_str(&format!(" LIMIT {rows} FOR UPDATE"));
+        statement.sql.push_str(" LIMIT ? FOR UPDATE");
+        statement.params.push(limit_param(u64::from(rows)));
         statement
     }
 
@@ -770,9 +782,10 @@ impl Queries {
             range.push(compare(&columns, lower, Side::After, &mut params));
         }
         range.push(compare(&columns, upper, Side::UpTo, &mut params));
+        params.push(limit_param(limit));
         Statement {
             sql: format!(
-                "SELECT {}, {}{} FROM {} FORCE INDEX (PRIMARY) WHERE {} ORDER BY {} LIMIT {limit}",
+                "SELECT {}, {}{} FROM {} FORCE INDEX (PRIMARY) WHERE {} ORDER BY {} LIMIT ?",
                 self.archive.column_list(),
                 self.archive.key_select(),
                 self.archive.stored_text(),
@@ -1147,10 +1160,11 @@ mod tests {
              CAST(`db`.`t`.`note` AS BINARY) FROM `db`.`t` FORCE INDEX (PRIMARY) WHERE \
              (`db`.`t`.`a` > ? OR (`db`.`t`.`a` = ? AND `db`.`t`.`b` > ?)) AND \
              (`db`.`t`.`a` < ? OR (`db`.`t`.`a` = ? AND `db`.`t`.`b` <= ?)) \
-             ORDER BY `db`.`t`.`a`, `db`.`t`.`b` LIMIT 501",
+             ORDER BY `db`.`t`.`a`, `db`.`t`.`b` LIMIT ?",
             "the archive's range, without the predicate"
         );
-        assert_eq!(st.params.len(), 6);
+        assert_eq!(st.params.len(), 7);
+        assert_eq!(st.params[6], KeyValue::UInt(501), "the limit, last");
         let st = q.delete_range(Some(&lower), &upper, true).remove(0);
         assert_eq!(
             st.sql,
@@ -1190,6 +1204,34 @@ mod tests {
         ] {
             assert!(sql.contains("`db`.`s`.`a`, `db`.`s`.`b` + 0"), "{sql}");
             assert!(!sql.contains("`a` + 0"), "{sql}");
+        }
+    }
+
+    /// A batch's row count is a parameter, never part of the SQL: each statement that reads
+    /// "the next n rows" has one text whatever n is, so it is prepared once per connection
+    /// and not once per batch size (adaptive sizing changes n every batch).
+    #[test]
+    fn row_counts_are_parameters_so_statements_keep_one_text() {
+        let q = queries("s", "t", &["a"]);
+        let (lower, upper) = (vec![KeyValue::Int(1)], vec![KeyValue::Int(9)]);
+        type Shape = fn(&Queries, Option<&Key>, &Key, u32) -> Statement;
+        let shapes: [Shape; 4] = [
+            Queries::plan,
+            Queries::plan_locked,
+            Queries::plan_rows_locked,
+            |q, lower, upper, rows| q.select_archived_range(lower, upper, u64::from(rows)),
+        ];
+        for shape in shapes {
+            for after in [None, Some(&lower)] {
+                let small = shape(&q, after, &upper, 7);
+                let large = shape(&q, after, &upper, 40_000);
+                assert_eq!(small.sql, large.sql);
+                assert!(small.sql.contains("LIMIT ?"), "{}", small.sql);
+                assert_eq!(small.params.last(), Some(&KeyValue::UInt(7)));
+                assert_eq!(large.params.last(), Some(&KeyValue::UInt(40_000)));
+                let placeholders = small.sql.matches('?').count();
+                assert_eq!(placeholders, small.params.len(), "{}", small.sql);
+            }
         }
     }
 

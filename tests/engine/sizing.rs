@@ -305,3 +305,66 @@ fn a_size_set_live_is_kept_for_the_rest_of_the_run() {
         "{stderr}"
     );
 }
+
+/// A global status counter of the server `db` is on.
+fn server_counter(db: &mut TestDb, name: &str) -> u64 {
+    db.query_scalar(&format!(
+        "SELECT CAST(VARIABLE_VALUE AS UNSIGNED) FROM information_schema.GLOBAL_STATUS \
+         WHERE VARIABLE_NAME = '{name}'"
+    ))
+}
+
+/// Adaptive sizing plans a different row count nearly every batch; the statements that read
+/// "the next n rows" take n as a parameter, so a run prepares the same statements whatever
+/// sizes it chose: an adaptive run whose batches had many sizes prepares exactly as many
+/// statements on the source server as a run of one fixed size (`Com_stmt_prepare`, read under
+/// `exclusive()` so that no other test's statements are counted). With the row count written
+/// into the SQL, each new size was one more `COM_STMT_PREPARE` round trip a batch.
+#[test]
+fn batches_of_many_sizes_prepare_no_more_statements_than_one_size() {
+    let sandbox = common::sandbox();
+    let server = sandbox.exclusive();
+    let mut prepared = Vec::new();
+    for (what, sizing) in [
+        ("fixed", "batch_rows = 300\nbatch_time_ms = 0"),
+        (
+            "adaptive",
+            "batch_rows = 10\nbatch_time_ms = 200\nbatch_rows_min = 10",
+        ),
+    ] {
+        let mut db = server.fresh_database("sizing_prepare");
+        create_mixed(&mut db, "src", 5_000);
+        db.exec("CREATE TABLE arch LIKE src");
+        let matching = count_matching(&mut db, MIXED_PREDICATE);
+        let original = db.checksum("src");
+        let job = Job::new(
+            &server,
+            &db,
+            MIXED_PREDICATE,
+            &format!("{sizing}\nparallel = 1"),
+        );
+        let before = server_counter(&mut db, "COM_STMT_PREPARE");
+        assert_success(&job.archiver("run", &[]), what);
+        prepared.push(server_counter(&mut db, "COM_STMT_PREPARE") - before);
+        assert_exact(&mut db, MIXED_PREDICATE, original, matching);
+        let planned = planned_rows(&job.events());
+        let mut sizes = planned.clone();
+        sizes.sort_unstable();
+        sizes.dedup();
+        if what == "adaptive" {
+            assert!(
+                sizes.len() >= 5,
+                "batches of 10 rows take far less than 200 ms: the size grew through many values: {planned:?}"
+            );
+        } else {
+            assert!(
+                sizes.len() <= 2,
+                "one size and a short last batch: {planned:?}"
+            );
+        }
+    }
+    assert_eq!(
+        prepared[1], prepared[0],
+        "statements prepared on the source, (fixed, adaptive): {prepared:?}"
+    );
+}
