@@ -276,16 +276,18 @@ pub async fn compare_archived(
     }
     let limit = rows.len() as u64 + 1;
     let statement = queries.select_archived_range(range.0, range.1, limit);
-    if matcher.compare(archive, &statement).await? <= rows.len() {
+    if matcher.compare(archive, statement, true).await? <= rows.len() {
         return Ok(matcher.verdicts);
     }
     // The range holds more archive rows than the batch locked: the limit may have cut off
     // some of the locked keys.
     let mut matcher = Matcher::new(queries.key_positions(), rows);
     let keys = keys_of(queries, rows)?;
-    for chunk in keys.chunks(keys_per_statement(matcher.key.len())) {
+    let keys_per_statement = keys_per_statement(matcher.key.len());
+    for chunk in keys.chunks(keys_per_statement) {
+        let full = chunk.len() == keys_per_statement;
         matcher
-            .compare(archive, &queries.select_archived(chunk))
+            .compare(archive, queries.select_archived(chunk), full)
             .await?;
     }
     Ok(matcher.verdicts)
@@ -317,20 +319,23 @@ impl<'a> Matcher<'a> {
     }
 
     /// Runs `statement` on the archive and compares each row it returns; returns their number.
-    async fn compare(&mut self, archive: &mut Conn, statement: &Statement) -> DbResult<usize> {
-        let mut result = archive
-            .exec_iter(statement.sql.as_str(), params(statement))
-            .await?;
+    /// `full`: whether the statement's text comes again and again ([`super::read_chunk`]).
+    async fn compare(
+        &mut self,
+        archive: &mut Conn,
+        statement: Statement,
+        full: bool,
+    ) -> DbResult<usize> {
         let mut rows = 0;
         let mut compared = Ok(());
-        result
-            .for_each(|row| {
-                rows += 1;
-                if compared.is_ok() {
-                    compared = self.add(&row.unwrap());
-                }
-            })
-            .await?;
+        let params = params(&statement);
+        super::read_chunk(archive, statement.sql, params, full, |row| {
+            rows += 1;
+            if compared.is_ok() {
+                compared = self.add(&row.unwrap());
+            }
+        })
+        .await?;
         compared.map(|()| rows)
     }
 
@@ -443,14 +448,20 @@ async fn insert_missing(
     let positions = queries.key_positions();
     let keys = keys_of(queries, rows)?;
     let mut present = HashSet::with_capacity(keys.len());
-    for chunk in keys.chunks(keys_per_statement(positions.len())) {
+    let keys_per_statement = keys_per_statement(positions.len());
+    for chunk in keys.chunks(keys_per_statement) {
         let statement = queries.archived_keys(chunk);
-        let held: Vec<Row> = archive
-            .exec(statement.sql.as_str(), params(&statement))
-            .await?;
-        for row in held {
-            present.insert(super::row_to_key(row)?);
-        }
+        let (params, full) = (params(&statement), chunk.len() == keys_per_statement);
+        let mut held = Ok(());
+        super::read_chunk(archive, statement.sql, params, full, |row| {
+            if held.is_ok() {
+                held = super::row_to_key(row).map(|key| {
+                    present.insert(key);
+                });
+            }
+        })
+        .await?;
+        held?;
     }
     let missing = rows
         .iter()

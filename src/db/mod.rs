@@ -93,7 +93,7 @@ pub(crate) fn params(statement: &Statement) -> Params {
 }
 
 /// Runs one chunk of a statement sent in chunks (a multi-row `INSERT`, a key list), which
-/// returns no rows; returns the rows it affected. A `full` chunk's statement comes again and
+/// returns no rows; returns the rows it affected ([`read_chunk`] is the form for reads). A `full` chunk's statement comes again and
 /// again: prepared once, it stays in the connection's statement cache. A short one (the last
 /// of a batch, its shape set by the batch's row count) may not come again: prepared, run and
 /// closed. mysql_async caches every statement it prepares, 32 a connection by default, each
@@ -116,6 +116,31 @@ pub(crate) async fn exec_chunk(
     ran?;
     closed?;
     Ok(affected)
+}
+
+/// [`exec_chunk`] for a chunk of a read sent in chunks (a key list): streams the rows it
+/// returns to `each`, as they arrive, with the same cache-or-close choice: a `full` chunk's
+/// statement stays prepared in the connection's cache, a short one is closed after it ran.
+pub(crate) async fn read_chunk(
+    conn: &mut Conn,
+    sql: String,
+    params: Params,
+    full: bool,
+    each: impl FnMut(Row),
+) -> DbResult<()> {
+    if full {
+        conn.exec_iter(sql, params).await?.for_each(each).await?;
+        return Ok(());
+    }
+    let statement = conn.prep(sql).await?;
+    let ran = match conn.exec_iter(&statement, params).await {
+        Ok(mut result) => result.for_each(each).await,
+        Err(error) => Err(error),
+    };
+    let closed = conn.close(statement).await;
+    ran?;
+    closed?;
+    Ok(())
 }
 
 /// Opens a connection (TLS as the endpoint's mode says) and sets the job's session options.

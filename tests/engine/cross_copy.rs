@@ -385,7 +385,9 @@ fn a_row_entering_the_range_during_the_copy_is_not_deleted_with_it() {
 /// and the rows are read by the locked keys instead: one more prepared statement executed on
 /// the archive server per batch (`Com_stmt_execute`, which the pre-flight moves alike in both
 /// runs, and which no other client of the sandbox moves), the same outcome, the archive's own
-/// rows untouched.
+/// rows untouched. Each batch's 250 keys are one short key list (under the 1,000 a statement
+/// carries), a text that depends on the batch's row count: prepared, run and closed
+/// (`Com_stmt_close`), not left in the connection's statement cache.
 #[test]
 fn archive_rows_the_batch_did_not_lock_send_the_read_back_by_key() {
     let main = common::sandbox();
@@ -393,6 +395,7 @@ fn archive_rows_the_batch_did_not_lock_send_the_read_back_by_key() {
     // The archive server's counters: no other test may use the servers meanwhile.
     let server = other.exclusive();
     let mut executed = Vec::new();
+    let mut closed = Vec::new();
     for planted in [false, true] {
         let what = format!("archive rows between the batch's keys: {planted}");
         let mut source = main.fresh_database("readback_src");
@@ -409,8 +412,10 @@ fn archive_rows_the_batch_did_not_lock_send_the_read_back_by_key() {
         let own = archive.checksum("arch");
         let job = two_server_job(&source, &archive, "id > 0", "batch_rows = 250");
         let before = counter(&mut archive, "COM_STMT_EXECUTE");
+        let closes_before = counter(&mut archive, "COM_STMT_CLOSE");
         assert_success(&job.archiver("run", &[]), &what);
         executed.push(counter(&mut archive, "COM_STMT_EXECUTE") - before);
+        closed.push(counter(&mut archive, "COM_STMT_CLOSE") - closes_before);
         assert_eq!(
             source.query_scalar::<u64>("SELECT COUNT(*) FROM src"),
             0,
@@ -431,6 +436,48 @@ fn archive_rows_the_batch_did_not_lock_send_the_read_back_by_key() {
         executed[1],
         executed[0] + 4,
         "statements executed: {executed:?}"
+    );
+    assert_eq!(closed[1], closed[0] + 4, "statements closed: {closed:?}");
+}
+
+/// Where the archive already holds identical copies of some of a batch's rows, the batch's
+/// one `LOAD DATA` does not take every row, is rolled back, and the careful copy reads which
+/// keys the archive holds (the batch's 250 keys, one short key list) and inserts the other
+/// rows (one short `INSERT`). Both statements' texts depend on the batch's row count: each is
+/// prepared, run and closed (`Com_stmt_close`, two a batch), not left in the statement cache.
+/// The copies already there count as archived, the others arrive; every row once.
+#[test]
+fn archive_copies_already_there_are_read_by_key_and_the_short_statements_closed() {
+    let main = common::sandbox();
+    let other = common::archive_sandbox();
+    // The archive server's counters: no other test may use the servers meanwhile.
+    let server = other.exclusive();
+    let mut source = main.fresh_database("already_src");
+    let mut archive = server.fresh_database("already_arch");
+    let create = "CREATE TABLE src (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)";
+    source.exec(create);
+    source.exec("INSERT INTO src SELECT seq, CONCAT('v', seq) FROM seq_1_to_1000");
+    archive.exec(&create.replace("src", "arch"));
+    archive
+        .exec("INSERT INTO arch SELECT seq, CONCAT('v', seq) FROM seq_1_to_1000 WHERE seq % 4 = 0");
+    let original = source.checksum("src");
+    let job = two_server_job(&source, &archive, "id > 0", "batch_rows = 250");
+    let (output, (loads, inserts, closed)) = run_counting_copies(&job, &mut archive, &[]);
+    assert_success(&output, "identical copies already archived");
+    assert_eq!(source.query_scalar::<u64>("SELECT COUNT(*) FROM src"), 0);
+    assert_eq!(archive.checksum("arch"), original, "every row, once");
+    assert_eq!(job.rows_deleted(), 1000);
+    let already: u64 = job
+        .events()
+        .iter()
+        .filter(|(t, _)| t == "BatchCopied" || t == "BatchDeleted")
+        .map(|(_, f)| f["rows_already"].as_u64().unwrap())
+        .sum();
+    assert_eq!(already, 250, "the copies already there (BatchCopied)");
+    assert_eq!(
+        (loads, inserts, closed),
+        (4, 4, 8),
+        "4 batches: a LOAD DATA each, then a key list read and an INSERT of the other rows, both closed"
     );
 }
 
