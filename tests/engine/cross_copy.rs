@@ -6,21 +6,13 @@
 
 use super::*;
 
-/// A global status counter of the server `db` is on.
-fn counter(db: &mut TestDb, name: &str) -> u64 {
-    db.query_scalar(&format!(
-        "SELECT CAST(VARIABLE_VALUE AS UNSIGNED) FROM information_schema.GLOBAL_STATUS \
-         WHERE VARIABLE_NAME = '{name}'"
-    ))
-}
-
 /// (LOAD DATA statements, INSERT statements, prepared statements closed) the server `db` is on
 /// has run so far.
 fn copies(db: &mut TestDb) -> (u64, u64, u64) {
     (
-        counter(db, "COM_LOAD"),
-        counter(db, "COM_INSERT"),
-        counter(db, "COM_STMT_CLOSE"),
+        server_counter(db, "COM_LOAD"),
+        server_counter(db, "COM_INSERT"),
+        server_counter(db, "COM_STMT_CLOSE"),
     )
 }
 
@@ -222,9 +214,9 @@ fn an_archive_trigger_changing_copies_leaves_those_rows_in_the_source() {
     // The first run's 4 batches each deleted its 50 rows early and undid that for its 5
     // changed copies; the second run's one batch holds the 20 rows left, all changed copies.
     for (round, batches) in [("run", 4), ("second run", 1)] {
-        let undone = counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT");
+        let undone = server_counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT");
         let output = job.archiver("run", &[]);
-        let undone = counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT") - undone;
+        let undone = server_counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT") - undone;
         assert_eq!(undone, batches, "{round}");
         assert_exit(
             &output,
@@ -331,9 +323,9 @@ fn a_row_entering_the_range_during_the_copy_is_not_deleted_with_it() {
         };
         let writer = churn(url, stop.clone(), flip);
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let undone = counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT");
+        let undone = server_counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT");
         let output = job.archiver("run", &[]);
-        let undone = counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT") - undone;
+        let undone = server_counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT") - undone;
         stop.store(true, Ordering::SeqCst);
         let flipped = writer.join().unwrap();
         assert_success(&output, &format!("attempt {attempt}"));
@@ -411,11 +403,11 @@ fn archive_rows_the_batch_did_not_lock_send_the_read_back_by_key() {
         let original = source.checksum("src");
         let own = archive.checksum("arch");
         let job = two_server_job(&source, &archive, "id > 0", "batch_rows = 250");
-        let before = counter(&mut archive, "COM_STMT_EXECUTE");
-        let closes_before = counter(&mut archive, "COM_STMT_CLOSE");
+        let before = server_counter(&mut archive, "COM_STMT_EXECUTE");
+        let closes_before = server_counter(&mut archive, "COM_STMT_CLOSE");
         assert_success(&job.archiver("run", &[]), &what);
-        executed.push(counter(&mut archive, "COM_STMT_EXECUTE") - before);
-        closed.push(counter(&mut archive, "COM_STMT_CLOSE") - closes_before);
+        executed.push(server_counter(&mut archive, "COM_STMT_EXECUTE") - before);
+        closed.push(server_counter(&mut archive, "COM_STMT_CLOSE") - closes_before);
         assert_eq!(
             source.query_scalar::<u64>("SELECT COUNT(*) FROM src"),
             0,
@@ -534,9 +526,9 @@ fn a_predicate_reading_another_table_that_changes_meanwhile_deletes_only_locked_
         };
         let writer = churn(url, stop.clone(), toggle);
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let undone = counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT");
+        let undone = server_counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT");
         let output = job.archiver("run", &[]);
-        let undone = counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT") - undone;
+        let undone = server_counter(&mut source, "COM_ROLLBACK_TO_SAVEPOINT") - undone;
         stop.store(true, Ordering::SeqCst);
         assert!(writer.join().unwrap() > 0, "the writer ran");
         assert_success(&output, &format!("attempt {attempt}"));

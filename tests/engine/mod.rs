@@ -79,6 +79,15 @@ pub fn mixed_db(sandbox: &Sandbox, prefix: &str, rows: u64) -> TestDb {
     db
 }
 
+/// A global status counter (`Com_stmt_prepare`, ...) of the server `db` is on. Other tests'
+/// statements move it too: read it under `exclusive()`.
+pub fn server_counter(db: &mut TestDb, name: &str) -> u64 {
+    db.query_scalar(&format!(
+        "SELECT CAST(VARIABLE_VALUE AS UNSIGNED) FROM information_schema.GLOBAL_STATUS \
+         WHERE VARIABLE_NAME = '{name}'"
+    ))
+}
+
 /// Rows of `src` matching `predicate`.
 pub fn count_matching(db: &mut TestDb, predicate: &str) -> u64 {
     db.query_scalar(&format!("SELECT COUNT(*) FROM src WHERE {predicate}"))

@@ -306,14 +306,6 @@ fn a_size_set_live_is_kept_for_the_rest_of_the_run() {
     );
 }
 
-/// A global status counter of the server `db` is on.
-fn server_counter(db: &mut TestDb, name: &str) -> u64 {
-    db.query_scalar(&format!(
-        "SELECT CAST(VARIABLE_VALUE AS UNSIGNED) FROM information_schema.GLOBAL_STATUS \
-         WHERE VARIABLE_NAME = '{name}'"
-    ))
-}
-
 /// Adaptive sizing plans a different row count nearly every batch; the statements that read
 /// "the next n rows" take n as a parameter, so a run prepares the same statements whatever
 /// sizes it chose: an adaptive run whose batches had many sizes prepares exactly as many
