@@ -252,6 +252,16 @@ impl Job {
             .map(|(_, f)| f["rows_deleted"].as_u64().unwrap())
             .sum()
     }
+
+    /// Locked rows whose identical copy the archive already held, summed over the WAL's
+    /// `BatchCopied` (two servers) and `BatchDeleted` (one server; zero between two) records.
+    pub fn rows_already(&self) -> u64 {
+        self.events()
+            .iter()
+            .filter(|(t, _)| t == "BatchCopied" || t == "BatchDeleted")
+            .map(|(_, f)| f["rows_already"].as_u64().unwrap())
+            .sum()
+    }
 }
 
 /// Asserts a refusal: exit 64 for both `run --dry-run` and `run`, every fragment in stderr, no
@@ -513,13 +523,9 @@ fn duplicates_identical_are_deleted_differing_are_conflicts() {
         .filter(|(t, _)| t == "ConflictFound")
         .collect();
     assert_eq!(conflicts.len() as u64, differing);
-    let already: u64 = events
-        .iter()
-        .filter(|(t, _)| t == "BatchDeleted")
-        .map(|(_, f)| f["rows_already"].as_u64().unwrap())
-        .sum();
     assert_eq!(
-        already, identical,
+        job.rows_already(),
+        identical,
         "identical duplicates counted as already archived"
     );
     let status = job.status();
