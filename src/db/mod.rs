@@ -93,34 +93,26 @@ pub(crate) fn params(statement: &Statement) -> Params {
 }
 
 /// Runs one chunk of a statement sent in chunks (a multi-row `INSERT`, a key list), which
-/// returns no rows; returns the rows it affected ([`read_chunk`] is the form for reads). A `full` chunk's statement comes again and
-/// again: prepared once, it stays in the connection's statement cache. A short one (the last
-/// of a batch, its shape set by the batch's row count) may not come again: prepared, run and
-/// closed. mysql_async caches every statement it prepares, 32 a connection by default, each
-/// with a column definition per placeholder: a statement of one size per batch would hold up
-/// to 32 of them (`db::cross`'s `INSERT_ROWS_PER_STATEMENT_MAX` has what that cost).
+/// returns no rows; returns the rows it affected. [`read_chunk`] is the form for reads, and
+/// this one is that with no rows to take.
 pub(crate) async fn exec_chunk(
     conn: &mut Conn,
     sql: String,
     params: Params,
     full: bool,
 ) -> DbResult<u64> {
-    if full {
-        conn.exec_drop(sql, params).await?;
-        return Ok(conn.affected_rows());
-    }
-    let statement = conn.prep(sql).await?;
-    let ran = conn.exec_drop(&statement, params).await;
-    let affected = conn.affected_rows();
-    let closed = conn.close(statement).await;
-    ran?;
-    closed?;
-    Ok(affected)
+    read_chunk(conn, sql, params, full, |_| ()).await?;
+    // COM_STMT_CLOSE has no reply: the count is still the statement's.
+    Ok(conn.affected_rows())
 }
 
-/// [`exec_chunk`] for a chunk of a read sent in chunks (a key list): streams the rows it
-/// returns to `each`, as they arrive, with the same cache-or-close choice: a `full` chunk's
-/// statement stays prepared in the connection's cache, a short one is closed after it ran.
+/// Runs one chunk of a read sent in chunks (a key list), streaming the rows it returns to
+/// `each` as they arrive. A `full` chunk's statement comes again and again: prepared once, it
+/// stays in the connection's statement cache. A short one (the last of a batch, its shape set
+/// by the batch's row count) may not come again: prepared, run and closed. mysql_async caches
+/// every statement it prepares, 32 a connection by default, each with a column definition per
+/// placeholder: a statement of one size per batch would hold up to 32 of them
+/// (`db::cross`'s `INSERT_ROWS_PER_STATEMENT_MAX` has what that cost).
 pub(crate) async fn read_chunk(
     conn: &mut Conn,
     sql: String,
