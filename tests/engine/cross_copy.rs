@@ -660,7 +660,7 @@ fn a_paced_two_server_job_deletes_only_once_the_archive_committed() {
                 );
                 let deleted = deleted_uncommitted(&mut moving.source, matching);
                 if deleted == matching {
-                    break;
+                    break deleted;
                 }
                 assert!(
                     std::time::Instant::now() < deadline,
@@ -671,7 +671,6 @@ fn a_paced_two_server_job_deletes_only_once_the_archive_committed() {
                 );
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            deleted_uncommitted(&mut moving.source, matching)
         } else {
             // Nothing may be deleted while the copy waits, however long it waits.
             let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
