@@ -550,26 +550,10 @@ fn a_predicate_reading_another_table_that_changes_meanwhile_deletes_only_locked_
     panic!("in 10 attempts the predicate never changed during the delete; the undo was never exercised");
 }
 
-/// The matching rows of `src` in `db` that the job's open transaction has deleted, as a dirty
-/// read sees them: `READ UNCOMMITTED` for the one statement's transaction reads the newest
-/// version of every row, an uncommitted deletion included, and takes no lock.
-///
-/// Not `information_schema.INNODB_TRX`'s `trx_rows_modified`: MariaDB serves that table from
-/// a cache that it refreshes only when nobody has read it for 100 ms (`trx_i_s_cache`), so a
-/// poll every 20 ms kept the first answer for good. Measured on the sandbox (10.11): a session
-/// that deleted 1 row, then 10 more a second later, stayed at 1 for three seconds under the
-/// 20 ms poll, and showed 11 at once under a 150 ms one. The unpaced case below failed that
-/// way whenever its first poll came before the job's delete (a busy machine), and its paced
-/// cases could not have seen a delete that came after their first poll.
-fn deleted_uncommitted(db: &mut TestDb, matching: u64) -> u64 {
-    db.exec("SET TRANSACTION ISOLATION LEVEL READ UNCOMMITTED");
-    matching - count_matching(db, MIXED_PREDICATE)
-}
-
 /// What the sessions in the two databases are doing, as the servers see them: each
 /// server's `PROCESSLIST` rows for its database and the source's open transactions there. For
 /// a wait that timed out, to say where the job stood. Read once: `INNODB_TRX` is fresh only
-/// when nobody read it in the last 100 ms ([`deleted_uncommitted`]).
+/// when nobody read it in the last 100 ms (`Moving::deleted_uncommitted`).
 fn sessions(source: &mut TestDb, archive: &mut TestDb) -> String {
     let mut said = String::new();
     for (side, db) in [("source", &mut *source), ("archive", &mut *archive)] {
@@ -658,7 +642,7 @@ fn a_paced_two_server_job_deletes_only_once_the_archive_committed() {
                     "{what}: ended before its delete: {}",
                     run.stderr()
                 );
-                let deleted = deleted_uncommitted(&mut moving.source, matching);
+                let deleted = moving.deleted_uncommitted();
                 if deleted == matching {
                     break deleted;
                 }
@@ -676,7 +660,7 @@ fn a_paced_two_server_job_deletes_only_once_the_archive_committed() {
             let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
             let mut deleted = 0;
             while deleted == 0 && std::time::Instant::now() < until {
-                deleted = deleted_uncommitted(&mut moving.source, moving.matching);
+                deleted = moving.deleted_uncommitted();
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             deleted
