@@ -91,7 +91,7 @@ fn ctl_pauses_sets_and_stops_a_running_job_which_then_resumes_exactly() {
         records.iter().filter(|(n, _)| n == "BatchDeleted").count()
     };
     wait_for("the run to get going", || {
-        socket.exists() && job.wal_dir.exists() && deleted(&records(&job)) >= 2
+        socket.exists() && job.has_log() && deleted(&records(&job)) >= 2
     });
 
     // The socket: a socket, owner-only.

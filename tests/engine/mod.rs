@@ -205,6 +205,22 @@ impl Job {
         (output.status.code(), lines)
     }
 
+    /// Whether the job's WAL holds a segment yet, so that `inspect` can read it. The directory
+    /// comes first: the writer creates it, takes its lock and syncs its parent, then creates
+    /// the first segment, and `inspect` of a directory without a segment is an error (exit 1).
+    /// A test polling a starting run's log waits for this, not for the directory: the
+    /// `wal_dir.exists()` it waited for once let a poll land in between (a `max_load` test's
+    /// `events()` failed so, once, in CI).
+    pub fn has_log(&self) -> bool {
+        std::fs::read_dir(&self.wal_dir).is_ok_and(|entries| {
+            entries.flatten().any(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("wal-") && name.ends_with(".seg")
+            })
+        })
+    }
+
     /// The events of the log, decoded from the WAL bytes by `inspect`, as (type, fields).
     pub fn events(&self) -> Vec<(String, serde_json::Value)> {
         let (code, lines) = self.inspect();

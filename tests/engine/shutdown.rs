@@ -105,7 +105,7 @@ fn a_stop_during_the_pause_between_batches_does_not_wait_it_out() {
     // The first pause comes before the first batch is planned; wait until the log exists and
     // the run sits in it.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !(job.wal_dir.exists() && job_has_run(&job)) {
+    while !(job.has_log() && job_has_run(&job)) {
         assert!(Instant::now() < deadline, "the run never started");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -176,7 +176,7 @@ fn pause_and_stop_files_beside_the_job_file_hold_and_stop_the_run() {
             .count()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !job.wal_dir.exists() || batches_deleted() < 2 {
+    while !job.has_log() || batches_deleted() < 2 {
         assert!(Instant::now() < deadline, "the run never got going");
         std::thread::sleep(Duration::from_millis(50));
     }

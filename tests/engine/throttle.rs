@@ -128,7 +128,7 @@ fn count(job: &Job, record: &str) -> usize {
 /// Waits until the WAL holds at least `n` `BatchDeleted` records.
 fn wait_for_batches(job: &Job, run: &mut Running, n: usize) {
     let deadline = Instant::now() + DEADLINE;
-    while !job.wal_dir.exists() || count(job, "BatchDeleted") < n {
+    while !job.has_log() || count(job, "BatchDeleted") < n {
         assert!(
             run.child.try_wait().unwrap().is_none(),
             "the run ended early:\n{}",
