@@ -550,38 +550,6 @@ fn a_predicate_reading_another_table_that_changes_meanwhile_deletes_only_locked_
     panic!("in 10 attempts the predicate never changed during the delete; the undo was never exercised");
 }
 
-/// What the sessions in the two databases are doing, as the servers see them: each
-/// server's `PROCESSLIST` rows for its database and the source's open transactions there. For
-/// a wait that timed out, to say where the job stood. Read once: `INNODB_TRX` is fresh only
-/// when nobody read it in the last 100 ms (`Moving::deleted_uncommitted`).
-fn sessions(source: &mut TestDb, archive: &mut TestDb) -> String {
-    let mut said = String::new();
-    for (side, db) in [("source", &mut *source), ("archive", &mut *archive)] {
-        let name = common::sql_string(db.name());
-        let rows: Vec<String> = db.query_rows(&format!(
-            "SELECT CONCAT_WS(' | ', p.ID, p.COMMAND, p.TIME, COALESCE(p.STATE, '-'), \
-             COALESCE(LEFT(p.INFO, 160), '-'), COALESCE(t.trx_state, 'no trx'), \
-             COALESCE(t.trx_rows_modified, '-'), COALESCE(t.trx_rows_locked, '-'), \
-             COALESCE(t.trx_isolation_level, '-'), COALESCE(LEFT(t.trx_query, 80), '-')) \
-             FROM information_schema.PROCESSLIST p \
-             LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID \
-             WHERE p.DB = {name}"
-        ));
-        said.push_str(&format!(
-            "{side} sessions (id | command | s | state | info | trx | modified | locked | isolation | trx query):\n  {}\n",
-            rows.join("\n  ")
-        ));
-        let waits: Vec<String> = db.query_rows(
-            "SELECT CONCAT_WS(' | ', requesting_trx_id, blocking_trx_id) \
-             FROM information_schema.INNODB_LOCK_WAITS",
-        );
-        said.push_str(&format!(
-            "{side} lock waits (requesting | blocking): {waits:?}\n"
-        ));
-    }
-    said
-}
-
 /// Whether a session is copying rows into `db` (a `LOAD DATA` or `INSERT` in progress).
 fn copying_into(db: &mut TestDb) -> bool {
     db.query_scalar::<u64>(&format!(
@@ -634,27 +602,19 @@ fn a_paced_two_server_job_deletes_only_once_the_archive_committed() {
         });
         let deleted = if at_once {
             let matching = moving.matching;
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            loop {
-                let ended = run.child.try_wait().unwrap();
-                assert!(
-                    ended.is_none(),
-                    "{what}: ended before its delete: {}",
-                    run.stderr()
-                );
-                let deleted = moving.deleted_uncommitted();
-                if deleted == matching {
-                    break deleted;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{what}: the batch's {matching} rows not deleted in 120 s while the copy \
-                     waits ({deleted} deleted);\n{}\njob:\n{}",
-                    sessions(&mut moving.source, &mut moving.archive),
-                    run.stderr()
-                );
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            wait_for(
+                &format!("{what}: the batch deleted while the copy waits"),
+                || {
+                    let ended = run.child.try_wait().unwrap();
+                    assert!(
+                        ended.is_none(),
+                        "{what}: ended before its delete: {}",
+                        run.stderr()
+                    );
+                    moving.deleted_uncommitted() == matching
+                },
+            );
+            matching
         } else {
             // Nothing may be deleted while the copy waits, however long it waits.
             let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
